@@ -1,0 +1,54 @@
+"""Masking strategies: pure functions returning bool ``(B, N)`` masks, True = hidden.
+
+``attmask_high`` / ``attmask_low`` / ``attmask_hint`` rank tokens by the teacher's [CLS]
+attention (AttMask, ECCV 2022); ``random_mask`` and ``blockwise_mask`` depend only on the
+grid. ``build_masking`` picks one by name with per-image ratio and probability sampling.
+"""
+
+from attmask.masking.attention import (
+    attmask_high,
+    attmask_hint,
+    attmask_low,
+    scores_from_cls_attention,
+    token_ranks,
+)
+from attmask.masking.blockwise import blockwise_mask
+from attmask.masking.random import random_mask
+from attmask.masking.ratio import (
+    apply_probability,
+    grid_shape,
+    num_masked,
+    ratio_tensor,
+    sample_keep_rows,
+    sample_ratios,
+)
+from attmask.masking.registry import (
+    ATTENTION_STRATEGIES,
+    STRATEGIES,
+    MaskingConfig,
+    MaskingStrategy,
+    build_masking,
+    validate_masking_config,
+)
+
+__all__ = [
+    "ATTENTION_STRATEGIES",
+    "STRATEGIES",
+    "MaskingConfig",
+    "MaskingStrategy",
+    "apply_probability",
+    "attmask_high",
+    "attmask_hint",
+    "attmask_low",
+    "blockwise_mask",
+    "build_masking",
+    "grid_shape",
+    "num_masked",
+    "random_mask",
+    "ratio_tensor",
+    "sample_keep_rows",
+    "sample_ratios",
+    "scores_from_cls_attention",
+    "token_ranks",
+    "validate_masking_config",
+]

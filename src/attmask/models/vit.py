@@ -1,0 +1,184 @@
+"""Vision Transformer backbone with a learned mask token and cheap [CLS] attention.
+
+Follows ViT (Dosovitskiy et al., 2021) with timm's parameter names, so ``state_dict()`` minus
+``mask_token`` loads into ``timm``'s ``VisionTransformer`` with ``strict=True``. As in iBOT and
+AttMask, hidden patches are replaced by the learned ``mask_token`` right after the patch
+embedding, before [CLS] is prepended and position embeddings are added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from torch import nn
+
+from attmask.models.attention import Block
+
+
+@dataclass
+class ViTOutput:
+    """Result of :meth:`VisionTransformer.forward`.
+
+    Attributes:
+        cls_token: ``(B, D)`` final-norm [CLS] token.
+        patch_tokens: ``(B, N, D)`` final-norm patch tokens, row-major grid order.
+        cls_attention: ``(B, heads, N)`` softmax attention of the [CLS] query over the patch
+            tokens in the chosen block (CLS->CLS dropped, not renormalised), or None.
+    """
+
+    cls_token: torch.Tensor
+    patch_tokens: torch.Tensor
+    cls_attention: torch.Tensor | None = None
+
+
+class VisionTransformer(nn.Module):
+    """ViT encoder returning [CLS] and patch tokens (no classification head)."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if img_size % patch_size != 0:
+            raise ValueError(
+                f"img_size ({img_size}) must be divisible by patch_size ({patch_size})"
+            )
+        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.patch_embed = PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim, strict_img_size=False
+        )
+        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)  # type: ignore[assignment]
+        num_patches = self.grid_size[0] * self.grid_size[1]
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=rate) for rate in rates
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        for module in self.blocks.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def depth(self) -> int:
+        """Number of transformer blocks."""
+        return len(self.blocks)
+
+    def grid_for(self, height: int, width: int) -> tuple[int, int]:
+        """Patch grid ``(H / p, W / p)`` of an image; raises if a side is not a multiple of p."""
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"image size {height}x{width} is not divisible by the patch size "
+                f"{self.patch_size}; resize or crop images to a multiple of {self.patch_size}"
+            )
+        return height // self.patch_size, width // self.patch_size
+
+    def _position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        if grid == self.grid_size:
+            return self.pos_embed
+        return resample_abs_pos_embed(
+            self.pos_embed, new_size=list(grid), old_size=list(self.grid_size), num_prefix_tokens=1
+        )
+
+    def embed(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch-embed, apply the mask token, prepend [CLS], add position embeddings.
+
+        Args:
+            images: ``(B, C, H, W)`` with H, W multiples of the patch size.
+            mask: optional bool ``(B, N)``, True = replace by the mask token.
+
+        Returns:
+            Tokens ``(B, 1 + N, D)``.
+        """
+        if images.dim() != 4 or images.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected images of shape (batch, {self.in_chans}, height, width), "
+                f"got {tuple(images.shape)}"
+            )
+        grid = self.grid_for(images.shape[-2], images.shape[-1])
+        patches = self.patch_embed(images)  # (B, N, D)
+        if mask is not None:
+            if mask.shape != patches.shape[:2] or mask.dtype != torch.bool:
+                raise ValueError(
+                    f"mask must be a bool tensor of shape {tuple(patches.shape[:2])}, "
+                    f"got {mask.dtype} {tuple(mask.shape)}"
+                )
+            patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
+        tokens = torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1)
+        return tokens + self._position_embedding(grid)
+
+    def _block_index(self, block: int) -> int:
+        index = block + self.depth if block < 0 else block
+        if not 0 <= index < self.depth:
+            raise ValueError(f"block index {block} out of range for a ViT of depth {self.depth}")
+        return index
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_cls_attention: bool = False,
+        attention_block: int = -1,
+    ) -> ViTOutput:
+        """Encode images.
+
+        Args:
+            images: ``(B, C, H, W)``; any size divisible by the patch size.
+            mask: optional bool ``(B, N)``, True = hidden (mask token).
+            return_cls_attention: also return the [CLS] attention of ``attention_block``.
+            attention_block: block whose attention is returned (default: last).
+
+        Returns:
+            :class:`ViTOutput`.
+        """
+        tokens = self.embed(images, mask)
+        chosen = self._block_index(attention_block) if return_cls_attention else -1
+        cls_attention = None
+        for index, block in enumerate(self.blocks):
+            if index == chosen:
+                tokens, cls_row = block.forward_with_cls_attention(tokens)
+                cls_attention = cls_row[:, :, 1:]  # drop CLS->CLS, no renormalisation
+            else:
+                tokens = block(tokens)
+        tokens = self.norm(tokens)
+        return ViTOutput(tokens[:, 0], tokens[:, 1:], cls_attention)
+
+    def intermediate_layers(
+        self, images: torch.Tensor, num_blocks: int = 4, mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Outputs of the last ``num_blocks`` blocks, each passed through the final norm.
+
+        This is DINO's ``get_intermediate_layers``: the linear-probing protocol concatenates
+        the [CLS] tokens ``out[:, 0]`` of the last 4 blocks.
+
+        Returns:
+            List (oldest first) of ``num_blocks`` tensors ``(B, 1 + N, D)``.
+        """
+        if not 1 <= num_blocks <= self.depth:
+            raise ValueError(f"num_blocks must be in [1, {self.depth}], got {num_blocks}")
+        tokens = self.embed(images, mask)
+        outputs = []
+        for index, block in enumerate(self.blocks):
+            tokens = block(tokens)
+            if index >= self.depth - num_blocks:
+                outputs.append(self.norm(tokens))
+        return outputs

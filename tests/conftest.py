@@ -1,0 +1,37 @@
+"""Shared fixtures: golden values from ../shared/reference (required in CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(
+    os.environ.get("ATTMASK_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference")
+)
+
+
+def load_reference(name: str) -> dict[str, np.ndarray]:
+    """Load a reference ``.npz``; fail in CI when it is missing, skip elsewhere."""
+    path = REFERENCE_DIR / name
+    if not path.is_file():
+        message = f"reference file {path} is missing"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run with ../shared/reference beside the repository")
+        pytest.skip(f"{message}; set ATTMASK_REFERENCE_DIR to run the parity tests")
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def reference_json(arrays: dict[str, np.ndarray], key: str) -> object:
+    """Decode a JSON string stored as a 0-d unicode array."""
+    return json.loads(str(arrays[key]))
+
+
+@pytest.fixture
+def reference():
+    return load_reference
