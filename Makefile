@@ -1,0 +1,29 @@
+# One command per job; each creates or updates the virtual environment it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= out/demo
+
+.PHONY: venv demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,demo]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m attmask.cli.main masks --image "$$($(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), \"data\", \"chelsea.png\"))")" --out $(DEMO_OUT)/masks_chelsea.png
+	$(PY) -m attmask.cli.main masks --image "$$($(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), \"data\", \"astronaut.png\"))")" --out $(DEMO_OUT)/masks_astronaut.png
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -1,0 +1,72 @@
+"""Matplotlib rendering (the only module that imports matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from attmask.viz.masks import attention_heatmap, overlay_mask  # noqa: E402
+
+STRATEGY_TITLES = {
+    "block": "Block-wise",
+    "random": "Random",
+    "attmask_high": "AttMask-High",
+    "attmask_hint": "AttMask-Hint",
+    "attmask_low": "AttMask-Low",
+}
+
+
+def render_mask_grid(
+    image: np.ndarray,
+    scores: torch.Tensor,
+    masks: dict[str, list[torch.Tensor]],
+    ratios: list[float],
+    patch_size: int,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Draw image, attention map and each strategy's masks, one row per ratio.
+
+    Args:
+        image: ``(H, W, 3)`` in ``[0, 1]``.
+        scores: ``(N,)`` head-mean [CLS] attention.
+        masks: ``{strategy: [(N,) mask per ratio]}``.
+        ratios: the ratio of each row.
+        patch_size: pixels per patch side.
+        title: figure title.
+        path: output PNG.
+
+    Returns:
+        The written path.
+    """
+    grid = (image.shape[0] // patch_size, image.shape[1] // patch_size)
+    heat = attention_heatmap(scores, grid, patch_size)
+    columns = 2 + len(masks)
+    figure, axes = plt.subplots(len(ratios), columns, figsize=(2.1 * columns, 2.2 * len(ratios) + 0.6), squeeze=False)
+    for row, ratio in enumerate(ratios):
+        axes[row, 0].imshow(image)
+        axes[row, 1].imshow(image)
+        axes[row, 1].imshow(heat, cmap="inferno", alpha=0.6)
+        for column, (name, per_ratio) in enumerate(masks.items(), start=2):
+            axes[row, column].imshow(overlay_mask(image, per_ratio[row], grid, patch_size))
+            if row == 0:
+                axes[row, column].set_title(STRATEGY_TITLES.get(name, name), fontsize=9)
+        axes[row, 0].set_ylabel(f"r = {ratio:g}", fontsize=10)
+    axes[0, 0].set_title("Image", fontsize=9)
+    axes[0, 1].set_title("[CLS] attention", fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
