@@ -87,3 +87,23 @@ def test_random_and_block_counts(height: int, width: int, ratio: float, seed: in
     assert (block.sum(1) <= k).all()
     again = blockwise_mask(3, (height, width), ratio, torch.Generator().manual_seed(seed + 1))
     assert again.shape == block.shape
+
+
+def test_every_grid_from_2x2_to_32x32() -> None:
+    """Exhaustive over all 961 grid shapes: exact counts, block within budget, no mutation."""
+    generator = torch.Generator().manual_seed(0)
+    for height in range(2, 33):
+        for width in range(2, 33):
+            tokens = height * width
+            ratios = torch.tensor([0.0, 0.1, 0.37, 0.5, 1.0], dtype=torch.float64)
+            counts = torch.floor(ratios * tokens).long()
+            scores = torch.rand(5, tokens, generator=generator)
+            original = scores.clone()
+            assert torch.equal(attmask_high(scores, ratios).sum(1), counts)
+            assert torch.equal(attmask_low(scores, ratios).sum(1), counts)
+            assert torch.equal(random_mask(5, (height, width), ratios, generator).sum(1), counts)
+            hint = attmask_hint(scores, ratios, 0.05, 0.1, generator)
+            assert (hint.sum(1) <= counts).all()
+            block = blockwise_mask(5, (height, width), ratios, generator)
+            assert (block.sum(1) <= counts).all() and block.shape == (5, tokens)
+            assert torch.equal(scores, original)
