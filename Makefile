@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 
-.PHONY: venv demo test bench clean
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: venv data demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +17,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Fashion-MNIST from Debian's dataset-fashion-mnist (skipped when ATTMASK_DATA_DIR is set).
+data:
+	@if [ -z "$$ATTMASK_DATA_DIR" ] && [ ! -f $(FMNIST) ]; then \
+		echo "installing Debian package dataset-fashion-mnist"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
 demo: $(STAMP)
 	$(PY) -m attmask.cli.main masks --image "$$($(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), \"data\", \"chelsea.png\"))")" --out $(DEMO_OUT)/masks_chelsea.png
 	$(PY) -m attmask.cli.main masks --image "$$($(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), \"data\", \"astronaut.png\"))")" --out $(DEMO_OUT)/masks_astronaut.png
 
-test: $(STAMP)
+test: $(STAMP) data
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

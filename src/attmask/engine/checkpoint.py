@@ -1,0 +1,67 @@
+"""Checkpoints written atomically (temporary file + rename) and loaded without unpickling code."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_NAME = "checkpoint.pth"
+FORMAT = "attmask-checkpoint"
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` with ``torch.save`` to a temporary file, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the previous file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(state, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt files
+        raise ValueError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+
+
+def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
+    """Refuse to resume a run whose model differs from the requested one."""
+    for section in ("model", "head"):
+        saved, wanted = saved_config.get(section, {}), config.get(section, {})
+        changed = sorted(k for k in wanted if saved.get(k) != wanted.get(k) and k != "drop_path_rate")
+        if changed:
+            key = changed[0]
+            raise ValueError(
+                f"{path} holds a checkpoint of another architecture ({section}.{key}: "
+                f"{saved.get(key)!r} vs {wanted.get(key)!r}); use a new --out folder or the same config"
+            )
+    if saved_config.get("train", {}).get("method") != config.get("train", {}).get("method"):
+        raise ValueError(
+            f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; "
+            "use a new --out folder"
+        )

@@ -1,0 +1,66 @@
+"""Typed config: YAML + overrides, unknown keys and bad values are one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attmask.config import Config, ConfigError, load_config, save_config, to_dict
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_defaults_and_overrides() -> None:
+    config = load_config(None, ["optim.lr=1e-3", "masking.ratio=[0.2, 0.4]", "model.depth=4",
+                                "train.progress=false", "data.subset=0.2", "masking.ratio=0.3"])
+    assert config.optim.lr == 1e-3 and config.model.depth == 4
+    assert config.masking.ratio == (0.3, 0.3), "later overrides win; a scalar means a fixed ratio"
+    assert config.train.progress is False and config.data.subset == 0.2
+    assert config.optim.epochs == Config().optim.epochs
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_loads(path: Path) -> None:
+    config = load_config(path)
+    assert config.train.method in ("ibot", "dino")
+
+
+def test_round_trip_through_yaml(tmp_path) -> None:
+    config = load_config(None, ["masking.strategy=attmask_hint", "data.global_scale=[0.3, 1.0]"])
+    save_config(config, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert to_dict(again) == to_dict(config)
+    assert again.data.global_scale == (0.3, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lrr=1"], "unknown config key optim.lrr; valid keys under optim: epochs, lr"),
+        (["optim.lr=fast"], "config key optim.lr expects float, got 'fast'"),
+        (["model.depth=deep"], "config key model.depth expects int"),
+        (["masking.ratio=1.5"], r"masking.ratio must satisfy 0 <= low <= high <= 1"),
+        (["masking.strategy=attmask_top"], "unknown masking strategy"),
+        (["bogus.key=1"], "unknown config key bogus"),
+        (["optim"], "must look like section.key=value"),
+        (["train.progress=maybe"], "expects bool"),
+    ],
+)
+def test_bad_overrides(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_bad_files(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("optim: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"optim": {"lr": 1e-3, "betas": [0.9, 0.95]}}))
+    with pytest.raises(ConfigError, match="unknown config key optim.betas"):
+        load_config(wrong)
