@@ -1,0 +1,7 @@
+"""Losses, one per file: the EMA centre, the DINO [CLS] loss, the iBOT [CLS] + masked-patch loss."""
+
+from attmask.losses.center import Center
+from attmask.losses.dino import DINOLoss, cross_view_loss
+from attmask.losses.ibot import IBOTLoss, IBOTLossOutput, masked_patch_loss
+
+__all__ = ["Center", "DINOLoss", "IBOTLoss", "IBOTLossOutput", "cross_view_loss", "masked_patch_loss"]
