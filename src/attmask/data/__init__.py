@@ -1,5 +1,23 @@
-"""Data loading: images, data sets and multi-crop augmentation."""
+"""Data: built-in data sets and image folders, multi-crop augmentation, resumable order."""
 
-from attmask.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image, image_to_tensor
+from attmask.data.augment import MULTICROP_PRESETS, MultiCropAugmentation, MultiCropConfig, eval_transform
+from attmask.data.collate import collate_multicrop
+from attmask.data.datasets import BUILTIN, DatasetError, ImageDataset, build_dataset, subset_per_class
+from attmask.data.images import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, load_image
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "image_to_tensor", "load_image"]
+__all__ = [
+    "BUILTIN",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MULTICROP_PRESETS",
+    "DatasetError",
+    "ImageDataset",
+    "MultiCropAugmentation",
+    "MultiCropConfig",
+    "build_dataset",
+    "collate_multicrop",
+    "eval_transform",
+    "image_to_tensor",
+    "load_image",
+    "subset_per_class",
+]
