@@ -6,10 +6,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from attmask.cli import masks
+from attmask.cli import masks, pretrain
 
-
-SUBCOMMANDS = {"masks": masks}
+SUBCOMMANDS = {"masks": masks, "pretrain": pretrain}
 
 
 def build_parser() -> argparse.ArgumentParser:

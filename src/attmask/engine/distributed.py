@@ -1,0 +1,90 @@
+"""torch.distributed set-up from torchrun's environment; every call is a no-op single-process.
+
+``torchrun --nproc_per_node 4 -m attmask.cli.main pretrain ...`` sets ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``; without them the run is single-process on the chosen device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistributedContext:
+    """Where this process runs.
+
+    Attributes:
+        rank: global rank (0 single-process).
+        world_size: number of processes.
+        local_rank: rank on this node.
+        device: the torch device of this process.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        """True when a process group with more than one process is in use."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs and checkpoints."""
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> the local CUDA device when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device=cuda but no CUDA device is available; use cpu or auto")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def init_distributed(device_name: str = "auto") -> DistributedContext:
+    """Initialise the process group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size > 1 and not (dist.is_available() and dist.is_initialized()):
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, local_rank, device)
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tensor`` over processes (a copy; the input itself single-process)."""
+    if not is_distributed():
+        return tensor
+    reduced = tensor.clone()
+    dist.all_reduce(reduced)
+    return reduced / dist.get_world_size()
+
+
+def barrier() -> None:
+    """Synchronise processes (no-op single-process)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Destroy the process group if this module created one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

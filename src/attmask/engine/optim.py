@@ -1,0 +1,65 @@
+"""AdamW with per-group weight decay and per-iteration schedules (iBOT / DINO recipe)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from attmask.engine.schedules import cosine_schedule
+
+_NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token")
+
+
+def parameter_groups(model: nn.Module) -> list[dict]:
+    """Split trainable parameters: weight decay on weights, none on biases, norms and tokens."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        skip = parameter.ndim <= 1 or name.endswith(".bias") or any(
+            token in name for token in _NO_DECAY_NAMES
+        )
+        (no_decay if skip else decay).append(parameter)
+    return [
+        {"params": decay, "apply_weight_decay": True},
+        {"params": no_decay, "apply_weight_decay": False, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere)."""
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(
+        parameter_groups(model), lr=0.0, weight_decay=0.0, fused=fused, foreach=None if fused else True
+    )
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+    """Set this iteration's learning rate everywhere and weight decay on decayed groups."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if group.get("apply_weight_decay", True):
+            group["weight_decay"] = weight_decay
+
+
+def training_schedules(
+    lr: float,
+    min_lr: float,
+    warmup_epochs: int,
+    weight_decay: float,
+    weight_decay_end: float,
+    teacher_momentum: float,
+    teacher_momentum_end: float,
+    epochs: int,
+    iters_per_epoch: int,
+) -> dict[str, np.ndarray]:
+    """Per-iteration lr (linear warm-up, cosine), weight decay and teacher momentum (cosine).
+
+    ``lr`` must already include the linear scaling rule ``base_lr * batch / 256``.
+    """
+    return {
+        "lr": cosine_schedule(lr, min_lr, epochs, iters_per_epoch, warmup_epochs),
+        "weight_decay": cosine_schedule(weight_decay, weight_decay_end, epochs, iters_per_epoch),
+        "momentum": cosine_schedule(teacher_momentum, teacher_momentum_end, epochs, iters_per_epoch),
+    }

@@ -1,0 +1,272 @@
+"""The pretraining loop: one readable trainer from a laptop CPU to torchrun on many GPUs.
+
+Per optimizer step: seed the step's randomness, set lr / weight decay from the schedules,
+forward + backward each micro-batch (DDP syncs on the last), unscale, clip the global gradient
+norm, drop the last layer's gradients during the first epoch(s), step, update the EMA teacher.
+Randomness is a pure function of (seed, rank, step) and the data order of (seed, epoch), so a
+resumed run continues exactly like an uninterrupted one without saving RNG states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from attmask.config import Config, save_config, to_dict
+from attmask.data.collate import collate_multicrop
+from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
+from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, check_compatible, load_checkpoint, save_atomic
+from attmask.engine.data import build_pretraining_data
+from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
+from attmask.engine.knn_monitor import KNNMonitor
+from attmask.engine.logging import RunLogger
+from attmask.engine.optim import build_optimizer, set_hyperparameters, training_schedules
+from attmask.engine.precision import autocast, grad_scaler, resolve_precision
+from attmask.methods import build_method
+
+
+class TrainingError(ValueError):
+    """Training cannot go on (diverged loss, data smaller than a batch, ...)."""
+
+
+@dataclass
+class Progress:
+    """Position in the run: ``step`` optimizer steps done in ``epoch``; ``global_step`` overall."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+
+
+class Trainer:
+    """Builds data, method, optimizer from a config and runs or resumes the pretraining.
+
+    Args:
+        config: the resolved configuration.
+        run_dir: run folder (config, log, checkpoints); an existing checkpoint is resumed.
+        context: distributed context (default: from torchrun's environment).
+    """
+
+    def __init__(self, config: Config, run_dir: str | Path, context: DistributedContext | None = None) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        self.ctx = context or init_distributed(config.train.device)
+        self.device = self.ctx.device
+        self.precision = resolve_precision(config.train.precision, self.device)
+        base, transform, self.crops = build_pretraining_data(config.data)  # errors before any model
+        self.dataset = SeededTransformDataset(base, transform, config.train.seed)
+        self._build_loader()
+        torch.manual_seed(config.train.seed)  # identical initial weights on every rank
+        self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
+        self.runner = self._wrap_student()
+        self.optimizer = build_optimizer(self.method.student, self.device)
+        self.scaler = grad_scaler(self.precision, self.device)
+        optim = config.optim
+        batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps
+        self.schedules = training_schedules(
+            optim.lr * batch / 256, optim.min_lr, optim.warmup_epochs, optim.weight_decay,
+            optim.weight_decay_end, optim.teacher_momentum, optim.teacher_momentum_end,
+            optim.epochs, self.steps_per_epoch,
+        )
+        self.progress = Progress()
+        self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main)
+        self.knn = KNNMonitor(config, self.crops.global_size, self.device)
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._resume_or_start()
+
+    # ----------------------------------------------------------------- set-up
+    def _build_loader(self) -> None:
+        config, ctx = self.config, self.ctx
+        self.sampler = EpochSampler(len(self.dataset), ctx.world_size, ctx.rank, config.train.seed)
+        per_rank_batches = len(self.sampler) // config.data.batch_size
+        steps = per_rank_batches // config.optim.accumulation_steps
+        if config.train.max_steps_per_epoch > 0:
+            steps = min(steps, config.train.max_steps_per_epoch)
+        if steps < 1:
+            raise TrainingError(
+                f"the data set has {len(self.dataset)} images, fewer than one step needs "
+                f"({config.data.batch_size} x {ctx.world_size} ranks x {config.optim.accumulation_steps} "
+                "accumulation steps); lower data.batch_size"
+            )
+        self.steps_per_epoch = steps
+        self.loader = DataLoader(
+            self.dataset, batch_size=config.data.batch_size, sampler=self.sampler,
+            num_workers=config.data.num_workers, collate_fn=collate_multicrop, drop_last=True,
+            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0),
+        )
+
+    def _wrap_student(self) -> torch.nn.Module:
+        student = self.method.student
+        if not self.ctx.enabled:
+            return student
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        runner = DistributedDataParallel(student, device_ids=device_ids)
+        self.method.set_student_runner(runner)
+        return runner
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, float]:
+        """Train until ``optim.epochs``; returns the last epoch's summary record."""
+        summary: dict[str, float] = {}
+        for epoch in range(self.progress.epoch, self.config.optim.epochs):
+            epoch_loss = self._train_epoch(epoch)
+            summary = self._end_epoch(epoch, epoch_loss)
+        if self.config.train.knn_baseline:
+            summary.update(self._random_init_baseline())
+        self.logger.close()
+        return summary
+
+    def _train_epoch(self, epoch: int) -> torch.Tensor:
+        batch, accumulation = self.config.data.batch_size, self.config.optim.accumulation_steps
+        start = self.progress.step
+        self.sampler.set_epoch(epoch, start * batch * accumulation)
+        self.dataset.set_epoch(epoch)
+        self.method.train()
+        batches = iter(self.loader)
+        show = self.ctx.is_main and self.config.train.progress
+        bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch}", disable=not show)
+        loss_sum = torch.zeros((), device=self.device)
+        tick, images = time.perf_counter(), 0
+        for step in range(start, self.steps_per_epoch):
+            micro = [self._to_device(next(batches)[0]) for _ in range(accumulation)]
+            logs = self._optimizer_step(micro, epoch)
+            loss_sum += logs["loss"]
+            images += batch * accumulation * self.ctx.world_size
+            self.progress = Progress(epoch, step + 1, self.progress.global_step + 1)
+            if self._should_log(step):
+                rate = images / max(time.perf_counter() - tick, 1e-9)
+                self._log_step(logs, bar, rate)
+                tick, images = time.perf_counter(), 0
+            every = self.config.train.save_every_steps
+            if every and self.progress.global_step % every == 0:
+                self.save()
+            bar.update(1)
+        bar.close()
+        return loss_sum / max(self.steps_per_epoch - start, 1)
+
+    def _to_device(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [crop.to(self.device, non_blocking=True) for crop in crops]
+
+    def _optimizer_step(self, micro: list[list[torch.Tensor]], epoch: int) -> dict[str, torch.Tensor]:
+        iteration = epoch * self.steps_per_epoch + self.progress.step
+        self._seed_step()
+        lr, weight_decay, momentum = (
+            float(self.schedules[key][iteration]) for key in ("lr", "weight_decay", "momentum")
+        )
+        set_hyperparameters(self.optimizer, lr, weight_decay)
+        logs: dict[str, torch.Tensor] = {}
+        for index, crops in enumerate(micro):
+            last = index == len(micro) - 1
+            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.runner.no_sync()
+            with sync:
+                with autocast(self.precision, self.device):
+                    out = self.method.training_step(crops, epoch)
+                self.scaler.scale(out.loss / len(micro)).backward()
+            for key, value in out.logs.items():
+                logs[key] = logs.get(key, 0) + value.float() / len(micro)
+        logs["grad_norm"] = self._clip_and_step(epoch)
+        self.method.update_teacher(momentum)
+        self._nonfinite |= ~torch.isfinite(logs["loss"])
+        logs.update(lr=torch.tensor(lr), weight_decay=torch.tensor(weight_decay),
+                    momentum=torch.tensor(momentum))
+        return logs
+
+    def _seed_step(self) -> None:
+        seed, rank, step = self.config.train.seed, self.ctx.rank, self.progress.global_step
+        torch.manual_seed(mix_seed(seed, rank, step))
+        self.method.generator.manual_seed(mix_seed(seed, rank, step, 1))
+
+    def _clip_and_step(self, epoch: int) -> torch.Tensor:
+        self.scaler.unscale_(self.optimizer)
+        parameters = [p for p in self.method.student.parameters() if p.grad is not None]
+        clip = self.config.optim.clip_grad
+        norm = torch.nn.utils.clip_grad_norm_(parameters, clip if clip > 0 else float("inf"), foreach=True)
+        if epoch < self.config.optim.freeze_last_layer_epochs:
+            for name, parameter in self.method.student.named_parameters():
+                if "last_layer" in name:
+                    parameter.grad = None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm.detach()
+
+    # ------------------------------------------------------- logging and state
+    def _should_log(self, step: int) -> bool:
+        every = max(self.config.train.log_every_steps, 1)
+        return (step + 1) % every == 0 or step + 1 == self.steps_per_epoch
+
+    def _log_step(self, logs: dict[str, torch.Tensor], bar: tqdm, images_per_second: float) -> None:
+        self._check_finite()
+        keys = sorted(logs)
+        averaged = all_reduce_mean(torch.stack([logs[k].float().to(self.device) for k in keys]))
+        logs = dict(zip(keys, averaged.unbind()))  # mean over ranks = the global-batch value
+        record = {"epoch": self.progress.epoch, "step": self.progress.global_step, **logs,
+                  "images_per_second": images_per_second}
+        plain = self.logger.log(record, step=self.progress.global_step)
+        bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
+                        img_s=f"{images_per_second:.0f}")
+
+    def _check_finite(self) -> None:
+        if bool(all_reduce_mean(self._nonfinite.float()) > 0):
+            raise TrainingError(
+                f"loss became NaN/inf before epoch {self.progress.epoch} step {self.progress.step}; "
+                f"the last good checkpoint in {self.run_dir} is intact. Lower optim.lr, raise "
+                "optim.warmup_epochs or use train.precision=fp32"
+            )
+
+    def _end_epoch(self, epoch: int, epoch_loss: torch.Tensor) -> dict[str, float]:
+        self.progress = Progress(epoch + 1, 0, self.progress.global_step)
+        record: dict = {"epoch": epoch, "epoch_done": True, "epoch_loss": epoch_loss}
+        if self.knn.due(epoch):
+            record.update(self.knn.evaluate(self.method.teacher.backbone, prefix="knn"))
+        plain = self.logger.log(record, step=self.progress.global_step)
+        self.save()
+        keep = self.config.train.keep_every_epochs
+        if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:
+            save_atomic(self.checkpoint_state(), self.run_dir / f"checkpoint_epoch{epoch + 1:04d}.pth")
+        return plain
+
+    def _random_init_baseline(self) -> dict[str, float]:
+        torch.manual_seed(mix_seed(self.config.train.seed, 99))
+        baseline = build_method(self.config, self.crops.global_size, self.crops.num_local)
+        record = self.knn.evaluate(baseline.teacher.backbone.to(self.device), prefix="knn_random_init")
+        return self.logger.log({"epoch": self.progress.epoch - 1, **record}, step=self.progress.global_step)
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to resume: weights, optimizer, scaler, progress, config."""
+        return {
+            "format": FORMAT, "version": 1, "progress": dataclasses.asdict(self.progress),
+            "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "config": to_dict(self.config),
+        }
+
+    def save(self) -> None:
+        """Write ``run_dir/checkpoint.pth`` atomically (rank 0), only if the loss is finite."""
+        self._check_finite()
+        if self.ctx.is_main:
+            save_atomic(self.checkpoint_state(), self.run_dir / CHECKPOINT_NAME)
+        barrier()
+
+    def _resume_or_start(self) -> None:
+        path = self.run_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            if self.ctx.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_config(self.config, self.run_dir / "config.yaml")
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise TrainingError(f"{path} is not an attmask pretraining checkpoint; use a new --out folder")
+        check_compatible(state["config"], to_dict(self.config), path)
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+        self.logger.log({"resumed_from": str(path), **dataclasses.asdict(self.progress)})

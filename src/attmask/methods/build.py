@@ -1,0 +1,90 @@
+"""Builders: the only place where a method reads the config."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from attmask.config import Config, ConfigError
+from attmask.heads import DINOHead
+from attmask.losses import DINOLoss, IBOTLoss
+from attmask.masking import build_masking
+from attmask.methods.base import Encoder
+from attmask.methods.distillation import DINO, IBOT, SelfDistillation
+from attmask.models import build_vit
+
+
+def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: bool) -> Encoder:
+    overrides = {"img_size": img_size, "patch_size": config.model.patch_size}
+    if config.model.depth is not None:
+        overrides["depth"] = config.model.depth
+    backbone = build_vit(config.model.arch, drop_path_rate=drop_path_rate, **overrides)
+    head_config = config.head
+    head = DINOHead(
+        backbone.embed_dim, head_config.out_dim, head_config.hidden_dim,
+        head_config.bottleneck_dim, norm_last_layer=head_config.norm_last_layer,
+    )
+    separate = None
+    if patch_head and not head_config.shared_head:
+        separate = DINOHead(
+            backbone.embed_dim, head_config.patch_out_dim, head_config.hidden_dim,
+            head_config.bottleneck_dim, norm_last_layer=head_config.norm_last_layer,
+        )
+    return Encoder(backbone, head, separate)
+
+
+def _pair(config: Config, img_size: int, patch_head: bool) -> tuple[Encoder, Encoder]:
+    student = _encoder(config, img_size, config.model.drop_path_rate, patch_head)
+    teacher = _encoder(config, img_size, 0.0, patch_head)
+    return student, teacher
+
+
+def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
+    head, loss_config = config.head, config.loss
+    if head.shared_head and head.patch_out_dim != head.out_dim:
+        raise ConfigError(
+            f"head.patch_out_dim ({head.patch_out_dim}) must equal head.out_dim ({head.out_dim}) "
+            "with head.shared_head=true; set both or head.shared_head=false"
+        )
+    loss = IBOTLoss(
+        head.out_dim, head.patch_out_dim if not head.shared_head else head.out_dim, num_local_crops,
+        loss_config.warmup_teacher_temp, loss_config.teacher_temp,
+        loss_config.warmup_teacher_patch_temp, loss_config.teacher_patch_temp,
+        loss_config.warmup_teacher_temp_epochs, config.optim.epochs,
+        student_temp=loss_config.student_temp, center_momentum=loss_config.center_momentum,
+        patch_center_momentum=loss_config.center_momentum, lambda_cls=loss_config.lambda_cls,
+        lambda_patch=loss_config.lambda_patch, mim_start_epoch=loss_config.mim_start_epoch,
+    )
+    student, teacher = _pair(config, img_size, patch_head=True)
+    return IBOT(student, teacher, build_masking(config.masking), loss, seed)
+
+
+def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
+    loss_config = config.loss
+    loss = DINOLoss(
+        config.head.out_dim, 2 + num_local_crops, loss_config.warmup_teacher_temp,
+        loss_config.teacher_temp, loss_config.warmup_teacher_temp_epochs, config.optim.epochs,
+        student_temp=loss_config.student_temp, center_momentum=loss_config.center_momentum,
+    )
+    student, teacher = _pair(config, img_size, patch_head=False)
+    return DINO(student, teacher, build_masking(config.masking), loss, seed)
+
+
+METHODS: dict[str, Callable[[Config, int, int, int], SelfDistillation]] = {
+    "ibot": _build_ibot,
+    "dino": _build_dino,
+}
+
+
+def build_method(config: Config, img_size: int, num_local_crops: int, seed: int = 0) -> SelfDistillation:
+    """Build the configured method for global crops of ``img_size`` pixels.
+
+    Args:
+        config: the full config (``train.method`` picks the method).
+        img_size: global crop size (the backbone's native resolution).
+        num_local_crops: L, local crops per image.
+        seed: seed of the masking generator (add the rank for distributed runs).
+    """
+    name = config.train.method
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name](config, img_size, num_local_crops, seed)

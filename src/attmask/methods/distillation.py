@@ -1,0 +1,125 @@
+"""Self-distillation with an EMA teacher and attention-guided masking (iBOT and DINO).
+
+The teacher sees the full global views. Its last-block [CLS] attention, averaged over heads,
+comes out of the same forward pass that produces the targets, so AttMask's scores cost nothing
+extra (AttMask Sec. 3.3). Each global view of each image is masked from its own attention.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from attmask.masking import MaskingStrategy, scores_from_cls_attention
+from attmask.methods.base import Encoder, EncoderOutput, StepOutput
+from attmask.methods.ema import ema_update, make_teacher
+
+NUM_GLOBAL_CROPS = 2
+
+
+class SelfDistillation(nn.Module):
+    """Student, EMA teacher and masking strategy; subclasses define the loss.
+
+    Args:
+        student: trained encoder.
+        teacher: encoder of the same structure (drop path off), initialised from the student.
+        masking: strategy applied to the student's global views.
+        seed: seed of the CPU generator that drives every masking draw.
+    """
+
+    def __init__(
+        self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher = make_teacher(teacher, student)
+        self.masking = masking
+        self.generator = torch.Generator().manual_seed(seed)
+        self._student_runner: nn.Module = student
+
+    def set_student_runner(self, runner: nn.Module) -> None:
+        """Run the student through ``runner`` (e.g. its DDP wrapper) without changing state keys."""
+        object.__setattr__(self, "_student_runner", runner)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA step of the teacher towards the student (DINO eq. 2)."""
+        ema_update(self.teacher, self.student, momentum)
+
+    def make_masks(self, global_views: torch.Tensor, target: EncoderOutput) -> torch.Tensor:
+        """Masks ``(G*B, N)`` for the global views, from the teacher's attention if needed."""
+        grid = self.student.backbone.grid_for(*global_views.shape[-2:])
+        scores = None
+        if self.masking.requires_attention:
+            scores = scores_from_cls_attention(target.cls_attention)
+        masks = self.masking(global_views.shape[0], grid, scores, self.generator)
+        return masks.to(global_views.device)
+
+    def _split(self, crops: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if len(crops) < NUM_GLOBAL_CROPS:
+            raise ValueError(f"need {NUM_GLOBAL_CROPS} global crops, got {len(crops)} crops")
+        return torch.cat(crops[:NUM_GLOBAL_CROPS]), list(crops[NUM_GLOBAL_CROPS:])
+
+
+class IBOT(SelfDistillation):
+    """iBOT (Zhou et al., 2022) with pluggable masking: L = L_[CLS] + lambda * L_MIM (AttMask eq. 3-4).
+
+    Args:
+        loss: an :class:`attmask.losses.IBOTLoss`.
+    """
+
+    def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
+                 loss: nn.Module, seed: int = 0) -> None:
+        super().__init__(student, teacher, masking, seed)
+        self.loss = loss
+
+    def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
+        """One iBOT step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
+        global_views, local_views = self._split(crops)
+        with torch.no_grad():
+            target = self.teacher(
+                global_views, return_cls_attention=self.masking.requires_attention
+            )
+        masks = self.make_masks(global_views, target)
+        pred = self._student_runner(global_views, masks, local_views)
+        out = self.loss(
+            pred.cls, pred.patch, target.cls, target.patch, masks, epoch, pred.local_cls
+        )
+        logs = {
+            "loss": out.loss.detach(),
+            "loss_cls": out.cls.detach(),
+            "loss_patch": out.patch.detach(),
+            "mask_fraction": masks.float().mean(),
+        }
+        return StepOutput(out.loss, logs)
+
+
+class DINO(SelfDistillation):
+    """DINO (Caron et al., 2021): [CLS] self-distillation over multi-crop views.
+
+    With a masking strategy other than ``none`` the student's global views are masked (the
+    AttMask paper's Table 3 setting); the teacher always sees them whole.
+
+    Args:
+        loss: an :class:`attmask.losses.DINOLoss`.
+    """
+
+    def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
+                 loss: nn.Module, seed: int = 0) -> None:
+        super().__init__(student, teacher, masking, seed)
+        self.loss = loss
+
+    def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
+        """One DINO step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
+        global_views, local_views = self._split(crops)
+        with torch.no_grad():
+            target = self.teacher(
+                global_views,
+                with_patches=False,
+                return_cls_attention=self.masking.requires_attention,
+            )
+        masks = self.make_masks(global_views, target)
+        pred = self._student_runner(global_views, masks, local_views, with_patches=False)
+        student_out = pred.cls if pred.local_cls is None else torch.cat([pred.cls, pred.local_cls])
+        loss = self.loss(student_out, target.cls, epoch)
+        return StepOutput(loss, {"loss": loss.detach(), "mask_fraction": masks.float().mean()})

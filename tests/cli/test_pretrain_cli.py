@@ -1,0 +1,77 @@
+"""``attmask pretrain`` end to end, its help, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attmask.cli.main import main
+from tests.engine.tiny import TINY
+
+
+def _run(arguments: list[str], tmp_path, capsys) -> tuple[int, str, str]:
+    code = main(["pretrain", "--out", str(tmp_path / "run"), *arguments])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip()
+
+
+def _sets(*extra: str) -> list[str]:
+    return [arg for override in (*TINY, "optim.epochs=1", *extra) for arg in ("--set", override)]
+
+
+def _image_folder(root, count: int = 12, corrupt: int = 0):
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for index in range(count):
+            pixels = rng.integers(0, 255, size=(20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{index}.png")
+    for index in range(corrupt):
+        (root / "a" / f"broken{index}.png").write_bytes(b"not a png")
+    return root
+
+
+def test_help_documents_every_config_key(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = capsys.readouterr().out
+    for key in ("optim.lr", "masking.strategy", "masking.show_max", "data.crops", "train.precision",
+                "loss.teacher_temp", "head.out_dim", "optim.accumulation_steps"):
+        assert key in text
+
+
+def test_pretrain_on_an_image_folder_with_a_corrupt_file(tmp_path, capsys) -> None:
+    folder = _image_folder(tmp_path / "images", corrupt=1)
+    with pytest.warns(UserWarning, match="broken0.png"):
+        code, out, err = _run(["--data", str(folder), *_sets("train.max_steps_per_epoch=2")], tmp_path, capsys)
+    assert code == 0, err
+    assert "finished 1 epochs" in out
+    assert (tmp_path / "run" / "checkpoint.pth").is_file()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "data set path not found"),
+        ("empty", "no images found"),
+        ("unknown_key", "unknown config key optim.lrr"),
+        ("bad_ratio", "masking.ratio must satisfy 0 <= low <= high <= 1"),
+        ("bad_config_file", "config file not found"),
+        ("too_big_batch", "lower data.batch_size"),
+    ],
+)
+def test_bad_input_is_one_line_and_builds_nothing(tmp_path, capsys, case: str, message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    arguments = {
+        "missing": ["--data", str(tmp_path / "nowhere"), *_sets()],
+        "empty": ["--data", str(tmp_path / "empty"), *_sets()],
+        "unknown_key": [*_sets("optim.lrr=1")],
+        "bad_ratio": [*_sets("masking.ratio=[0.2, 1.5]")],
+        "bad_config_file": ["--config", str(tmp_path / "nope.yaml"), *_sets()],
+        "too_big_batch": [*_sets("data.batch_size=100000")],
+    }[case]
+    code, _, err = _run(arguments, tmp_path, capsys)
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()
