@@ -67,7 +67,7 @@ class DataConfig:
 
     source: str = "fashion-mnist"
     data_dir: str | None = None
-    subset: float | None = None
+    subset: int | float | None = None
     crops: str = "imagenet"
     global_size: int | None = None
     global_scale: tuple[float, float] | None = None

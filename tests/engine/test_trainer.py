@@ -108,3 +108,10 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path) -> None:
     assert got.keys() == expected.keys()
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-4)
+
+
+def test_masking_waits_for_mim_start_epoch(tmp_path) -> None:
+    config = tiny_config("loss.mim_start_epoch=1", "masking.strategy=random", "masking.ratio=0.5")
+    Trainer(config, tmp_path).fit()
+    fractions = {r["epoch"]: r["mask_fraction"] for r in read_log(tmp_path) if "mask_fraction" in r}
+    assert fractions[0] == 0.0 and fractions[1] > 0.2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.config import Config
-from attmask.data.datasets import build_dataset
+from attmask.data.datasets import ImageDataset, build_dataset
 from attmask.data.augment import eval_transform
 from attmask.data.resumable import EpochSampler
 from attmask.engine.distributed import is_distributed
@@ -22,8 +25,17 @@ def _first_random(dataset: Dataset, limit: int, seed: int) -> Dataset:
     return Subset(dataset, order[:limit].tolist())
 
 
+def _hold_out(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """Split a folder without a test split into disjoint bank / query parts (fixed seed)."""
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    cut = max(1, int(len(order) * fraction))
+    return dataset.select(np.sort(order[cut:])), dataset.select(np.sort(order[:cut]))
+
+
 class KNNMonitor:
     """Weighted 20-NN top-1 / top-5 of [CLS] features on the labelled train/test splits.
+
+    A folder without a test split is split 80 / 20 (fixed seed) so no query is in the bank.
 
     Args:
         config: reads ``data`` (source, data_dir) and ``train`` (knn_* settings).
@@ -47,7 +59,11 @@ class KNNMonitor:
             data, train = self.config.data, self.config.train
             transform = eval_transform(self.img_size)
             bank = build_dataset(data.source, "train", transform, data.data_dir)
-            queries = build_dataset(data.source, "test", transform, data.data_dir)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an unsplit folder: handled just below
+                queries = build_dataset(data.source, "test", transform, data.data_dir)
+            if getattr(queries, "paths", None) is not None and queries.paths == getattr(bank, "paths", None):
+                bank, queries = _hold_out(bank, fraction=0.2, seed=train.seed)
             classes = max(len(getattr(bank, "classes", [])), 1)
             self._splits = (
                 _first_random(bank, train.knn_train_samples, 0),

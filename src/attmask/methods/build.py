@@ -55,7 +55,7 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
         lambda_patch=loss_config.lambda_patch, mim_start_epoch=loss_config.mim_start_epoch,
     )
     student, teacher = _pair(config, img_size, patch_head=True)
-    return IBOT(student, teacher, build_masking(config.masking), loss, seed)
+    return IBOT(student, teacher, build_masking(config.masking), loss, seed, loss_config.mim_start_epoch)
 
 
 def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:

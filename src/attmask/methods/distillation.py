@@ -66,12 +66,15 @@ class IBOT(SelfDistillation):
 
     Args:
         loss: an :class:`attmask.losses.IBOTLoss`.
+        mim_start_epoch: epochs before masking starts (iBOT's ``pred_start_epoch``): until then
+            the student sees whole views and the MIM term is 0.
     """
 
     def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
-                 loss: nn.Module, seed: int = 0) -> None:
+                 loss: nn.Module, seed: int = 0, mim_start_epoch: int = 0) -> None:
         super().__init__(student, teacher, masking, seed)
         self.loss = loss
+        self.mim_start_epoch = mim_start_epoch
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One iBOT step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
@@ -81,6 +84,8 @@ class IBOT(SelfDistillation):
                 global_views, return_cls_attention=self.masking.requires_attention
             )
         masks = self.make_masks(global_views, target)
+        if epoch < self.mim_start_epoch:
+            masks = torch.zeros_like(masks)
         pred = self._student_runner(global_views, masks, local_views)
         out = self.loss(
             pred.cls, pred.patch, target.cls, target.patch, masks, epoch, pred.local_cls
