@@ -102,6 +102,7 @@ class TrainConfig:
     method: str = "ibot"
     precision: str = "auto"
     device: str = "auto"
+    num_threads: int = 0
     seed: int = 0
     save_every_steps: int = 0
     keep_every_epochs: int = 0

@@ -115,3 +115,9 @@ def test_masking_waits_for_mim_start_epoch(tmp_path) -> None:
     Trainer(config, tmp_path).fit()
     fractions = {r["epoch"]: r["mask_fraction"] for r in read_log(tmp_path) if "mask_fraction" in r}
     assert fractions[0] == 0.0 and fractions[1] > 0.2
+
+
+def test_bf16_autocast_run_on_cpu(tmp_path) -> None:
+    Trainer(tiny_config("optim.epochs=1", "train.precision=bf16"), tmp_path).fit()
+    losses = [r["loss"] for r in read_log(tmp_path) if "loss" in r]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)

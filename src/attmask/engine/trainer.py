@@ -58,6 +58,8 @@ class Trainer:
     def __init__(self, config: Config, run_dir: str | Path, context: DistributedContext | None = None) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.ctx = context or init_distributed(config.train.device)
+        if config.train.num_threads > 0:  # e.g. 1 on a 2-core laptop, the other core augments
+            torch.set_num_threads(config.train.num_threads)
         self.device = self.ctx.device
         self.precision = resolve_precision(config.train.precision, self.device)
         base, transform, self.crops = build_pretraining_data(config.data)  # errors before any model
