@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from attmask.cli.main import main
+from attmask.engine.logging import read_log
 from tests.engine.tiny import TINY
 
 
@@ -48,6 +49,8 @@ def test_pretrain_on_an_image_folder_with_a_corrupt_file(tmp_path, capsys) -> No
     assert code == 0, err
     assert "finished 1 epochs" in out
     assert (tmp_path / "run" / "checkpoint.pth").is_file()
+    epochs = [r for r in read_log(tmp_path / "run") if r.get("epoch_done")]
+    assert epochs[-1]["skipped_images"] == 1
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ def _config_reference(cls: type = Config, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(value):
             lines.extend(_config_reference(type(value), f"{key}."))
         else:
-            kind = str(hints[item.name]).replace("typing.", "")
+            hint = hints[item.name]
+            kind = getattr(hint, "__name__", None) if isinstance(hint, type) else None
+            kind = kind or str(hint).replace("typing.", "")
             lines.append(f"  {key:38s} {kind:28s} default: {value!r}")
     return lines
 

@@ -64,6 +64,7 @@ class Trainer:
         self.precision = resolve_precision(config.train.precision, self.device)
         base, transform, self.crops = build_pretraining_data(config.data)  # errors before any model
         self.dataset = SeededTransformDataset(base, transform, config.train.seed)
+        self.images = base
         self._build_loader()
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
@@ -225,7 +226,11 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, epoch_loss: torch.Tensor) -> dict[str, float]:
         self.progress = Progress(epoch + 1, 0, self.progress.global_step)
-        record: dict = {"epoch": epoch, "epoch_done": True, "epoch_loss": epoch_loss}
+        # Unreadable files skipped so far, as counted in this process (each loader worker
+        # counts, and warns, on its own).
+        skipped = getattr(self.images, "num_skipped", 0)
+        record: dict = {"epoch": epoch, "epoch_done": True, "epoch_loss": epoch_loss,
+                        "skipped_images": skipped}
         if self.knn.due(epoch):
             record.update(self.knn.evaluate(self.method.teacher.backbone, prefix="knn"))
         plain = self.logger.log(record, step=self.progress.global_step)
