@@ -121,3 +121,14 @@ def test_bf16_autocast_run_on_cpu(tmp_path) -> None:
     Trainer(tiny_config("optim.epochs=1", "train.precision=bf16"), tmp_path).fit()
     losses = [r["loss"] for r in read_log(tmp_path) if "loss" in r]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize("frozen_epochs", [0, 1])
+def test_last_layer_is_frozen_during_the_first_epochs(tmp_path, frozen_epochs: int) -> None:
+    # two steps: the warm-up's first learning rate is exactly 0
+    trainer = Trainer(tiny_config("optim.epochs=1", "train.max_steps_per_epoch=2",
+                                  f"optim.freeze_last_layer_epochs={frozen_epochs}"), tmp_path)
+    before = [p.detach().clone() for p in trainer._last_layer]
+    trainer.fit()
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, trainer._last_layer))
+    assert unchanged == bool(frozen_epochs)

@@ -70,6 +70,7 @@ class Trainer:
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
         self.runner = self._wrap_student()
         self.optimizer = build_optimizer(self.method.student, self.device)
+        self._last_layer = [p for n, p in self.method.student.named_parameters() if "last_layer" in n]
         self.scaler = grad_scaler(self.precision, self.device)
         optim = config.optim
         batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps
@@ -192,9 +193,8 @@ class Trainer:
         clip = self.config.optim.clip_grad
         norm = torch.nn.utils.clip_grad_norm_(parameters, clip if clip > 0 else float("inf"), foreach=True)
         if epoch < self.config.optim.freeze_last_layer_epochs:
-            for name, parameter in self.method.student.named_parameters():
-                if "last_layer" in name:
-                    parameter.grad = None
+            for parameter in self._last_layer:
+                parameter.grad = None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
