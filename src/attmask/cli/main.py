@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from attmask.cli import masks, pretrain
+from attmask.cli import evaluate, export, masks, pretrain
 
-SUBCOMMANDS = {"masks": masks, "pretrain": pretrain}
+SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export, "masks": masks}
 
 
 def build_parser() -> argparse.ArgumentParser:

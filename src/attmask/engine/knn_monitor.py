@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -12,6 +11,7 @@ from attmask.config import Config
 from attmask.data.datasets import ImageDataset, build_dataset
 from attmask.data.augment import eval_transform
 from attmask.data.resumable import EpochSampler
+from attmask.data.splits import hold_out
 from attmask.engine.distributed import is_distributed
 from attmask.eval.features import extract_features
 from attmask.eval.knn import weighted_knn
@@ -23,13 +23,6 @@ def _first_random(dataset: Dataset, limit: int, seed: int) -> Dataset:
         return dataset
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
     return Subset(dataset, order[:limit].tolist())
-
-
-def _hold_out(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
-    """Split a folder without a test split into disjoint bank / query parts (fixed seed)."""
-    order = np.random.default_rng(seed).permutation(len(dataset))
-    cut = max(1, int(len(order) * fraction))
-    return dataset.select(np.sort(order[cut:])), dataset.select(np.sort(order[:cut]))
 
 
 class KNNMonitor:
@@ -63,7 +56,7 @@ class KNNMonitor:
                 warnings.simplefilter("ignore")  # an unsplit folder: handled just below
                 queries = build_dataset(data.source, "test", transform, data.data_dir)
             if getattr(queries, "paths", None) is not None and queries.paths == getattr(bank, "paths", None):
-                bank, queries = _hold_out(bank, fraction=0.2, seed=train.seed)
+                bank, queries = hold_out(bank, fraction=0.2, seed=train.seed)
             classes = max(len(getattr(bank, "classes", [])), 1)
             self._splits = (
                 _first_random(bank, train.knn_train_samples, 0),

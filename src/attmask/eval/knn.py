@@ -151,6 +151,31 @@ def _hits(
     return torch.stack([correct[:, 0].sum(), correct.any(dim=1).sum()])
 
 
+def knn_votes(
+    train_features: Tensor, train_labels: Tensor, queries: Tensor, num_classes: int, k: int = 20,
+    temperature: float = 0.07, bank_chunk_size: int = DEFAULT_BANK_CHUNK_SIZE,
+) -> Tensor:
+    """Class scores of the weighted k-NN vote (Wu et al. 2018, Sec. 3.4) for some queries.
+
+    Args:
+        train_features: ``(M, D)`` bank.
+        train_labels: ``(M,)`` integer labels.
+        queries: ``(Q, D)`` on the bank's device.
+        num_classes: ``C``.
+        k: neighbours (clamped to ``M``).
+        temperature: ``T`` of the weights ``exp(sim / T)``.
+
+    Returns:
+        ``(Q, C)`` summed weights (each row scaled so that its best neighbour weighs 1); the
+        argmax is the k-NN prediction.
+    """
+    similarities, indices = nearest_neighbours(train_features, queries, min(k, train_features.shape[0]),
+                                               bank_chunk_size)
+    weights = ((similarities - similarities[:, :1]) / temperature).exp()
+    votes = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
+    return votes.scatter_add_(1, train_labels.to(indices.device)[indices].long(), weights)
+
+
 def _evaluate(
     train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
     num_classes: int, ks: dict[int, int], temperature: float, chunk_size: int,

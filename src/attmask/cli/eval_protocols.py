@@ -1,0 +1,101 @@
+"""Per-protocol arguments of ``attmask eval`` and how they map onto ``attmask.eval.protocols``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from attmask.eval.features import FEATURE_KINDS
+
+
+def _features(parser: argparse.ArgumentParser, default: str = "cls") -> None:
+    parser.add_argument("--features", default=default, choices=FEATURE_KINDS,
+                        help=f"feature kind (default {default})")
+
+
+def _variant(text: str) -> tuple[str, str]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"--variant takes NAME=FOLDER, got {text!r}")
+    return name, folder
+
+
+# ---------------------------------------------------------------- knn
+
+
+def _knn_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200], help="neighbour counts")
+    parser.add_argument("--temperature", type=float, default=0.07)
+    _features(parser)
+
+
+def _knn(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.protocols import knn_protocol
+    return knn_protocol(session, args.k, args.temperature, args.features)
+
+
+# ---------------------------------------------------------------- few-shot
+
+
+def _fewshot_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10, 20], help="images per class (nu)")
+    parser.add_argument("--repeats", type=int, default=5, help="disjoint subsets per nu")
+    parser.add_argument("--seed", type=int, default=0)
+    _features(parser)
+
+
+def _fewshot(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.protocols import fewshot_protocol
+    return fewshot_protocol(session, args.shots, args.repeats, args.seed, args.features)
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+def _retrieval_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="k of Recall@k")
+    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--no-map", action="store_true", help="skip mean average precision")
+    _features(parser)
+
+
+def _retrieval(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.protocols import retrieval_protocol
+    return retrieval_protocol(session, args.k, args.split, args.features, not args.no_map)
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def _robustness_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 0.7],
+                        help="fractions of the most attended patches blacked out")
+    parser.add_argument("--attention-checkpoint",
+                        help="model whose attention picks the patches (default: the evaluated one)")
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--temperature", type=float, default=0.07)
+    parser.add_argument("--variant", type=_variant, action="append", default=[], metavar="NAME=FOLDER",
+                        help="also report accuracy on this labelled folder (IN-9 style; repeatable)")
+    _features(parser)
+
+
+def _robustness(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.protocols import robustness_protocol
+    from attmask.models.checkpoints import load_backbone
+
+    attention = load_backbone(args.attention_checkpoint).model if args.attention_checkpoint else None
+    if attention is not None and attention.patch_size != session.backbone.patch_size:
+        raise ValueError(f"--attention-checkpoint has patch size {attention.patch_size}, the evaluated "
+                         f"model {session.backbone.patch_size}; both must cut the same patch grid")
+    return robustness_protocol(session, args.ratios, attention, args.features, args.k, args.temperature,
+                               dict(args.variant))
+
+
+#: protocol -> (help, add its arguments, run it on a session)
+PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], tuple[dict, str]]]] = {
+    "knn": ("weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)", _knn_args, _knn),
+    "fewshot": ("few-shot k-NN: nu images per class over disjoint subsets", _fewshot_args, _fewshot),
+    "retrieval": ("Recall@k and mAP of every image against the others", _retrieval_args, _retrieval),
+    "robustness": ("k-NN accuracy with the most attended patches blacked out", _robustness_args, _robustness),
+}

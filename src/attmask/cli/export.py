@@ -1,0 +1,32 @@
+"""``attmask export``: write a checkpoint's backbone as timm-layout safetensors plus JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
+    """Register the subcommand."""
+    parser = commands.add_parser(
+        name, help="export a backbone to .safetensors (timm key layout) with a JSON of its config",
+        description=("Write the teacher (or student) backbone of any supported checkpoint as a "
+                     ".safetensors file in timm's key layout, and FILE.json naming the timm model "
+                     "and arguments: timm.create_model(info['timm_model'], **info['timm_kwargs'])."))
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file or pretraining run folder")
+    parser.add_argument("--out", required=True, help="destination FILE.safetensors")
+    parser.add_argument("--student", action="store_true", help="export the student instead of the teacher")
+    parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, export, print where the files went."""
+    from attmask.models.checkpoints import load_backbone
+    from attmask.models.export import export_backbone
+
+    loaded = load_backbone(args.checkpoint, "student" if args.student else "teacher", args.num_heads)
+    source = {"checkpoint": str(loaded.path), "layout": loaded.layout, "which": loaded.which}
+    weights, sidecar = export_backbone(loaded.model, loaded.kwargs, args.out, source)
+    kwargs = loaded.kwargs
+    print(f"exported {loaded.which or 'backbone'} (ViT width {kwargs['embed_dim']}, depth {kwargs['depth']}, "
+          f"patch {kwargs['patch_size']}, {kwargs['img_size']} px) to {weights} and {sidecar}")
+    return 0

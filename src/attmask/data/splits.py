@@ -1,0 +1,81 @@
+"""Labelled train / test splits for evaluation, from any data source.
+
+Built-in data sets have their own test split; a folder with ``train/`` and ``val/`` (or
+``test/``) is split by them; a single labelled folder is split into disjoint parts with a fixed
+seed (20% held out by default), so no query image is ever in the bank.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attmask.data.datasets import DatasetError, ImageDataset, build_dataset, subset_per_class
+
+
+@dataclass
+class LabelledSplits:
+    """Train (bank / classifier training) and test (queries) data sets with class names."""
+
+    train: ImageDataset
+    test: ImageDataset
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
+def hold_out(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """Split into disjoint ``(rest, held-out fraction)`` parts; order kept, fixed seed."""
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    cut = max(1, int(len(order) * fraction))
+    return dataset.select(np.sort(order[cut:])), dataset.select(np.sort(order[:cut]))
+
+
+def _same_images(a: ImageDataset, b: ImageDataset) -> bool:
+    paths = getattr(a, "paths", None)
+    return paths is not None and paths == getattr(b, "paths", None)
+
+
+def labelled_splits(
+    source: str, transform: Callable[[Any], Any] | None = None, data_dir: str | None = None,
+    subset: float | int | None = None, test_source: str | None = None,
+    holdout: float = 0.2, seed: int = 0,
+) -> LabelledSplits:
+    """Train and test sets for k-NN / linear / few-shot / retrieval evaluation.
+
+    Args:
+        source: built-in name or folder (see :func:`attmask.data.datasets.build_dataset`).
+        transform: applied to both splits.
+        data_dir: folder of a built-in data set's files.
+        subset: keep the first fraction / count of images per class of the TRAIN split only
+            (the paper's 20% ImageNet setting evaluates on the full validation set).
+        test_source: a separate folder (or name) for the test split; default: ``source``'s.
+        holdout: fraction held out of an unsplit folder.
+        seed: seed of that hold-out split.
+
+    Raises:
+        DatasetError: unlabelled data or class names differing between the splits.
+    """
+    train = build_dataset(source, "train", transform, data_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unsplit folder: held out just below
+        test = build_dataset(test_source or source, "test", transform, data_dir)
+    if test_source is None and _same_images(train, test):
+        train, test = hold_out(train, holdout, seed)
+    classes = list(getattr(train, "classes", []))
+    if not classes or (np.asarray(train.targets) < 0).any():
+        raise DatasetError(f"{source} has no class labels; evaluation needs a folder with one "
+                           "subfolder per class (or a built-in data set)")
+    if list(getattr(test, "classes", [])) != classes:
+        raise DatasetError(f"the test split's classes {list(getattr(test, 'classes', []))[:5]} differ "
+                           f"from the train split's {classes[:5]}; use folders with the same class names")
+    if subset is not None:
+        train = subset_per_class(train, subset)
+    return LabelledSplits(train, test, classes)

@@ -1,0 +1,127 @@
+"""One evaluation session: a loaded backbone, labelled splits, loaders and the feature cache.
+
+Protocols (``attmask.eval.protocols``) ask the session for features of a split; the session
+extracts them once per (split, kind) in a process, and across processes through the on-disk
+cache. Under ``torchrun`` each rank extracts a disjoint share of the images and all ranks get
+the gathered features (the disk cache is then not used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from attmask.data.augment import eval_transform
+from attmask.data.splits import LabelledSplits, labelled_splits
+from attmask.engine.distributed import is_distributed
+from attmask.eval.cache import cached_features, file_fingerprint
+from attmask.eval.features import extract_features
+from attmask.models.checkpoints import LoadedBackbone
+
+
+@dataclass
+class DataOptions:
+    """Where the labelled images come from and how they are read.
+
+    Attributes:
+        source: built-in name or image folder.
+        data_dir: folder of a built-in data set's files.
+        test_source: separate test folder (default: the source's own test split / hold-out).
+        subset: first fraction / count of training images per class.
+        img_size: evaluation crop size (default: the backbone's ``img_size``).
+        batch_size: images per forward pass.
+        num_workers: loader worker processes.
+    """
+
+    source: str = "fashion-mnist"
+    data_dir: str | None = None
+    test_source: str | None = None
+    subset: float | int | None = None
+    img_size: int | None = None
+    batch_size: int = 256
+    num_workers: int = 2
+
+
+def shard(dataset: Dataset) -> Dataset:
+    """This rank's share ``rank::world_size`` of a data set (no padding, no repeats)."""
+    if not is_distributed():
+        return dataset
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
+
+
+@dataclass
+class EvalSession:
+    """Backbone + data + device + cache.
+
+    Attributes:
+        loaded: the backbone and its provenance.
+        data: data options.
+        device: where forward passes run.
+        cache_dir: feature cache folder, or None.
+        progress: show progress bars.
+    """
+
+    loaded: LoadedBackbone
+    data: DataOptions
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cache_dir: Path | None = None
+    progress: bool = False
+    _splits: LabelledSplits | None = field(default=None, init=False, repr=False)
+    _memory: dict[tuple[str, str], tuple[Tensor, Tensor]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.loaded.model.to(self.device)
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        """The evaluated ViT (on :attr:`device`)."""
+        return self.loaded.model
+
+    @property
+    def img_size(self) -> int:
+        """Evaluation crop size."""
+        return self.data.img_size or int(self.loaded.kwargs["img_size"])
+
+    @property
+    def splits(self) -> LabelledSplits:
+        """Train / test data sets with the evaluation transform (built once)."""
+        if self._splits is None:
+            self._splits = labelled_splits(self.data.source, eval_transform(self.img_size),
+                                           self.data.data_dir, self.data.subset, self.data.test_source)
+        return self._splits
+
+    def loader(self, dataset: Dataset) -> DataLoader:
+        """A sequential loader over this rank's share of ``dataset``."""
+        return DataLoader(shard(dataset), batch_size=self.data.batch_size, shuffle=False,
+                          num_workers=self.data.num_workers, pin_memory=self.device.type == "cuda")
+
+    def describe(self) -> dict[str, Any]:
+        """What the results depend on (written into every result JSON and cache key)."""
+        return {
+            "checkpoint": file_fingerprint(self.loaded.path), "which": self.loaded.which,
+            "layout": self.loaded.layout, "vit": self.loaded.kwargs, "data": self.data.source,
+            "data_dir": self.data.data_dir, "test_data": self.data.test_source,
+            "subset": self.data.subset, "img_size": self.img_size,
+        }
+
+    def features(self, split: str, kind: str = "cls") -> tuple[Tensor, Tensor]:
+        """``(features (M, F) float32, labels (M,) int64)`` of ``split`` (``train``/``test``)."""
+        if (split, kind) not in self._memory:
+            dataset = self.splits.train if split == "train" else self.splits.test
+            key = {**self.describe(), "split": split, "kind": kind, "num_images": len(dataset)}
+
+            def compute() -> tuple[Tensor, Tensor]:
+                return extract_features(self.backbone, self.loader(dataset), self.device, kind,
+                                        self.progress)
+
+            # every rank takes part in the gather, so ranks must not disagree on cache hits
+            cache_dir = None if is_distributed() else self.cache_dir
+            features, labels, _ = cached_features(cache_dir, key, compute)
+            self._memory[(split, kind)] = (features, labels)
+        return self._memory[(split, kind)]

@@ -1,0 +1,77 @@
+"""Export a backbone as a timm-layout ``.safetensors`` file plus a JSON description.
+
+The JSON names a timm model and the keyword arguments that make its shapes match, so
+
+    >>> model = timm.create_model(info["timm_model"], pretrained=False, **info["timm_kwargs"])
+    >>> model.load_state_dict(safetensors.torch.load_file(path), strict=True)
+
+gives the same features as the exported backbone (``num_classes=0``: no classifier).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from attmask.models.convert import to_timm_state_dict
+
+#: timm model names by width; the kwargs override everything else, so any width works.
+_TIMM_NAMES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224"}
+EXPORT_FORMAT = "attmask-export"
+
+
+def _write_atomic(data: bytes, path: Path) -> None:
+    """Write bytes to a temporary file in the same folder, fsync, rename over ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def export_info(kwargs: dict[str, Any], source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON written beside the weights: timm model name, kwargs and provenance."""
+    timm_kwargs = {**kwargs, "num_classes": 0}
+    timm_kwargs.pop("drop_path_rate", None)
+    return {
+        "format": EXPORT_FORMAT,
+        "timm_model": _TIMM_NAMES.get(int(kwargs["embed_dim"]), "vit_base_patch16_224"),
+        "timm_kwargs": timm_kwargs,
+        "source": source or {},
+    }
+
+
+def export_backbone(
+    model: torch.nn.Module, kwargs: dict[str, Any], out: str | Path, source: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``out`` (``.safetensors``, timm keys) and ``out`` with suffix ``.json``.
+
+    Args:
+        model: this project's :class:`~attmask.models.VisionTransformer`.
+        kwargs: its constructor arguments (e.g. :attr:`LoadedBackbone.kwargs`).
+        out: destination ending in ``.safetensors``.
+        source: provenance recorded in the JSON (checkpoint path, teacher/student, ...).
+
+    Returns:
+        ``(weights path, json path)``.
+    """
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"export path must end in .safetensors, got {out.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in to_timm_state_dict(model.state_dict()).items()}
+    _write_atomic(safetensors_bytes(state, metadata={"format": EXPORT_FORMAT}), out)
+    sidecar = out.with_suffix(".json")
+    _write_atomic((json.dumps(export_info(kwargs, source), indent=2) + "\n").encode(), sidecar)
+    return out, sidecar

@@ -1,0 +1,132 @@
+"""``attmask eval`` and ``attmask export`` end to end on a tiny pretraining run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from attmask.cli.main import main
+from attmask.data.augment import eval_transform
+from attmask.data.datasets import build_dataset
+from attmask.eval.features import extract_features
+from attmask.eval.knn import weighted_knn
+from attmask.models.checkpoints import load_backbone
+from tests.engine.tiny import TINY
+
+COMMON = ["--data", "digits", "--num-workers", "0", "--no-progress", "--batch-size", "128"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "run"
+    sets = [a for o in (*TINY, "optim.epochs=1", "train.knn_every_epochs=0") for a in ("--set", o)]
+    assert main(["pretrain", "--out", str(out), *sets]) == 0
+    return out
+
+
+def _eval(protocol: str, *arguments: str, capsys) -> tuple[int, str, str]:
+    code = main(["eval", protocol, *arguments])
+    captured = capsys.readouterr()
+    return code, captured.out.strip(), captured.err.strip()
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _direct_knn(checkpoint: Path, which: str = "teacher") -> float:
+    model = load_backbone(checkpoint, which).model
+    transform = eval_transform(16)
+    loaders = [torch.utils.data.DataLoader(build_dataset("digits", split, transform), batch_size=128)
+               for split in ("train", "test")]
+    (bank, bank_labels), (queries, labels) = (extract_features(model, loader) for loader in loaders)
+    return weighted_knn(bank, bank_labels, queries, labels, 10, k=20).top1
+
+
+def test_knn_matches_the_library_and_uses_the_cache(run_dir: Path, tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "cache"
+    code, out, err = _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--cache-dir", str(cache),
+                           "--k", "20", "200", capsys=capsys)
+    assert code == 0, err
+    result = _json(run_dir / "eval" / "knn.json")
+    assert result["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir))
+    assert result["session"]["which"] == "teacher" and result["session"]["data"] == "digits"
+    assert out.startswith("weighted 20-NN top-1") and len(out.splitlines()) == 1
+    cached = sorted(cache.iterdir())
+    assert len(cached) == 2  # train and test features
+    mtimes = [p.stat().st_mtime_ns for p in cached]
+    out_file = tmp_path / "again.json"
+    assert _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--cache-dir", str(cache), "--k", "20",
+                 "--out", str(out_file), capsys=capsys)[0] == 0
+    assert [p.stat().st_mtime_ns for p in sorted(cache.iterdir())] == mtimes  # read, not rewritten
+    assert _json(out_file)["results"]["20"] == result["results"]["20"]
+
+
+def test_student_export_and_reload(run_dir: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "student.safetensors"
+    code, out, err = main(["export", "--checkpoint", str(run_dir), "--student", "--out", str(target)]), *(
+        lambda c: (c.out, c.err))(capsys.readouterr())
+    assert code == 0, err
+    assert "exported student" in out and target.is_file() and target.with_suffix(".json").is_file()
+    code, _, err = _eval("knn", "--checkpoint", str(target), *COMMON, "--k", "20",
+                         "--out", str(tmp_path / "k.json"), capsys=capsys)
+    assert code == 0, err
+    assert _json(tmp_path / "k.json")["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir, "student"))
+
+
+def test_fewshot_retrieval_robustness(run_dir: Path, tmp_path: Path, capsys) -> None:
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    code, out, err = _eval("fewshot", "--checkpoint", str(run_dir), *COMMON, *cache, "--shots", "1", "5",
+                           "--repeats", "3", capsys=capsys)
+    assert code == 0, err
+    fewshot = _json(run_dir / "eval" / "fewshot.json")["results"]
+    assert fewshot["1"]["k"] == 1 and len(fewshot["5"]["top1"]) == 3 and "nu=5" in out
+    code, out, err = _eval("retrieval", "--checkpoint", str(run_dir), *COMMON, *cache, capsys=capsys)
+    assert code == 0, err
+    recall = _json(run_dir / "eval" / "retrieval.json")["recall"]
+    assert list(recall) == ["1", "2", "4", "8"] and recall["1"] <= recall["8"]
+    code, out, err = _eval("robustness", "--checkpoint", str(run_dir), *COMMON, *cache, "--ratios", "0", "0.5",
+                           "--attention-checkpoint", str(run_dir), capsys=capsys)
+    assert code == 0, err
+    occlusion = _json(run_dir / "eval" / "robustness.json")["occlusion"]
+    assert occlusion["0.0"] == pytest.approx(_direct_knn(run_dir))  # ratio 0 = plain 20-NN
+
+
+def _folder(root: Path, classes: tuple[str, ...]) -> Path:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{index}.png")
+    return root
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--checkpoint", "/nonexistent.pth"], "checkpoint not found: /nonexistent.pth"),
+    (["--subset", "abc"], None),  # argparse's own usage error
+    (["--data", "UNLABELLED"], "has no class labels"),
+    (["--variant", "odd=OTHER"], "variant 'odd'"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+])
+def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, capsys, arguments: list[str],
+                               message: str | None) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(flat / "x.png")
+    other = _folder(tmp_path / "other", ("cat", "dog"))
+    arguments = [a.replace("UNLABELLED", str(flat)).replace("OTHER", str(other)) for a in arguments]
+    base = ["--checkpoint", str(run_dir), *COMMON, "--out", str(tmp_path / "r.json")]
+    protocol = "robustness" if "--variant" in arguments else "knn"
+    if message is None:
+        with pytest.raises(SystemExit):
+            main(["eval", protocol, *base, *arguments])
+        assert "--subset takes a fraction or a count" in capsys.readouterr().err
+        return
+    code, _, err = _eval(protocol, *base, *arguments, capsys=capsys)
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
