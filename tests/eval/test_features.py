@@ -37,7 +37,7 @@ def _loader(sizes: tuple[int, ...] = (4, 4, 3), seed: int = 0) -> list[tuple[tor
 
 
 @pytest.mark.parametrize(("kind", "width"), [("cls", DIM), ("gap", DIM), ("cls+gap", 2 * DIM),
-                                             ("last4", 4 * DIM)])
+                                             ("last4", 4 * DIM), ("last4+gap", 5 * DIM)])
 def test_shapes_and_dtypes_of_every_kind(kind: str, width: int) -> None:
     features, labels = extract_features(_model(depth=4), _loader(), kind=kind)
     assert features.shape == (11, width) and features.dtype == torch.float32
@@ -54,7 +54,8 @@ def test_features_equal_the_backbone_outputs() -> None:
         last4 = torch.cat([tokens[:, 0] for tokens in model.intermediate_layers(images, 4)], -1)
     expected = {"cls": output.cls_token, "gap": output.patch_tokens.mean(1),
                 "cls+gap": torch.cat([output.cls_token, output.patch_tokens.mean(1)], -1),
-                "last4": last4}
+                "last4": last4,
+                "last4+gap": torch.cat([last4, output.patch_tokens.mean(1)], -1)}
     for kind, target in expected.items():
         features, labels = extract_features(model, loader, kind=kind)
         torch.testing.assert_close(features, target, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from attmask.engine.distributed import is_distributed
 
 #: Supported values of ``extract_features(kind=...)``.
-FEATURE_KINDS = ("cls", "gap", "cls+gap", "last4")
+FEATURE_KINDS = ("cls", "gap", "cls+gap", "last4", "last4+gap")
 
 
 def batch_features(model: nn.Module, images: Tensor, kind: str = "cls") -> Tensor:
@@ -30,18 +30,23 @@ def batch_features(model: nn.Module, images: Tensor, kind: str = "cls") -> Tenso
             and, for ``last4``, providing ``intermediate_layers``.
         images: ``(B, C, H, W)`` on the model's device.
         kind: ``cls`` ``(B, D)``; ``gap`` mean patch token ``(B, D)``; ``cls+gap`` both
-            concatenated ``(B, 2D)``; ``last4`` [CLS] of the last 4 blocks ``(B, 4D)``.
+            concatenated ``(B, 2D)``; ``last4`` [CLS] of the last 4 blocks ``(B, 4D)``;
+            ``last4+gap`` those and the mean patch token of the last block ``(B, 5D)`` (DINO's
+            ``--avgpool_patchtokens`` linear protocol for ViT-B).
 
     Returns:
         ``(B, F)`` features in the model's dtype.
     """
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
-    if kind == "last4":
+    if kind.startswith("last4"):
         if getattr(model, "depth", 4) < 4:
-            raise ValueError(f"kind 'last4' needs a ViT of at least 4 blocks, got {model.depth}")
+            raise ValueError(f"kind {kind!r} needs a ViT of at least 4 blocks, got {model.depth}")
         outputs = model.intermediate_layers(images, num_blocks=4)  # 4 x (B, 1 + N, D)
-        return torch.cat([tokens[:, 0] for tokens in outputs], dim=-1)
+        tokens = [out[:, 0] for out in outputs]
+        if kind == "last4+gap":
+            tokens.append(outputs[-1][:, 1:].mean(dim=1))
+        return torch.cat(tokens, dim=-1)
     output = model(images)
     if kind == "cls":
         return output.cls_token
