@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
+DEMO_IMAGES := --data fashion-mnist --num-images 4
 
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -30,7 +31,8 @@ data:
 demo: $(STAMP) data
 	rm -rf $(DEMO_OUT)/run
 	$(PY) -m attmask.cli.main pretrain --config configs/fashion_mnist_ibot_attmask_tiny.yaml --out $(DEMO_OUT)/run
-	$(PY) -m attmask.cli.main masks --image "$$($(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), \"data\", \"chelsea.png\"))")" --out $(DEMO_OUT)/masks_chelsea.png
+	$(PY) -m attmask.cli.main visualize masks --checkpoint $(DEMO_OUT)/run --images $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
+	$(PY) -m attmask.cli.main visualize attention --checkpoint $(DEMO_OUT)/run --images $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
 
 test: $(STAMP) data
 	$(PY) -m pytest -q

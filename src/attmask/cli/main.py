@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from attmask.cli import evaluate, export, masks, pretrain
+from attmask.cli import evaluate, export, pretrain, visualize
 
-SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export, "masks": masks}
+SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export,
+               "visualize": visualize}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,3 +70,57 @@ def render_mask_grid(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def render_attention(
+    image: np.ndarray,
+    attention: torch.Tensor,
+    patch_size: int,
+    title: str,
+    path: str | Path,
+    mass: float = 0.6,
+) -> Path:
+    """Draw one image's [CLS] attention: mean map, thresholded heads, one map per head.
+
+    Columns: the image; the head-mean attention over it; each head's patches holding the top
+    ``mass`` of its attention, in the head's colour (AttMask Fig. A1); then every head's map.
+
+    Args:
+        image: ``(H, W, 3)`` in ``[0, 1]``.
+        attention: ``(heads, N)`` [CLS] attention of one block.
+        patch_size: pixels per patch side.
+        title: figure title.
+        path: output PNG.
+        mass: share of each head's attention kept by the thresholded panel.
+
+    Returns:
+        The written path.
+    """
+    from attmask.viz.attention import head_colour_map, threshold_by_mass
+
+    grid = (image.shape[0] // patch_size, image.shape[1] // patch_size)
+    heads = attention.shape[0]
+    columns = 3 + heads
+    figure, axes = plt.subplots(1, columns, figsize=(2.0 * columns, 2.5), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(image)
+    axes[0].set_title("Image", fontsize=9)
+    axes[1].imshow(image)
+    axes[1].imshow(attention_heatmap(attention, grid, patch_size), cmap="inferno", alpha=0.6)
+    axes[1].set_title("mean [CLS] attention", fontsize=9)
+    axes[2].imshow(image * 0.5 + 0.25)
+    axes[2].imshow(head_colour_map(threshold_by_mass(attention, mass), grid, patch_size))
+    axes[2].set_title(f"heads, top {mass:.0%} mass", fontsize=9)
+    for head in range(heads):
+        axes[3 + head].imshow(attention_heatmap(attention[head], grid, patch_size), cmap="inferno")
+        axes[3 + head].set_title(f"head {head}", fontsize=9)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,114 @@
+"""``attmask visualize attention|masks``: what the teacher looks at, what the student is hidden.
+
+The model is a checkpoint (any layout ``attmask eval`` accepts; teacher by default) or, without
+``--checkpoint``, a randomly initialised ViT, which every figure title then says.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from attmask.models import VIT_ARCHITECTURES
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="checkpoint file or run folder (default: random init)")
+    parser.add_argument("--student", action="store_true", help="use the student instead of the teacher")
+    parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
+    parser.add_argument("--arch", default="vit_small", choices=sorted(VIT_ARCHITECTURES),
+                        help="random-init architecture (without --checkpoint)")
+    parser.add_argument("--patch-size", type=int, default=16, help="random-init patch size")
+    parser.add_argument("--img-size", type=int, help="side of the centre crop (default: the model's, 224 random)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", help="image files")
+    source.add_argument("--data", help="draw test images of a data set instead (fashion-mnist, digits, folder)")
+    parser.add_argument("--data-dir", help="folder holding a built-in data set's files")
+    parser.add_argument("--num-images", type=int, default=4, help="with --data: images drawn, one per class")
+    parser.add_argument("--out", required=True, help="output folder (one PNG per image)")
+    parser.add_argument("--block", type=int, default=-1, help="block whose attention is drawn (-1 = last)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random init and random masks")
+
+
+def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
+    """Register ``visualize`` with its ``attention`` and ``masks`` figures."""
+    parser = commands.add_parser(name, help="draw attention maps per head, or every strategy's masks")
+    figures = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    attention = figures.add_parser(
+        "attention", help="mean [CLS] attention, per-head maps and thresholded heads (Fig. A1)")
+    _model_arguments(attention)
+    attention.add_argument("--mass", type=float, default=0.6,
+                           help="each head's panel keeps the patches holding this share of its attention")
+    masks = figures.add_parser(
+        "masks", help="block-wise / random / AttMask-High / Hint / Low masks by ratio (Fig. 1, A2)")
+    _model_arguments(masks)
+    masks.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5])
+    masks.add_argument("--show-ratio", type=float, default=0.03, help="AttMask-Hint ratio")
+    masks.add_argument("--show-max", type=float, default=0.1, help="AttMask-Hint s_max")
+
+
+def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
+    """The ViT, the crop size and a label for figure titles."""
+    from attmask.models import build_vit
+    from attmask.models.checkpoints import load_backbone
+
+    if args.checkpoint:
+        loaded = load_backbone(args.checkpoint, "student" if args.student else "teacher", args.num_heads)
+        label = f"{loaded.which or 'backbone'} of {loaded.path}"
+        return loaded.model, args.img_size or int(loaded.kwargs["img_size"]), label
+    torch.manual_seed(args.seed)
+    size = args.img_size or 224
+    model = build_vit(args.arch, img_size=size, patch_size=args.patch_size).eval()
+    return model, size, f"{args.arch}/{args.patch_size}, RANDOMLY INITIALISED (attention is meaningless)"
+
+
+def _images(args: argparse.Namespace) -> list[tuple[str, Image.Image]]:
+    """``(name, RGB image)`` pairs from files, or the first test image of each class of a data set."""
+    from attmask.data import load_image
+    from attmask.data.datasets import build_dataset
+
+    if args.images:
+        return [(Path(p).stem, load_image(p)) for p in args.images]
+    if args.num_images < 1:
+        raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
+    dataset = build_dataset(args.data, "test", None, args.data_dir)
+    chosen: list[int] = []
+    for label in sorted(set(dataset.targets.tolist())):  # one image per class, then fill up
+        chosen.append(int((dataset.targets == label).nonzero()[0][0]))
+    chosen = (chosen + [i for i in range(len(dataset)) if i not in chosen])[: args.num_images]
+    names = getattr(dataset, "classes", [])
+    return [(f"{Path(args.data).name}_{i}" + (f"_{names[dataset.targets[i]]}" if dataset.targets[i] >= 0 and names
+                                                else ""), dataset.image(i)) for i in chosen]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw the chosen figure for every image."""
+    from attmask.data import image_to_tensor
+    from attmask.masking import scores_from_cls_attention
+    from attmask.viz.attention import attention_maps
+    from attmask.viz.masks import strategy_masks
+    from attmask.viz.render import render_attention, render_mask_grid
+
+    if args.figure == "masks" and not all(0.0 <= r <= 1.0 for r in args.ratios):
+        raise ValueError(f"--ratios must lie in [0, 1], got {args.ratios}")
+    images = _images(args)  # fail on a bad file before any work
+    model, size, label = _model(args)
+    model.eval()
+    for name, image in images:
+        inputs, pixels = image_to_tensor(image, size)
+        attention = attention_maps(model, inputs[None], args.block)[0]  # (heads, N)
+        picture = pixels.permute(1, 2, 0).numpy()
+        target = Path(args.out) / f"{name}_{args.figure}.png"
+        title = f"{name}: {label}, block {args.block}"
+        if args.figure == "attention":
+            render_attention(picture, attention, model.patch_size, title, target, args.mass)
+        else:
+            scores = scores_from_cls_attention(attention[None])[0]
+            masks = strategy_masks(scores, model.grid_for(size, size), args.ratios,
+                                   torch.Generator().manual_seed(args.seed), args.show_ratio, args.show_max)
+            render_mask_grid(picture, scores, masks, args.ratios, model.patch_size, title, target)
+        print(f"wrote {target}")
+    return 0
