@@ -28,6 +28,9 @@ def test_two_step_smoke_run(tmp_path, method: str, strategy: str) -> None:
     assert all(f == 0 for f in fractions) if strategy == "none" else all(f > 0 for f in fractions)
     if method == "ibot":
         assert all(math.isfinite(r["loss_patch"]) and r["loss_cls"] > 0 for r in steps)
+    for r in steps:  # collapse monitors and the temperature are logged every step
+        assert 0 <= r["teacher_entropy"] <= math.log(64) + 1e-4 and r["teacher_kl_centre"] >= 0
+        assert r["feature_std"] > 0 and r["teacher_temp"] == pytest.approx(0.04)
     assert summary["epoch"] == 0 and (tmp_path / "config.yaml").is_file()
     state = load_checkpoint(tmp_path / "checkpoint.pth")
     assert state["progress"] == {"epoch": 1, "step": 0, "global_step": 2}

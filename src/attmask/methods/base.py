@@ -32,12 +32,14 @@ class EncoderOutput:
         patch: ``(G*B, N, K_patch)`` head output of the global views' patch tokens, or None.
         local_cls: ``(L*B, K)`` head output of the local crops' [CLS], crop-major, or None.
         cls_attention: ``(G*B, heads, N)`` last-block [CLS] attention of the global views, or None.
+        embedding: ``(G*B, D)`` backbone [CLS] token of the global views (before the head).
     """
 
     cls: torch.Tensor
     patch: torch.Tensor | None = None
     local_cls: torch.Tensor | None = None
     cls_attention: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None
 
 
 class Encoder(nn.Module):
@@ -84,7 +86,7 @@ class Encoder(nn.Module):
         local_cls = None
         if local_views:
             local_cls = torch.cat([self.head(t) for t in self._local_cls_tokens(local_views)])
-        return EncoderOutput(self.head(out.cls_token), patch, local_cls, out.cls_attention)
+        return EncoderOutput(self.head(out.cls_token), patch, local_cls, out.cls_attention, out.cls_token)
 
     def _local_cls_tokens(self, local_views: list[torch.Tensor]) -> list[torch.Tensor]:
         """[CLS] tokens of the local crops, one backbone pass per run of equal resolution."""

@@ -13,6 +13,7 @@ from torch import nn
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
 from attmask.methods.base import Encoder, EncoderOutput, StepOutput
 from attmask.methods.ema import ema_update, make_teacher
+from attmask.methods.monitors import collapse_monitors
 
 NUM_GLOBAL_CROPS = 2
 
@@ -87,6 +88,8 @@ class IBOT(SelfDistillation):
         if epoch < self.mim_start_epoch:
             masks = torch.zeros_like(masks)
         pred = self._student_runner(global_views, masks, local_views)
+        monitors = collapse_monitors(target.cls, self.loss.center.center, self.loss.teacher_temps(epoch)[0],
+                                     target.embedding)
         out = self.loss(
             pred.cls, pred.patch, target.cls, target.patch, masks, epoch, pred.local_cls
         )
@@ -95,6 +98,8 @@ class IBOT(SelfDistillation):
             "loss_cls": out.cls.detach(),
             "loss_patch": out.patch.detach(),
             "mask_fraction": masks.float().mean(),
+            "teacher_temp": torch.tensor(self.loss.teacher_temps(epoch)[0]),
+            **monitors,
         }
         return StepOutput(out.loss, logs)
 
@@ -126,5 +131,9 @@ class DINO(SelfDistillation):
         masks = self.make_masks(global_views, target)
         pred = self._student_runner(global_views, masks, local_views, with_patches=False)
         student_out = pred.cls if pred.local_cls is None else torch.cat([pred.cls, pred.local_cls])
+        temperature = self.loss.teacher_temp(epoch)
+        monitors = collapse_monitors(target.cls, self.loss.center.center, temperature, target.embedding)
         loss = self.loss(student_out, target.cls, epoch)
-        return StepOutput(loss, {"loss": loss.detach(), "mask_fraction": masks.float().mean()})
+        logs = {"loss": loss.detach(), "mask_fraction": masks.float().mean(),
+                "teacher_temp": torch.tensor(temperature), **monitors}
+        return StepOutput(loss, logs)
