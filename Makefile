@@ -31,8 +31,9 @@ data:
 demo: $(STAMP) data
 	rm -rf $(DEMO_OUT)/run
 	$(PY) -m attmask.cli.main pretrain --config configs/fashion_mnist_ibot_attmask_tiny.yaml --out $(DEMO_OUT)/run
-	$(PY) -m attmask.cli.main visualize masks --checkpoint $(DEMO_OUT)/run --images $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
-	$(PY) -m attmask.cli.main visualize attention --checkpoint $(DEMO_OUT)/run --images $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
+	$(PY) -m attmask.cli.main visualize masks --checkpoint $(DEMO_OUT)/run $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
+	$(PY) -m attmask.cli.main visualize attention --checkpoint $(DEMO_OUT)/run $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
+	$(PY) -m attmask.cli.main report $(DEMO_OUT)/run
 
 test: $(STAMP) data
 	$(PY) -m pytest -q

@@ -113,6 +113,8 @@ class TrainConfig:
     knn_train_samples: int = 10000
     knn_test_samples: int = 2000
     knn_baseline: bool = False
+    figures_every_epochs: int = 0
+    figure_images: int = 4
     progress: bool = True
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from attmask.cli import evaluate, export, pretrain, visualize
+from attmask.cli import evaluate, export, pretrain, report, visualize
 
 SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export,
-               "visualize": visualize}
+               "visualize": visualize, "report": report}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from attmask.models import VIT_ARCHITECTURES
 
@@ -65,50 +64,23 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
     return model, size, f"{args.arch}/{args.patch_size}, RANDOMLY INITIALISED (attention is meaningless)"
 
 
-def _images(args: argparse.Namespace) -> list[tuple[str, Image.Image]]:
-    """``(name, RGB image)`` pairs from files, or the first test image of each class of a data set."""
-    from attmask.data import load_image
-    from attmask.data.datasets import build_dataset
-
-    if args.images:
-        return [(Path(p).stem, load_image(p)) for p in args.images]
-    if args.num_images < 1:
-        raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
-    dataset = build_dataset(args.data, "test", None, args.data_dir)
-    chosen: list[int] = []
-    for label in sorted(set(dataset.targets.tolist())):  # one image per class, then fill up
-        chosen.append(int((dataset.targets == label).nonzero()[0][0]))
-    chosen = (chosen + [i for i in range(len(dataset)) if i not in chosen])[: args.num_images]
-    names = getattr(dataset, "classes", [])
-    return [(f"{Path(args.data).name}_{i}" + (f"_{names[dataset.targets[i]]}" if dataset.targets[i] >= 0 and names
-                                                else ""), dataset.image(i)) for i in chosen]
-
-
 def run(args: argparse.Namespace) -> int:
     """Draw the chosen figure for every image."""
-    from attmask.data import image_to_tensor
-    from attmask.masking import scores_from_cls_attention
-    from attmask.viz.attention import attention_maps
-    from attmask.viz.masks import strategy_masks
-    from attmask.viz.render import render_attention, render_mask_grid
+    from attmask.data import load_image
+    from attmask.viz.figures import draw_figures, sample_images
 
     if args.figure == "masks" and not all(0.0 <= r <= 1.0 for r in args.ratios):
         raise ValueError(f"--ratios must lie in [0, 1], got {args.ratios}")
-    images = _images(args)  # fail on a bad file before any work
+    if args.images:  # fail on a bad file before any work
+        images = [(Path(p).stem, load_image(p)) for p in args.images]
+    else:
+        if args.num_images < 1:
+            raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
+        images = sample_images(args.data, args.num_images, args.data_dir)
     model, size, label = _model(args)
-    model.eval()
-    for name, image in images:
-        inputs, pixels = image_to_tensor(image, size)
-        attention = attention_maps(model, inputs[None], args.block)[0]  # (heads, N)
-        picture = pixels.permute(1, 2, 0).numpy()
-        target = Path(args.out) / f"{name}_{args.figure}.png"
-        title = f"{name}: {label}, block {args.block}"
-        if args.figure == "attention":
-            render_attention(picture, attention, model.patch_size, title, target, args.mass)
-        else:
-            scores = scores_from_cls_attention(attention[None])[0]
-            masks = strategy_masks(scores, model.grid_for(size, size), args.ratios,
-                                   torch.Generator().manual_seed(args.seed), args.show_ratio, args.show_max)
-            render_mask_grid(picture, scores, masks, args.ratios, model.patch_size, title, target)
-        print(f"wrote {target}")
+    options = ({"mass": args.mass} if args.figure == "attention" else
+               {"ratios": args.ratios, "show_ratio": args.show_ratio, "show_max": args.show_max})
+    for path in draw_figures(model, images, size, args.out, label, (args.figure,), block=args.block,
+                             seed=args.seed, **options):
+        print(f"wrote {path}")
     return 0

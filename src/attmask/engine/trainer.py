@@ -26,6 +26,7 @@ from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_see
 from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, check_compatible, load_checkpoint, save_atomic
 from attmask.engine.data import build_pretraining_data
 from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
+from attmask.engine.figure_monitor import FigureMonitor
 from attmask.engine.knn_monitor import KNNMonitor
 from attmask.engine.logging import RunLogger
 from attmask.engine.optim import build_optimizer, set_hyperparameters, training_schedules
@@ -82,6 +83,7 @@ class Trainer:
         self.progress = Progress()
         self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main)
         self.knn = KNNMonitor(config, self.crops.global_size, self.device)
+        self.figures = FigureMonitor(config, self.crops.global_size, self.run_dir)
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._resume_or_start()
 
@@ -234,6 +236,8 @@ class Trainer:
         if self.knn.due(epoch):
             record.update(self.knn.evaluate(self.method.teacher.backbone, prefix="knn"))
         plain = self.logger.log(record, step=self.progress.global_step)
+        if self.figures.due(epoch) and self.ctx.is_main:
+            self.figures.draw(self.method.teacher.backbone, epoch, self.logger.writer)
         self.save()
         keep = self.config.train.keep_every_epochs
         if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:

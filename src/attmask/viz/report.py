@@ -1,0 +1,94 @@
+"""``attmask report RUN_DIR``: a self-contained HTML page (and its PNGs) for a pretraining run.
+
+Loss curves, schedules, k-NN accuracy over epochs, collapse monitors, attention and mask
+figures of a few fixed images from the run's checkpoint, and the resolved config. Images are
+embedded as base64, so the page can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from attmask.engine.logging import read_log
+
+PANELS = {
+    "losses.png": [("loss", ["loss", "loss_cls", "loss_patch"])],
+    "schedules.png": [("learning rate", ["lr"]), ("weight decay", ["weight_decay"]),
+                      ("teacher momentum", ["momentum"]), ("teacher temperature", ["teacher_temp"])],
+    "monitors.png": [("teacher entropy (nats)", ["teacher_entropy"]),
+                     ("KL(teacher || centre)", ["teacher_kl_centre"]),
+                     ("feature std across the batch", ["feature_std"]), ("mask fraction", ["mask_fraction"])],
+}
+KNN_PANEL = [("weighted k-NN top-1 (%)", ["knn_top1", "knn_random_init_top1"])]
+
+
+def _embed(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"></figure>'
+
+
+def _figures(run_dir: Path, out: Path, num_images: int) -> list[Path]:
+    """Attention and mask figures of the run's teacher on fixed images of its data set."""
+    import yaml
+
+    from attmask.models.checkpoints import load_backbone
+    from attmask.viz.figures import draw_figures, sample_images
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    data = config.get("data", {})
+    loaded = load_backbone(run_dir)
+    images = sample_images(data.get("source", "fashion-mnist"), num_images, data.get("data_dir"))
+    return draw_figures(loaded.model, images, int(loaded.kwargs["img_size"]), out / "figures",
+                        f"teacher of {run_dir.name}")
+
+
+def _summary(records: list[dict]) -> str:
+    steps = [r for r in records if "loss" in r and "step" in r]
+    epochs = [r for r in records if r.get("epoch_done")]
+    parts = [f"{len(steps)} logged steps", f"{len(epochs)} finished epochs"]
+    knn = [r for r in records if "knn_top1" in r]
+    if knn:
+        parts.append(f"last weighted k-NN top-1 {knn[-1]['knn_top1']:.2f}%")
+    baseline = [r for r in records if "knn_random_init_top1" in r]
+    if baseline:
+        parts.append(f"random init {baseline[-1]['knn_random_init_top1']:.2f}%")
+    return ", ".join(parts)
+
+
+def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True) -> Path:
+    """Write ``run_dir/report/index.html`` with its PNGs next to it; returns the HTML path.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` holds no ``log.jsonl``.
+    """
+    from attmask.viz.curves import plot_panels
+
+    run_dir = Path(run_dir)
+    records = read_log(run_dir)
+    if not records:
+        raise FileNotFoundError(f"{run_dir} has no log.jsonl; pass a pretraining run folder")
+    out = run_dir / "report"
+    sections = [f"<h1>Run {html.escape(run_dir.name)}</h1><p>{html.escape(_summary(records))}</p>"]
+    for name, panels in PANELS.items():
+        path = plot_panels(records, panels, out / name)
+        if path is not None:
+            sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}")
+    knn = plot_panels(records, KNN_PANEL, out / "knn.png", x="epoch")
+    if knn is not None:
+        sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}")
+    if figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file():
+        drawn = _figures(run_dir, out, num_images)
+        sections.append("<h2>attention and masks (teacher)</h2>" + "".join(_embed(p) for p in drawn))
+    if (run_dir / "config.yaml").is_file():
+        sections.append(f"<h2>config</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
+    last = next((r for r in reversed(records) if "loss" in r), {})
+    sections.append(f"<h2>last step</h2><pre>{html.escape(json.dumps(last, indent=1))}</pre>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>attmask run report</title>"
+            "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}img{max-width:100%}"
+            "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"
+            + "\n".join(sections) + "</body></html>\n")
+    (out / "index.html").write_text(page)
+    return out / "index.html"

@@ -1,0 +1,71 @@
+"""``attmask report``: curves, figures and config of a real (tiny) run in one HTML page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from attmask.cli.main import main
+from attmask.engine.trainer import Trainer
+from attmask.viz.curves import plot_panels, series
+from attmask.viz.figures import sample_images
+from tests.engine.tiny import tiny_config
+
+
+def test_series_keeps_the_last_value_of_replayed_steps() -> None:
+    records = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}, {"step": 2, "loss": 1.5},
+               {"step": 3, "loss": "nan"}, {"epoch": 0, "knn_top1": 50.0}]
+    assert series(records, "loss") == ([1.0, 2.0], [3.0, 1.5])
+    assert series(records, "knn_top1", x="epoch") == ([0.0], [50.0])
+
+
+def test_plot_panels_skips_empty_panels(tmp_path: Path) -> None:
+    assert plot_panels([{"step": 1}], [("loss", ["loss"])], tmp_path / "x.png") is None
+    path = plot_panels([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],
+                       [("loss", ["loss"]), ("lr", ["lr"])], tmp_path / "y.png")
+    with Image.open(path) as image:
+        assert image.size[0] < 500  # one panel only
+
+
+def test_sample_images_one_per_class_and_safe_names() -> None:
+    images = sample_images("digits", 12)
+    names = [name for name, _ in images]
+    assert len(images) == 12 and len(set(names)) == 12
+    assert [n.split("_")[-1] for n in names[:10]] == [str(c) for c in range(10)]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) for n in names)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        sample_images("digits", 0)
+
+
+def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    Trainer(tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true",
+                        "train.knn_train_samples=200", "train.knn_test_samples=100"), run).fit()
+    assert main(["report", str(run), "--num-images", "2"]) == 0
+    page = (run / "report" / "index.html").read_text()
+    assert capsys.readouterr().out.startswith("wrote")
+    for title in ("losses", "schedules", "monitors", "k-NN accuracy", "attention and masks (teacher)", "config"):
+        assert f"<h2>{title}</h2>" in page
+    assert page.count("data:image/png;base64,") == 4 + 2 * 2  # 4 curve figures, 2 images x 2 figures
+    assert "random init" in page and "finished epochs" in page
+    for name in ("losses.png", "schedules.png", "monitors.png", "knn.png"):
+        with Image.open(run / "report" / name) as image:
+            assert image.size[0] >= 400 and image.size[1] >= 300
+    assert len(list((run / "report" / "figures").glob("*.png"))) == 4
+
+
+def test_report_without_a_log_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "has no log.jsonl" in error and len(error.splitlines()) == 1
+
+
+def test_trainer_draws_figures_of_fixed_images(tmp_path: Path) -> None:
+    Trainer(tiny_config("train.figures_every_epochs=1", "train.figure_images=2"), tmp_path).fit()
+    for epoch in ("epoch_0001", "epoch_0002"):
+        names = sorted(p.name for p in (tmp_path / "figures" / epoch).glob("*.png"))
+        assert names == ["digits_0_0_attention.png", "digits_0_0_masks.png",
+                         "digits_15_1_attention.png", "digits_15_1_masks.png"]
