@@ -27,7 +27,7 @@ data:
 	fi
 
 # Pretrain on Fashion-MNIST (CPU), report k-NN of the pretrained and the random-init backbone,
-# and draw the masks of every strategy on a photo. A fresh run every time.
+# draw attention and mask figures of Fashion-MNIST test images, write the run report. A fresh run every time.
 demo: $(STAMP) data
 	rm -rf $(DEMO_OUT)/run
 	$(PY) -m attmask.cli.main pretrain --config configs/fashion_mnist_ibot_attmask_tiny.yaml --out $(DEMO_OUT)/run
