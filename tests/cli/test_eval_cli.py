@@ -130,3 +130,34 @@ def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, capsys, arguments:
     code, _, err = _eval(protocol, *base, *arguments, capsys=capsys)
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r.json").exists()
+
+
+def test_linear_fast_matches_the_library_full_and_finetune_run(run_dir: Path, tmp_path: Path, capsys) -> None:
+    from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
+
+    code, out, err = _eval("linear", "--checkpoint", str(run_dir), *COMMON, "--epochs", "5", "--lr", "2",
+                           "--out", str(tmp_path / "lin.json"), capsys=capsys)
+    assert code == 0, err
+    result = _json(tmp_path / "lin.json")
+    model = load_backbone(run_dir).model
+    loaders = [torch.utils.data.DataLoader(build_dataset("digits", split, eval_transform(16)), batch_size=128)
+               for split in ("train", "test")]
+    (train, train_labels), (test, test_labels) = (extract_features(model, loader) for loader in loaders)
+    expected = linear_probe_on_features(train, train_labels, test, test_labels, 10,
+                                        LinearProbeConfig(epochs=5, base_lr=2.0))
+    assert result["kind"] == "cls" and result["top1"] == pytest.approx(expected.top1)
+    assert len(result["train_loss"]) == 5 and out.startswith("linear probe (fast, cls features, 5 epochs)")
+    code, out, err = _eval("linear", "--checkpoint", str(run_dir), *COMMON, "--epochs", "1", "--mode", "full",
+                           "--out", str(tmp_path / "full.json"), capsys=capsys)
+    assert code == 0 and _json(tmp_path / "full.json")["mode"] == "full", err
+    code, out, err = _eval("finetune", "--checkpoint", str(run_dir), *COMMON, "--epochs", "1",
+                           "--warmup-epochs", "0", "--train-batch-size", "64", "--out", str(tmp_path / "ft.json"),
+                           capsys=capsys)
+    assert code == 0, err
+    finetuned = _json(tmp_path / "ft.json")
+    assert 0 <= finetuned["top1"] <= 100 and finetuned["config"]["layer_decay"] == 0.75
+    code, out, err = _eval("robustness", "--checkpoint", str(run_dir), *COMMON, "--classifier", "linear",
+                           "--epochs", "5", "--lr", "2", "--ratios", "0", "--out", str(tmp_path / "rob.json"),
+                           capsys=capsys)
+    assert code == 0, err
+    assert _json(tmp_path / "rob.json")["occlusion"]["0.0"] == pytest.approx(expected.top1)

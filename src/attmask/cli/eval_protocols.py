@@ -77,6 +77,9 @@ def _robustness_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.07)
     parser.add_argument("--variant", type=_variant, action="append", default=[], metavar="NAME=FOLDER",
                         help="also report accuracy on this labelled folder (IN-9 style; repeatable)")
+    parser.add_argument("--classifier", default="knn", choices=("knn", "linear"),
+                        help="k-NN bank or a linear probe (fast mode) fitted on clean training features")
+    _probe_args(parser)
     _features(parser)
 
 
@@ -88,14 +91,80 @@ def _robustness(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
     if attention is not None and attention.patch_size != session.backbone.patch_size:
         raise ValueError(f"--attention-checkpoint has patch size {attention.patch_size}, the evaluated "
                          f"model {session.backbone.patch_size}; both must cut the same patch grid")
+    linear = _probe_config(args) if args.classifier == "linear" else None
     return robustness_protocol(session, args.ratios, attention, args.features, args.k, args.temperature,
-                               dict(args.variant))
+                               dict(args.variant), linear)
+
+
+# ---------------------------------------------------------------- linear probe
+
+
+def _probe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=100, help="linear probe epochs")
+    parser.add_argument("--lr", type=float, default=0.001, help="base lr per 256 samples (DINO: 0.001)")
+    parser.add_argument("--train-batch-size", type=int, default=256, help="classifier batch size")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _probe_config(args: argparse.Namespace) -> Any:
+    from attmask.eval.linear import LinearProbeConfig
+    kind = getattr(args, "probe_features", None)
+    return LinearProbeConfig(epochs=args.epochs, batch_size=args.train_batch_size, base_lr=args.lr,
+                             feature_kind=kind, num_workers=args.num_workers, seed=args.seed)
+
+
+def _linear_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", default="fast", choices=("fast", "full"),
+                        help="fast: cached centre-crop features; full: crop + flip augmentation every epoch")
+    parser.add_argument("--features", dest="probe_features", choices=FEATURE_KINDS,
+                        help="feature kind (default: last4 for >= 4 blocks, else cls)")
+    _probe_args(parser)
+
+
+def _linear(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.protocols import linear_protocol
+    return linear_protocol(session, _probe_config(args), args.mode)
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def _finetune_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-3, help="base lr per 256 samples")
+    parser.add_argument("--min-lr", type=float, default=1e-6)
+    parser.add_argument("--warmup-epochs", type=int, default=5)
+    parser.add_argument("--train-batch-size", type=int, default=128)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay")
+    parser.add_argument("--drop-path", type=float, default=0.1)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    parser.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (0 = off)")
+    parser.add_argument("--randaug", action="store_true", help="RandAugment(2, 9)")
+    parser.add_argument("--pool", default="cls", choices=("cls", "gap"))
+    parser.add_argument("--clip-grad", type=float, help="global gradient norm clip")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _finetune(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.finetune import FinetuneConfig
+    from attmask.eval.protocols import finetune_protocol
+    config = FinetuneConfig(
+        epochs=args.epochs, batch_size=args.train_batch_size, base_lr=args.lr, min_lr=args.min_lr,
+        warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, layer_decay=args.layer_decay,
+        drop_path=args.drop_path, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
+        randaug=args.randaug, pool=args.pool, clip_grad=args.clip_grad, num_workers=args.num_workers,
+        seed=args.seed)
+    return finetune_protocol(session, config)
 
 
 #: protocol -> (help, add its arguments, run it on a session)
 PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], tuple[dict, str]]]] = {
     "knn": ("weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)", _knn_args, _knn),
     "fewshot": ("few-shot k-NN: nu images per class over disjoint subsets", _fewshot_args, _fewshot),
+    "linear": ("linear probe on frozen features (DINO protocol; fast or full mode)", _linear_args, _linear),
+    "finetune": ("fine-tune the whole ViT with layer-wise lr decay", _finetune_args, _finetune),
     "retrieval": ("Recall@k and mAP of every image against the others", _retrieval_args, _retrieval),
     "robustness": ("k-NN accuracy with the most attended patches blacked out", _robustness_args, _robustness),
 }

@@ -9,8 +9,9 @@ strength are configurable; the blur kernel follows the crop size, nothing assume
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from PIL import Image
@@ -152,3 +153,31 @@ def eval_transform(size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tupl
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean, std),
     ])
+
+
+def crop_flip_transform(size: int, scale: tuple[float, float] = (0.08, 1.0), randaug: bool = False,
+                        mean: tuple[float, ...] = IMAGENET_MEAN,
+                        std: tuple[float, ...] = IMAGENET_STD) -> v2.Compose:
+    """Random resized crop, horizontal flip (and RandAugment): ``PIL image -> (3, size, size)``.
+
+    Random draws come from torch's global generator (seeded by the callers).
+    """
+    steps: list[v2.Transform] = [
+        v2.Lambda(_to_rgb),
+        v2.PILToTensor(),
+        v2.RandomResizedCrop(size, scale, interpolation=InterpolationMode.BICUBIC, antialias=True),
+        v2.RandomHorizontalFlip(),
+    ]
+    if randaug:
+        steps.append(v2.RandAugment(num_ops=2, magnitude=9))
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+def with_transform(dataset: Any, transform: Callable) -> Any:
+    """A shallow copy of ``dataset`` (an ``ImageDataset``) whose ``transform`` is ``transform``."""
+    if not hasattr(dataset, "transform"):
+        raise ValueError(f"{type(dataset).__name__} has no transform attribute; pass a data set from "
+                         "attmask.data.datasets.build_dataset")
+    copied = copy.copy(dataset)
+    copied.transform = transform
+    return copied

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.config import Config
-from attmask.data.datasets import ImageDataset, build_dataset
+from attmask.data.datasets import build_dataset
 from attmask.data.augment import eval_transform
 from attmask.data.resumable import EpochSampler
 from attmask.data.splits import hold_out

@@ -15,7 +15,9 @@ from torch import Tensor
 from attmask.data.augment import eval_transform
 from attmask.data.datasets import DatasetError, build_dataset
 from attmask.eval.fewshot import DEFAULT_SHOTS, few_shot_knn
+from attmask.eval.finetune import FinetuneConfig, finetune
 from attmask.eval.knn import knn_sweep, knn_votes
+from attmask.eval.linear import LinearProbeConfig, linear_probe, linear_probe_on_features
 from attmask.eval.retrieval import DEFAULT_KS, retrieval
 from attmask.eval.robustness import DEFAULT_RATIOS, occlusion_accuracy
 from attmask.eval.session import EvalSession
@@ -86,15 +88,30 @@ def _variant_sets(session: EvalSession, variants: dict[str, str]) -> dict[str, A
     return sets
 
 
+def _linear_classifier(session: EvalSession, kind: str, config: LinearProbeConfig):
+    train, train_labels = session.features("train", kind)
+    test, test_labels = session.features("test", kind)
+    result = linear_probe_on_features(train, train_labels, test, test_labels, session.splits.num_classes, config)
+    return result.classifier.to(session.device).eval()
+
+
 def robustness_protocol(
     session: EvalSession, ratios: Sequence[float] = DEFAULT_RATIOS, attention_model: torch.nn.Module | None = None,
     kind: str = "cls", k: int = 20, temperature: float = 0.07, variants: dict[str, str] | None = None,
+    linear: LinearProbeConfig | None = None,
 ) -> Outcome:
-    """k-NN top-1 under occlusion of the most attended patches (Table A2) and on variant folders.
+    """Top-1 under occlusion of the most attended patches (Table A2) and on variant folders.
 
-    The k-NN bank is the clean training split. Every rank evaluates the whole test set.
+    The classifier is fitted on the clean training split: weighted k-NN (default) or, with
+    ``linear``, a linear probe on cached features. Every rank evaluates the whole test set.
     """
-    classify = _knn_classifier(session, kind, k, temperature)
+    if linear is not None:
+        kind = linear.kind_for(session.backbone.depth)
+        probe = _linear_classifier(session, kind, linear)
+        classify = lambda features: probe(features.to(session.device))  # noqa: E731
+    else:
+        classify = _knn_classifier(session, kind, k, temperature)
+    name = "linear probe" if linear is not None else f"{k}-NN"
     attention = attention_model.to(session.device) if attention_model is not None else None
     test_loader = torch.utils.data.DataLoader(session.splits.test, batch_size=session.data.batch_size,
                                               num_workers=session.data.num_workers)
@@ -108,7 +125,40 @@ def robustness_protocol(
                                                    kind, session.device)[0.0]
     parts = ", ".join(f"{int(round(r * 100))}%: {acc:.2f}" for r, acc in occlusion.items())
     extra = "".join(f", {name}: {acc:.2f}" for name, acc in variant_results.items())
-    return ({"protocol": "robustness", "kind": kind, "k": k, "temperature": temperature,
+    return ({"protocol": "robustness", "classifier": name, "kind": kind, "k": k, "temperature": temperature,
              "attention": "evaluated model" if attention_model is None else "separate model",
              "occlusion": {str(r): acc for r, acc in occlusion.items()}, "variants": variant_results},
-            f"{k}-NN top-1 with the most attended patches blacked out ({parts}){extra}")
+            f"{name} top-1 with the most attended patches blacked out ({parts}){extra}")
+
+
+def _linear_summary(result: Any, mode: str, kind: str) -> str:
+    return (f"linear probe ({mode}, {kind} features, {result.epochs} epochs) top-1 {result.top1:.2f}% "
+            f"top-5 {result.top5:.2f}%")
+
+
+def linear_protocol(session: EvalSession, config: LinearProbeConfig, mode: str = "fast") -> Outcome:
+    """DINO's linear probe: ``fast`` on cached centre-crop features, ``full`` with augmentation."""
+    kind = config.kind_for(session.backbone.depth)
+    if mode == "fast":
+        train, train_labels = session.features("train", kind)
+        test, test_labels = session.features("test", kind)
+        result = linear_probe_on_features(train.to(session.device), train_labels.to(session.device),
+                                          test.to(session.device), test_labels.to(session.device),
+                                          session.splits.num_classes, config)
+    elif mode == "full":
+        result = linear_probe(session.backbone, session.splits.train, session.splits.test,
+                              session.splits.num_classes, config, session.device)
+    else:
+        raise ValueError(f"unknown linear probe mode {mode!r}; choose fast or full")
+    return ({"protocol": "linear", "mode": mode, "kind": kind, "config": asdict(config), "top1": result.top1,
+             "top5": result.top5, "train_loss": result.train_loss, "lr": result.lr},
+            _linear_summary(result, mode, kind))
+
+
+def finetune_protocol(session: EvalSession, config: FinetuneConfig) -> Outcome:
+    """End-to-end fine-tuning with layer-wise lr decay; top-1 / top-5 on the test split."""
+    result = finetune(session.backbone, session.splits.train, session.splits.test,
+                      session.splits.num_classes, config, session.device, session.progress)
+    return ({"protocol": "finetune", "config": asdict(config), "top1": result.top1, "top5": result.top5,
+             "train_loss": result.train_loss, "history": result.history},
+            f"fine-tuning ({result.epochs} epochs) top-1 {result.top1:.2f}% top-5 {result.top5:.2f}%")

@@ -83,6 +83,25 @@ class VisionTransformer(nn.Module):
         """Number of transformer blocks."""
         return len(self.blocks)
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter-name regexes grouping layers for layer-wise lr decay (timm's ViT rule).
+
+        The stem (tokens, position and patch embedding) is layer 0, ``blocks.i`` is layer
+        ``i + 1`` and the final norm joins the last block, as in ``timm``'s VisionTransformer;
+        :func:`timm.optim.param_groups_layer_decay` reads it.
+
+        Args:
+            coarse: accepted for timm's interface; the grouping is the same.
+        """
+        return dict(
+            stem=r"^cls_token|^pos_embed|^patch_embed|^mask_token",
+            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters kept free of weight decay (tokens and position embedding)."""
+        return {"pos_embed", "cls_token", "mask_token"}
+
     def grid_for(self, height: int, width: int) -> tuple[int, int]:
         """Patch grid ``(H / p, W / p)`` of an image; raises if a side is not a multiple of p."""
         if height % self.patch_size or width % self.patch_size:
