@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,17 +11,13 @@ import torch.multiprocessing as mp
 from attmask.engine.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from tests.engine.tiny import losses_by_step, tiny_config
+from tests.conftest import free_port
 
 # Attention masks with a fixed ratio and probability 1 depend only on the data, so the two
 # decompositions of the global batch see identical masks (stochastic strategies draw per rank).
 COMMON = ("optim.epochs=2", "train.max_steps_per_epoch=2", "masking.strategy=attmask_high",
           "masking.ratio=0.3", "model.drop_path_rate=0.0")
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
@@ -42,7 +37,7 @@ def test_two_gloo_processes_match_one_process(tmp_path) -> None:
     from attmask.engine.trainer import Trainer
 
     Trainer(tiny_config(*COMMON, "data.batch_size=8"), tmp_path / "single").fit()
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2,
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2,
                        join=True, start_method="spawn")
     single = losses_by_step(read_log(tmp_path / "single"))
     ddp = losses_by_step(read_log(tmp_path / "ddp"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from attmask.eval.features import FEATURE_KINDS, extract_features
+from tests.conftest import free_port
 
 DIM = 192  # vit_tiny width
 
@@ -92,11 +92,6 @@ def test_invalid_requests_raise() -> None:
         extract_features(_model(), [])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def _gather_worker(rank: int, port: int, directory: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -113,7 +108,7 @@ RANK_SHARES = {0: (3,), 1: (2, 2)}
 
 
 def test_two_ranks_gather_every_sample(tmp_path) -> None:
-    mp.start_processes(_gather_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     single = [extract_features(_PoolingBackbone(), _loader(RANK_SHARES[rank], seed=rank))
               for rank in (0, 1)]

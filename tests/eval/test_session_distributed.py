@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -12,14 +11,10 @@ import torch.multiprocessing as mp
 from attmask.eval.session import DataOptions, EvalSession
 from attmask.models import VisionTransformer
 from attmask.models.checkpoints import load_backbone
+from tests.conftest import free_port
 
 OPTIONS = DataOptions(source="digits", img_size=16, batch_size=100, num_workers=0)
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _session(checkpoint: str, cache_dir: str | None = None) -> EvalSession:
@@ -47,7 +42,7 @@ def test_two_ranks_give_the_single_process_features(tmp_path) -> None:
     model = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
     checkpoint = tmp_path / "c.pth"
     torch.save(model.state_dict(), checkpoint)
-    mp.start_processes(_worker, args=(_free_port(), str(checkpoint), str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(free_port(), str(checkpoint), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     expected = _sorted(*_session(str(checkpoint)).features("test"))
     assert expected[0].shape == (297, 32)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from attmask.losses.center import Center, is_distributed
+from tests.conftest import free_port
 
 
 def test_zero_init_buffer_and_state_dict() -> None:
@@ -85,11 +85,6 @@ def _rows(dim: int = 4) -> torch.Tensor:
     return torch.randn(sum(ROWS_PER_RANK), dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -107,7 +102,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path) -> None:
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     single = Center((1, 4)).double()
     single.center.fill_(0.5)

@@ -62,10 +62,10 @@ def _default_out(args: argparse.Namespace) -> Path:
 
 
 def _write(result: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    temporary.replace(out)
+    from attmask.files import write_atomic
+
+    text = (json.dumps(result, indent=2, default=str) + "\n").encode()
+    write_atomic(out, lambda stream: stream.write(text))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,33 +11,18 @@ gives the same features as the exported backbone (``num_classes=0``: no classifi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from attmask.files import write_atomic
 from attmask.models.convert import to_timm_state_dict
 
 #: timm model names by width; the kwargs override everything else, so any width works.
 _TIMM_NAMES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224"}
 EXPORT_FORMAT = "attmask-export"
-
-
-def _write_atomic(data: bytes, path: Path) -> None:
-    """Write bytes to a temporary file in the same folder, fsync, rename over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def export_info(kwargs: dict[str, Any], source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -69,9 +54,10 @@ def export_backbone(
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"export path must end in .safetensors, got {out.name}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in to_timm_state_dict(model.state_dict()).items()}
-    _write_atomic(safetensors_bytes(state, metadata={"format": EXPORT_FORMAT}), out)
+    data = safetensors_bytes(state, metadata={"format": EXPORT_FORMAT})
+    write_atomic(out, lambda stream: stream.write(data))
     sidecar = out.with_suffix(".json")
-    _write_atomic((json.dumps(export_info(kwargs, source), indent=2) + "\n").encode(), sidecar)
+    info = (json.dumps(export_info(kwargs, source), indent=2) + "\n").encode()
+    write_atomic(sidecar, lambda stream: stream.write(info))
     return out, sidecar

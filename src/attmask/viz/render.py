@@ -13,6 +13,16 @@ import torch  # noqa: E402
 
 from attmask.viz.masks import attention_heatmap, overlay_mask  # noqa: E402
 
+def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write ``path`` (parents created) and close ``figure``."""
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
 STRATEGY_TITLES = {
     "block": "Block-wise",
     "random": "Random",
@@ -64,12 +74,7 @@ def render_mask_grid(
         axis.set_xticks([])
         axis.set_yticks([])
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def render_attention(
@@ -118,9 +123,4 @@ def render_attention(
         axis.set_xticks([])
         axis.set_yticks([])
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
