@@ -12,16 +12,13 @@ Usage: ``python benchmarks/bench_core.py [--smoke] [--out DIR]``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
-import subprocess
 from pathlib import Path
 
-import timm
 import torch
 from torch.utils import benchmark
 
+from attmask.environment import environment
 from attmask.masking import MaskingConfig, build_masking
 from attmask.models import build_vit
 
@@ -40,22 +37,6 @@ def _interleaved_ms(stmts: list[str], env: dict, min_run_time: float, rounds: in
         for index, stmt in enumerate(stmts):
             samples[index].append(_median_ms(stmt, env, min_run_time))
     return [sorted(values)[len(values) // 2] for values in samples]
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def run(smoke: bool, device: torch.device) -> dict:
@@ -82,10 +63,7 @@ def run(smoke: bool, device: torch.device) -> dict:
         masking[name] = _median_ms("strategy(scores.shape[0], grid, scores, g)", env, min_time)
     return {
         "benchmark": "core",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "device": _device_name(device),
-        "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()},
+        **environment(device),
         "setting": {"arch": arch, "img_size": size, "patch_size": model.patch_size, "batch": batch, "grid": list(grid), "smoke": smoke},
         "forward_ms": {"plain": plain, "with_cls_attention": with_attention},
         "cls_attention_overhead_pct": 100 * (with_attention - plain) / plain,

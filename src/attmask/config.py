@@ -171,6 +171,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(errors[0] if errors else f"config key {key} got {value!r}")
+    if origin is list:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        (arg,) = typing.get_args(hint)
+        return [_coerce(item, arg, key) for item in items]
     if origin is tuple:
         items = value if isinstance(value, (list, tuple)) else [value, value]
         args = typing.get_args(hint)

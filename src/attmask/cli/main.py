@@ -6,10 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from attmask.cli import evaluate, export, pretrain, report, visualize
+from attmask.cli import evaluate, experiment, export, pretrain, report, visualize
 
 SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export,
-               "visualize": visualize, "report": report}
+               "visualize": visualize, "report": report,
+               "experiment": experiment}
 
 
 def build_parser() -> argparse.ArgumentParser:

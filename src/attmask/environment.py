@@ -1,0 +1,51 @@
+"""Where a result was measured: device, library versions, git commit, date.
+
+Benchmarks and experiments write this next to their numbers so a committed result says what
+produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def git_commit(where: str | Path | None = None) -> str:
+    """Short hash of ``HEAD`` of the repository holding ``where`` (default: this package),
+    with ``+dirty`` when tracked files are modified; ``unknown`` outside a git checkout."""
+    folder = Path(where) if where is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True, cwd=folder).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, cwd=folder).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}+dirty" if dirty else commit
+
+
+def device_name(device: torch.device) -> str:
+    """``NVIDIA H100 ...`` on CUDA; ``cpu (<processor>, <n> cores, <m> threads)`` otherwise
+    (cores of the machine, intra-op threads of this process)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    processor = platform.processor() or platform.machine()
+    return f"cpu ({processor}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """``{date, commit, device, versions}`` of this process."""
+    import timm
+
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "device": device_name(device),
+        "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()},
+    }

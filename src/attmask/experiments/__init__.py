@@ -1,0 +1,6 @@
+"""Experiments built from the library: the masking ablation of AttMask (Table 1, Table 2, Fig. 4)."""
+
+from attmask.experiments.config import ARMS, Cell, EvalSpec, ExperimentConfig, load_experiment, plan_cells
+from attmask.experiments.masking import MaskingExperiment
+
+__all__ = ["ARMS", "Cell", "EvalSpec", "ExperimentConfig", "MaskingExperiment", "load_experiment", "plan_cells"]

@@ -1,0 +1,177 @@
+"""One cell of the ablation: pretrain (resumable), evaluate the teacher, store the result JSON.
+
+A cell's result file is written atomically after its evaluation, so a stopped experiment
+reruns only unfinished cells, and an unfinished cell resumes from its run folder's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from attmask.config import Config, ConfigError, to_dict
+from attmask.data.augment import eval_transform
+from attmask.data.splits import LabelledSplits, labelled_splits
+from attmask.engine.checkpoint import CHECKPOINT_NAME
+from attmask.engine.data import crop_config
+from attmask.engine.knn_monitor import KNNMonitor
+from attmask.engine.logging import read_log
+from attmask.engine.trainer import Trainer
+from attmask.eval.features import extract_features
+from attmask.eval.fewshot import few_shot_knn
+from attmask.eval.knn import weighted_knn
+from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
+from attmask.experiments.config import Cell, EvalSpec
+from attmask.environment import device_name, git_commit
+from attmask.files import write_atomic
+from attmask.methods import build_method
+from attmask.viz.curves import series
+
+
+def standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
+    """Both ``(M, F)`` / ``(T, F)`` sets shifted and scaled by the train set's per-feature
+    mean and std (MAE's linear probe: BatchNorm without affine before the classifier)."""
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    return (train - mean) / std, (test - mean) / std
+
+
+def evaluate_features(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
+                      num_classes: int, spec: EvalSpec) -> dict[str, Any]:
+    """Weighted k-NN, few-shot k-NN and a linear probe on frozen features.
+
+    Args:
+        train: ``(M, F)`` bank / linear training features.
+        train_labels: ``(M,)``.
+        test: ``(T, F)`` query features.
+        test_labels: ``(T,)``.
+        num_classes: ``C``.
+        spec: evaluation settings. Few-shot subsets and the probe use seed 0, so every cell
+            is evaluated on the same subsets (paired comparisons).
+
+    Returns:
+        ``{knn_top1, knn_top5, fewshot: {nu: mean}, fewshot_std: {nu: std}, linear_top1,
+        linear_top5}`` in percent.
+    """
+    knn = weighted_knn(train, train_labels, test, test_labels, num_classes, spec.knn_k, spec.temperature)
+    shots = few_shot_knn(train, train_labels, test, test_labels, num_classes, spec.shots,
+                         spec.fewshot_repeats, spec.knn_k, spec.temperature, seed=0)
+    probe_config = LinearProbeConfig(epochs=spec.linear_epochs, base_lr=spec.linear_lr, seed=0)
+    train_std, test_std = standardize(train, test)
+    linear = linear_probe_on_features(train_std, train_labels, test_std, test_labels, num_classes, probe_config)
+    return {
+        "knn_top1": knn.top1, "knn_top5": knn.top5,
+        "fewshot": {str(nu): r.mean for nu, r in shots.items()},
+        "fewshot_std": {str(nu): r.std for nu, r in shots.items()},
+        "linear_top1": linear.top1, "linear_top5": linear.top5,
+    }
+
+
+@dataclass
+class Evaluator:
+    """The labelled splits and settings every cell is evaluated with.
+
+    Attributes:
+        spec: evaluation settings.
+        splits: train (``spec.train_per_class`` per class) and whole test split, centre crops.
+        device: where features are extracted.
+    """
+
+    spec: EvalSpec
+    splits: LabelledSplits
+    device: torch.device
+
+    @classmethod
+    def build(cls, spec: EvalSpec, source: str, data_dir: str | None, img_size: int,
+              device: torch.device) -> Evaluator:
+        """Load the splits once (errors before any pretraining)."""
+        subset = spec.train_per_class or None
+        return cls(spec, labelled_splits(source, eval_transform(img_size), data_dir, subset), device)
+
+    def _features(self, backbone: torch.nn.Module, dataset: Any) -> tuple[Tensor, Tensor]:
+        loader = DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers)
+        return extract_features(backbone, loader, self.device, "cls")
+
+    def evaluate(self, backbone: torch.nn.Module) -> dict[str, Any]:
+        """:func:`evaluate_features` of ``backbone``'s [CLS] features."""
+        backbone = backbone.to(self.device)
+        train, train_labels = self._features(backbone, self.splits.train)
+        test, test_labels = self._features(backbone, self.splits.test)
+        return evaluate_features(train, train_labels, test, test_labels, self.splits.num_classes, self.spec)
+
+
+def knn_curve(run_dir: Path) -> list[list[float]]:
+    """``[[epochs done, online k-NN top-1], ...]`` from a run's log (its k-NN monitor)."""
+    epochs, values = series(read_log(run_dir), "knn_top1", x="epoch")
+    return [[epoch + 1, value] for epoch, value in zip(epochs, values)]
+
+
+def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: Evaluator) -> dict[str, Any]:
+    """Pretrain ``cell`` in ``run_dir`` (resuming a checkpoint there) and evaluate its teacher."""
+    resumed = (run_dir / CHECKPOINT_NAME).is_file()
+    start = time.perf_counter()
+    trainer = Trainer(config, run_dir)
+    trainer.fit()
+    pretrain_seconds = time.perf_counter() - start
+    metrics = evaluator.evaluate(trainer.method.teacher.backbone)
+    return {
+        "cell": asdict(cell), "metrics": metrics, "curve": knn_curve(run_dir),
+        "train_images": len(trainer.dataset), "steps": trainer.progress.global_step,
+        "seconds": {"pretrain": pretrain_seconds, "evaluate": time.perf_counter() - start - pretrain_seconds},
+        "resumed": resumed, "device": device_name(evaluator.device), "commit": git_commit(),
+    }
+
+
+def initial_backbone(config: Config) -> torch.nn.Module:
+    """The teacher backbone a run of ``config`` starts from (the trainer seeds, then builds)."""
+    crops = crop_config(config.data)
+    torch.manual_seed(config.train.seed)
+    return build_method(config, crops.global_size, crops.num_local).teacher.backbone
+
+
+def evaluate_initial(config: Config, evaluator: Evaluator) -> dict[str, Any]:
+    """The random-init row and the epoch-0 point of the k-NN curves for ``train.seed``."""
+    start = time.perf_counter()
+    backbone = initial_backbone(config).to(evaluator.device)
+    monitor = KNNMonitor(config, crop_config(config.data).global_size, evaluator.device)
+    online = monitor.evaluate(backbone, prefix="knn").get("knn_top1")
+    return {"seed": config.train.seed, "metrics": evaluator.evaluate(backbone),
+            "curve": [] if online is None else [[0, online]],
+            "seconds": {"evaluate": time.perf_counter() - start}, "device": device_name(evaluator.device),
+            "commit": git_commit()}
+
+
+def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
+    """Everything a cell's result depends on: the pretraining config and the eval settings."""
+    return {**to_dict(config), "eval": asdict(spec)}
+
+
+def cached_result(path: Path, settings: dict[str, Any],
+                  compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """``(result, computed)``: the stored result at ``path`` if it was made with ``settings``,
+    else ``compute()`` written there atomically together with the settings.
+
+    Raises:
+        ConfigError: ``path`` holds a result of other settings.
+    """
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError:
+            raise ConfigError(f"{path} is not valid JSON; delete it to recompute that cell") from None
+        previous = stored.get("settings", {})
+        if previous != settings:
+            changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
+            raise ConfigError(f"{path} was computed with other settings (changed: {', '.join(changed)}); "
+                              "use a new --out folder or delete that file to recompute it")
+        return stored, False
+    result = {**compute(), "settings": settings}
+    write_atomic(path, lambda stream: stream.write(json.dumps(result, indent=1).encode()))
+    return result, True

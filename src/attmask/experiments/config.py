@@ -1,0 +1,187 @@
+"""Settings of the masking ablation and the cells (arm x seed x data fraction) they expand to.
+
+An *arm* is one masking setting of AttMask Table 1: the strategy and its ratio range. Every
+other setting (model, optimiser, epochs, masking probability, seed list) is shared, so arms
+differ only in which tokens the student does not see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attmask.config import ConfigError, apply_overrides, from_dict
+
+#: The arms of AttMask Table 1: ``name -> (label, masking strategy, ratio range)``.
+ARMS: dict[str, tuple[str, str, tuple[float, float]]] = {
+    "block": ("Block-wise 10-50%", "block", (0.1, 0.5)),
+    "random": ("Random 10-50%", "random", (0.1, 0.5)),
+    "random75": ("Random 75%", "random", (0.75, 0.75)),
+    "attmask_low": ("AttMask-Low", "attmask_low", (0.1, 0.5)),
+    "attmask_hint": ("AttMask-Hint", "attmask_hint", (0.1, 0.5)),
+    "attmask_high": ("AttMask-High", "attmask_high", (0.1, 0.5)),
+}
+
+
+@dataclass
+class PretrainSpec:
+    """The pretraining run of every cell.
+
+    Attributes:
+        config: pretraining preset (YAML), relative to the experiment file, the working
+            folder or the repository.
+        overrides: ``section.key=value`` applied to the preset for every cell.
+    """
+
+    config: str = "configs/fashion_mnist_ibot_attmask_tiny.yaml"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalSpec:
+    """Evaluation of every pretrained teacher on frozen [CLS] features.
+
+    Attributes:
+        train_per_class: images per class of the train split in the k-NN bank / linear
+            training set (0 = all).
+        knn_k: neighbours of the weighted k-NN.
+        temperature: k-NN vote temperature.
+        shots: few-shot bank sizes nu (images per class).
+        fewshot_repeats: disjoint subsets per nu.
+        linear_epochs: epochs of the linear probe on standardised features.
+        linear_lr: its learning rate per 256 samples (SGD, cosine).
+        batch_size: images per feature-extraction batch.
+        num_workers: loader processes for the extraction.
+    """
+
+    train_per_class: int = 1000
+    knn_k: int = 20
+    temperature: float = 0.07
+    shots: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    fewshot_repeats: int = 5
+    linear_epochs: int = 100
+    linear_lr: float = 0.1
+    batch_size: int = 256
+    num_workers: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole ablation.
+
+    Attributes:
+        pretrain: the shared pretraining recipe.
+        arms: arm names (keys of :data:`ARMS`) of the main table.
+        seeds: seeds of the main table (mean +- std over them).
+        curve_arms: arms drawn in the k-NN-vs-epoch figure (AttMask Fig. 4).
+        fractions: training-set fractions of the data sweep (AttMask Table 2), per class of the
+            data set; the main table's own fraction (``data.subset`` of the preset) is reused.
+        fraction_arms: arms of the data sweep.
+        fraction_seeds: how many of ``seeds`` (the first ones) the data sweep uses.
+        eval: evaluation settings.
+    """
+
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    curve_arms: list[str] = field(default_factory=lambda: ["block", "attmask_high"])
+    fractions: list[float] = field(default_factory=list)
+    fraction_arms: list[str] = field(default_factory=lambda: ["block", "attmask_high"])
+    fraction_seeds: int = 1
+    eval: EvalSpec = field(default_factory=EvalSpec)
+
+    def __post_init__(self) -> None:
+        for key in ("arms", "curve_arms", "fraction_arms"):
+            unknown = [name for name in getattr(self, key) if name not in ARMS]
+            if unknown:
+                raise ConfigError(f"unknown arm {unknown[0]!r} in {key}; choose from {', '.join(ARMS)}")
+        if not self.arms or not self.seeds:
+            raise ConfigError("the experiment needs at least one arm and one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct, got {self.seeds}")
+        bad = [f for f in self.fractions if not 0 < f <= 1]
+        if bad:
+            raise ConfigError(f"fractions must lie in (0, 1], got {bad[0]}")
+        if self.fraction_seeds < 1:
+            raise ConfigError(f"fraction_seeds must be >= 1, got {self.fraction_seeds}")
+        if self.eval.train_per_class < 0 or self.eval.knn_k < 1 or self.eval.fewshot_repeats < 1:
+            raise ConfigError("eval needs train_per_class >= 0, knn_k >= 1 and fewshot_repeats >= 1")
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Read an experiment YAML and apply ``a.b=c`` overrides.
+
+    Returns:
+        ``(config, the resolved pretraining preset path)``.
+
+    Raises:
+        ConfigError: missing file, bad YAML, unknown key, bad value, missing preset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file not found: {path}; see configs/experiments/ for the presets")
+    try:
+        values: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"experiment file {path} is not valid YAML: {error}".replace("\n", " ")) from None
+    config = from_dict(ExperimentConfig, apply_overrides(values, overrides or []))
+    return config, resolve_preset(config.pretrain.config, path.parent)
+
+
+def resolve_preset(name: str, beside: Path) -> Path:
+    """The pretraining preset ``name``: absolute, next to the experiment file, in the working
+    folder, or in the repository holding this package; else a one-line ConfigError."""
+    repository = Path(__file__).resolve().parents[3]
+    for candidate in (Path(name), beside / name, Path.cwd() / name, repository / name):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"pretraining preset {name} not found (looked beside {beside}, in the working folder "
+                      "and in the repository); set pretrain.config to an existing YAML file")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One pretraining run: an arm, a seed and the training-set fraction.
+
+    Attributes:
+        arm: key of :data:`ARMS`.
+        seed: ``train.seed`` of the run.
+        subset: ``data.subset`` (fraction or count per class), None for the whole set.
+    """
+
+    arm: str
+    seed: int
+    subset: float | int | None
+
+    @property
+    def name(self) -> str:
+        """Folder name, e.g. ``attmask_high-s0-d0.05``."""
+        return f"{self.arm}-s{self.seed}-d{'all' if self.subset is None else self.subset}"
+
+    def overrides(self) -> list[str]:
+        """Pretraining overrides that make this cell out of the shared recipe."""
+        _, strategy, (low, high) = ARMS[self.arm]
+        subset = "null" if self.subset is None else self.subset
+        return [f"masking.strategy={strategy}", f"masking.ratio=[{low}, {high}]",
+                f"train.seed={self.seed}", f"data.subset={subset}"]
+
+
+def plan_cells(config: ExperimentConfig, main_subset: float | int | None) -> tuple[list[Cell], list[Cell]]:
+    """``(main cells, extra data-sweep cells)``; a sweep cell equal to a main cell is not repeated.
+
+    Main cells iterate seeds in the outer loop, so a stopped run has complete seeds first.
+    """
+    main = [Cell(arm, seed, main_subset) for seed in config.seeds for arm in config.arms]
+    seen = set(main)
+    sweep = []
+    for seed in config.seeds[: config.fraction_seeds]:
+        for fraction in config.fractions:
+            for arm in config.fraction_arms:
+                cell = Cell(arm, seed, fraction)
+                if cell not in seen:
+                    seen.add(cell)
+                    sweep.append(cell)
+    return main, sweep

@@ -1,0 +1,78 @@
+"""Figures of the masking ablation: k-NN vs epoch (Fig. 4), data sweep (Table 2), main table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attmask.experiments.config import ARMS
+from attmask.viz.render import plt, save_figure
+
+
+def _label(arm: str) -> str:
+    return "Random init" if arm == "random_init" else ARMS[arm][0]
+
+
+def draw_curves(curves: dict[str, Any], path: Path) -> Path | None:
+    """Mean online k-NN per epoch with a +- std band, one line per arm."""
+    drawn = {arm: c for arm, c in curves.items() if c["epochs"]}
+    if not drawn:
+        return None
+    figure, axis = plt.subplots(figsize=(5.2, 3.6))
+    for arm, curve in drawn.items():
+        mean, std = curve["mean"], curve["std"]
+        axis.plot(curve["epochs"], mean, marker="o", markersize=3, label=_label(arm))
+        axis.fill_between(curve["epochs"], [m - s for m, s in zip(mean, std)],
+                          [m + s for m, s in zip(mean, std)], alpha=0.2)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("k-NN top-1 (%)")
+    axis.set_title("Teacher k-NN during pretraining", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save_figure(figure, path, dpi=100)
+
+
+def draw_fractions(fractions: dict[str, Any], path: Path) -> Path | None:
+    """k-NN and linear top-1 against the training-set fraction (log x), one line per arm."""
+    if not fractions:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for axis, key, title in zip(axes, ("knn_top1", "linear_top1"), ("k-NN top-1 (%)", "linear top-1 (%)")):
+        for arm, row in fractions.items():
+            points = [(float(f) * 100, v[key]) for f, v in row.items() if v[key]["n"]]
+            if points:
+                axis.errorbar([p[0] for p in points], [p[1]["mean"] for p in points],
+                              yerr=[p[1]["std"] for p in points], marker="o", capsize=3, label=_label(arm))
+        axis.set_xscale("log")
+        axis.set_xlabel("% of each class used for pretraining")
+        axis.set_ylabel(title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return save_figure(figure, path, dpi=100)
+
+
+def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
+    """Bars of k-NN and linear top-1 per arm (mean, +- std whiskers)."""
+    rows = {arm: row for arm, row in summary["main_table"].items() if row["knn_top1"]["n"]}
+    if not rows:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = [_label(arm) for arm in rows]
+    for axis, key, title in zip(axes, ("knn_top1", "linear_top1"), ("k-NN top-1 (%)", "linear top-1 (%)")):
+        means = [row[key]["mean"] for row in rows.values()]
+        axis.bar(range(len(rows)), means, yerr=[row[key]["std"] for row in rows.values()], capsize=3,
+                 color=["0.6"] + ["C0"] * (len(rows) - 1) if "random_init" in rows else "C0")
+        low, high = min(means), max(means)
+        axis.set_ylim(max(low - 3 * (high - low + 1), 0), high + (high - low + 1))
+        axis.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3, axis="y")
+    return save_figure(figure, path, dpi=100)
+
+
+def draw_experiment_figures(summary: dict[str, Any], folder: Path) -> list[Path]:
+    """Every figure that has data, written under ``folder``."""
+    drawn = [draw_curves(summary["curves"], folder / "knn_vs_epoch.png"),
+             draw_fractions(summary["fractions"], folder / "data_fraction.png"),
+             draw_main_table(summary, folder / "main_table.png")]
+    return [path for path in drawn if path is not None]
