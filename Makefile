@@ -8,7 +8,7 @@ DEMO_IMAGES := --data fashion-mnist --num-images 4
 
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: venv data demo test bench clean
+.PHONY: venv data demo test bench experiment clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP) data
 
 test: $(STAMP) data
 	$(PY) -m pytest -q
+
+# The masking ablation of AttMask on the CPU preset (about an hour on 2 cores; resumable).
+experiment: $(STAMP) data
+	$(PY) -m attmask.cli.main experiment masking --preset cpu --out results/masking_ablation
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py

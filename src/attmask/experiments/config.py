@@ -169,6 +169,12 @@ class Cell:
                 f"train.seed={self.seed}", f"data.subset={subset}"]
 
 
+def main_fraction(fraction: float, main_subset: float | int | None) -> float | int | None:
+    """The ``data.subset`` of a sweep fraction: the whole set (None) for 1.0 when the main
+    table trains on the whole set, so that cell is not trained twice."""
+    return None if fraction == 1.0 and main_subset is None else fraction
+
+
 def plan_cells(config: ExperimentConfig, main_subset: float | int | None) -> tuple[list[Cell], list[Cell]]:
     """``(main cells, extra data-sweep cells)``; a sweep cell equal to a main cell is not repeated.
 
@@ -180,7 +186,7 @@ def plan_cells(config: ExperimentConfig, main_subset: float | int | None) -> tup
     for seed in config.seeds[: config.fraction_seeds]:
         for fraction in config.fractions:
             for arm in config.fraction_arms:
-                cell = Cell(arm, seed, fraction)
+                cell = Cell(arm, seed, main_fraction(fraction, main_subset))
                 if cell not in seen:
                     seen.add(cell)
                     sweep.append(cell)

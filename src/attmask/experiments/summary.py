@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from attmask.experiments.config import ARMS, Cell, ExperimentConfig
+from attmask.experiments.config import ARMS, Cell, ExperimentConfig, main_fraction
 
 BASELINE_ARM = "block"
 
@@ -67,14 +67,18 @@ def _curves(config: ExperimentConfig, inits: dict[int, dict], results: dict[Cell
     return curves
 
 
-def _fractions(config: ExperimentConfig, results: dict[Cell, dict]) -> dict[str, Any]:
-    """Data sweep: per arm and fraction, k-NN / linear stats and the number of images."""
+def _fractions(config: ExperimentConfig, results: dict[Cell, dict], subset: Any) -> dict[str, Any]:
+    """Data sweep: per arm and fraction (the main table's fraction included), k-NN / linear
+    stats and the number of images."""
     table: dict[str, Any] = {}
     seeds = config.seeds[: config.fraction_seeds]
+    columns: dict[float, Any] = {fraction: main_fraction(fraction, subset) for fraction in config.fractions}
+    if subset is None or (isinstance(subset, float) and subset <= 1):
+        columns[1.0 if subset is None else subset] = subset
     for arm in config.fraction_arms if config.fractions else []:
         table[arm] = {}
-        for fraction in sorted(config.fractions):
-            cells = [results[c] for c in (Cell(arm, s, fraction) for s in seeds) if c in results]
+        for fraction in sorted(columns):
+            cells = [results[c] for c in (Cell(arm, s, columns[fraction]) for s in seeds) if c in results]
             table[arm][str(fraction)] = {
                 "images": cells[0]["train_images"] if cells else None,
                 "knn_top1": stats([r["metrics"]["knn_top1"] for r in cells]),
@@ -99,7 +103,7 @@ def summarize(config: ExperimentConfig, inits: dict[int, dict], results: dict[Ce
     images = next((results[c]["train_images"] for c in main if c in results), None)
     return {
         "columns": columns, "main_table": rows, "paired_vs_block": paired,
-        "curves": _curves(config, inits, results, subset), "fractions": _fractions(config, results),
+        "curves": _curves(config, inits, results, subset), "fractions": _fractions(config, results, subset),
         "main_images": images, "compute_seconds": seconds,
         "devices": sorted({r["device"] for r in finished if r.get("device")}),
         "commits": sorted({r["commit"] for r in finished if r.get("commit")}),

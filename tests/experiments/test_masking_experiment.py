@@ -1,0 +1,232 @@
+"""The masking ablation: config and cell plan, aggregation, resumable cells, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from attmask.cli.main import main
+from attmask.config import ConfigError, load_config
+from attmask.engine.trainer import Trainer
+from attmask.experiments import ARMS, Cell, ExperimentConfig, load_experiment, plan_cells
+from attmask.experiments.cells import cached_result, evaluate_features, initial_backbone, standardize
+from attmask.experiments.config import EvalSpec
+from attmask.experiments.summary import main_table_markdown, stats, summarize
+from tests.engine.tiny import TINY, tiny_config
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
+
+
+@pytest.mark.parametrize("path", sorted(PRESETS.glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_load_and_resolve_their_pretraining_preset(path: Path) -> None:
+    config, preset = load_experiment(path)
+    assert preset.is_file()
+    pretrain = load_config(preset, config.pretrain.overrides)
+    assert pretrain.train.method == "ibot"
+    assert set(config.arms) == set(ARMS), "the presets run every arm of Table 1"
+    assert len(config.seeds) == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["arms=[block, attmask_top]"], "unknown arm 'attmask_top' in arms"),
+        (["curve_arms=[bogus]"], "unknown arm 'bogus' in curve_arms"),
+        (["fractions=[0.0]"], r"fractions must lie in \(0, 1\]"),
+        (["seeds=[1, 1]"], "seeds must be distinct"),
+        (["seeds=[]"], "at least one arm and one seed"),
+        (["eval.knn_kk=3"], "unknown config key eval.knn_kk"),
+        (["seeds=[a]"], "config key seeds expects int"),
+        (["pretrain.config=missing.yaml"], "pretraining preset missing.yaml not found"),
+    ],
+)
+def test_bad_experiment_settings_are_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(PRESETS / "masking_cpu.yaml", overrides)
+
+
+def test_plan_shares_the_main_fraction_with_the_sweep() -> None:
+    config = ExperimentConfig(arms=["block", "random", "attmask_high"], seeds=[3, 4],
+                              fractions=[0.01, 0.05], fraction_arms=["block", "attmask_high"], fraction_seeds=1)
+    main_cells, sweep = plan_cells(config, 0.05)
+    assert [(c.seed, c.arm) for c in main_cells[:3]] == [(3, "block"), (3, "random"), (3, "attmask_high")]
+    assert len(main_cells) == 6 and all(c.subset == 0.05 for c in main_cells)
+    assert sweep == [Cell("block", 3, 0.01), Cell("attmask_high", 3, 0.01)], "0.05 reuses the main cells"
+    whole_set = ExperimentConfig(arms=["block"], seeds=[0], fractions=[0.5, 1.0], fraction_arms=["block"])
+    _, whole = plan_cells(whole_set, None)
+    assert whole == [Cell("block", 0, 0.5)], "1.0 is the main cells' whole training set"
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_cells_differ_only_in_masking_seed_and_data(arm: str) -> None:
+    cell = Cell(arm, 7, 0.5)
+    config = tiny_config(*cell.overrides())
+    _, strategy, ratio = ARMS[arm]
+    assert (config.masking.strategy, config.masking.ratio) == (strategy, ratio)
+    assert config.train.seed == 7 and config.data.subset == 0.5
+    reference = tiny_config(*Cell("block", 7, 0.5).overrides())
+    assert config.optim == reference.optim and config.model == reference.model
+    assert config.masking.probability == reference.masking.probability
+
+
+def test_initial_backbone_is_the_trainers_starting_teacher_for_every_arm(tmp_path) -> None:
+    config = tiny_config(*Cell("attmask_high", 5, None).overrides())
+    trainer = Trainer(config, tmp_path / "run")
+    expected = trainer.method.teacher.backbone.state_dict()
+    for arm in ("attmask_high", "block"):
+        built = initial_backbone(tiny_config(*Cell(arm, 5, None).overrides())).state_dict()
+        assert all(torch.equal(built[k], expected[k]) for k in expected)
+    other_seed = initial_backbone(tiny_config(*Cell("block", 6, None).overrides())).state_dict()
+    assert not all(torch.equal(other_seed[k], expected[k]) for k in expected)
+
+
+def test_stats_are_mean_and_sample_std() -> None:
+    assert stats([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
+    assert stats([4.0])["std"] == 0.0 and stats([])["mean"] is None
+
+
+def test_standardize_uses_train_statistics_and_keeps_inputs() -> None:
+    train = torch.tensor([[1.0, 10.0], [3.0, 10.0]])
+    test = torch.tensor([[2.0, 11.0]])
+    before = train.clone()
+    a, b = standardize(train, test)
+    assert torch.equal(train, before)
+    assert torch.allclose(a[:, 0], torch.tensor([-0.7071, 0.7071]), atol=1e-4)
+    assert b[0, 0] == 0 and b[0, 1] > 1e5, "a constant train feature is scaled by the floor, not by 0"
+
+
+def test_evaluate_features_on_separable_and_random_labels() -> None:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(30)
+    centres = torch.randn(4, 16, generator=generator) * 5
+    features = centres[labels] + 0.1 * torch.randn(120, 16, generator=generator)
+    spec = EvalSpec(shots=[1, 5], fewshot_repeats=2, linear_epochs=20, knn_k=5)
+    result = evaluate_features(features[::2], labels[::2], features[1::2], labels[1::2], 4, spec)
+    assert result["knn_top1"] == 100.0 and result["linear_top1"] == 100.0
+    assert result["fewshot"] == {"1": 100.0, "5": 100.0}
+    noise = torch.randn(120, 16, generator=generator)
+    chance = evaluate_features(noise[::2], labels[::2], noise[1::2], labels[1::2], 4, spec)
+    assert chance["knn_top1"] < 50.0 and chance["linear_top1"] < 50.0
+
+
+def test_cached_result_computes_once_and_refuses_other_settings(tmp_path) -> None:
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"metrics": {"knn_top1": 1.0}}
+
+    path = tmp_path / "cells" / "a.json"
+    first, computed = cached_result(path, {"optim": {"lr": 1}}, compute)
+    again, computed_again = cached_result(path, {"optim": {"lr": 1}}, compute)
+    assert computed and not computed_again and len(calls) == 1 and again == first
+    with pytest.raises(ConfigError, match="computed with other settings .changed: optim."):
+        cached_result(path, {"optim": {"lr": 2}}, compute)
+    path.write_text("{broken")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        cached_result(path, {"optim": {"lr": 1}}, compute)
+
+
+def _fake(knn: float, linear: float, curve=(), images: int = 100) -> dict:
+    return {"metrics": {"knn_top1": knn, "linear_top1": linear, "fewshot": {"1": knn / 2}},
+            "curve": [list(p) for p in curve], "train_images": images, "steps": 4,
+            "seconds": {"pretrain": 30.0, "evaluate": 30.0}, "resumed": False}
+
+
+def test_summary_tables_pair_arms_by_seed() -> None:
+    config = ExperimentConfig(arms=["block", "attmask_high"], seeds=[0, 1], curve_arms=["attmask_high"],
+                              fractions=[0.1], fraction_seeds=2, eval=EvalSpec(shots=[1]))
+    main_cells, _ = plan_cells(config, 0.5)
+    results = {
+        Cell("block", 0, 0.5): _fake(60, 70), Cell("attmask_high", 0, 0.5): _fake(62, 71, [(1, 55), (2, 62)]),
+        Cell("block", 1, 0.5): _fake(50, 60), Cell("attmask_high", 1, 0.5): _fake(51, 63, [(1, 45), (2, 52)]),
+        Cell("attmask_high", 0, 0.1): _fake(40, 45, images=20),
+    }
+    inits = {0: {**_fake(40, 41), "curve": [[0, 30.0]]}, 1: {**_fake(42, 43), "curve": [[0, 32.0]]}}
+    summary = summarize(config, inits, results, main_cells)
+    high = summary["main_table"]["attmask_high"]
+    assert high["knn_top1"]["mean"] == 56.5 and high["fewshot.1"]["mean"] == 28.25
+    delta = summary["paired_vs_block"]["attmask_high"]
+    assert delta["knn_top1"]["values"] == [2.0, 1.0] and delta["linear_top1"]["mean"] == 2.0
+    assert summary["curves"]["attmask_high"]["epochs"] == [0, 1, 2]
+    assert summary["curves"]["attmask_high"]["mean"] == [31.0, 50.0, 57.0]
+    fraction = summary["fractions"]["attmask_high"]["0.1"]
+    assert fraction["knn_top1"]["n"] == 1 and fraction["images"] == 20
+    assert summary["fractions"]["block"]["0.1"]["knn_top1"]["n"] == 0, "missing cells are left out"
+    assert summary["fractions"]["block"]["0.5"]["knn_top1"]["values"] == [60.0, 50.0], "main cells give 50%"
+    assert summary["compute_seconds"] == 7 * 60
+    lines = main_table_markdown(summary)
+    assert lines[0].startswith("| Masking | n | 20-NN | 1-shot | Linear | Δ k-NN vs block")
+    assert "| AttMask-High | 2 | 56.50 ± 7.78 | 28.25 ± 3.89 | 67.00 ± 5.66 | +1.50 ± 0.71 | +2.00 ± 1.41 |" in lines
+    assert lines[2].startswith("| Random init (no pretraining) | 2 | 41.00 ± 1.41")
+
+
+def _experiment_file(tmp_path: Path) -> Path:
+    (tmp_path / "recipe.yaml").write_text("{}\n")
+    overrides = [*TINY, "optim.epochs=2", "train.knn_every_epochs=1", "train.knn_train_samples=200",
+                 "train.knn_test_samples=100", "data.subset=0.5"]
+    spec = {"pretrain": {"config": "recipe.yaml", "overrides": overrides},
+            "arms": ["block", "attmask_high"], "seeds": [0], "fractions": [0.25],
+            "eval": {"train_per_class": 30, "shots": [1, 2], "fewshot_repeats": 2, "linear_epochs": 3,
+                     "num_workers": 0}}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
+    preset, out = _experiment_file(tmp_path), tmp_path / "out"
+    arguments = ["experiment", "masking", "--preset", str(preset), "--out", str(out)]
+    assert main(arguments) == 0
+    text = capsys.readouterr().out
+    assert text.count("done in") == 5, text  # init + 2 main cells + 2 sweep cells
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    assert cells == ["attmask_high-s0-d0.25.json", "attmask_high-s0-d0.5.json", "block-s0-d0.25.json",
+                     "block-s0-d0.5.json", "init-s0.json"]
+    stored = json.loads((out / "cells" / "attmask_high-s0-d0.5.json").read_text())
+    assert stored["steps"] == 4 and [p[0] for p in stored["curve"]] == [1, 2]
+    assert stored["settings"]["masking"]["strategy"] == "attmask_high"
+    report = (out / "results.md").read_text()
+    assert "| AttMask-High | 1 |" in report and "| Block-wise 10-50% | 1 |" in report
+    assert "25% (" in report and "50% (" in report
+    assert {p.name for p in (out / "figures").iterdir()} == {"knn_vs_epoch.png", "data_fraction.png",
+                                                          "main_table.png"}
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["main_table"]["attmask_high"]["knn_top1"]["values"] == [stored["metrics"]["knn_top1"]]
+
+    # a second run recomputes nothing; a deleted result re-evaluates the finished run without training
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    os.remove(out / "cells" / "block-s0-d0.5.json")
+    assert main(arguments) == 0
+    text = capsys.readouterr().out
+    assert text.count("already done") == 4 and text.count("done in") == 1
+    again = json.loads((out / "cells" / "block-s0-d0.5.json").read_text())
+    assert again["resumed"] and again["steps"] == 4
+    unchanged = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir() if p.name != "block-s0-d0.5.json"}
+    assert all(stamps[name] == stamp for name, stamp in unchanged.items())
+
+    assert main([*arguments, "--status"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["done", "init-s0"]
+    os.remove(out / "results.md")
+    assert main([*arguments, "--report-only"]) == 0
+    assert "| AttMask-High | 1 |" in (out / "results.md").read_text()
+
+
+def test_cli_refuses_changed_settings_and_bad_input(tmp_path, capsys) -> None:
+    preset, out = _experiment_file(tmp_path), tmp_path / "out"
+    arguments = ["experiment", "masking", "--preset", str(preset), "--out", str(out)]
+    assert main([*arguments, "--set", "arms=[block]", "--set", "fractions=[]"]) == 0
+    capsys.readouterr()
+    assert main([*arguments, "--set", "arms=[block]", "--pretrain-set", "optim.lr=0.5"]) == 2
+    assert "computed with other settings (changed: optim)" in capsys.readouterr().err
+    assert main(["experiment", "masking", "--preset", "nosuch", "--out", str(out)]) == 2
+    assert "experiment file not found: configs/experiments/masking_nosuch.yaml" in capsys.readouterr().err
+    assert main([*arguments, "--pretrain-set", "optim.lrr=1"]) == 2
+    assert "unknown config key optim.lrr" in capsys.readouterr().err
+    assert main([*arguments, "--data", str(tmp_path / "missing")]) == 2
+    assert "data set path not found" in capsys.readouterr().err
