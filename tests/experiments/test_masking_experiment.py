@@ -230,3 +230,10 @@ def test_cli_refuses_changed_settings_and_bad_input(tmp_path, capsys) -> None:
     assert "unknown config key optim.lrr" in capsys.readouterr().err
     assert main([*arguments, "--data", str(tmp_path / "missing")]) == 2
     assert "data set path not found" in capsys.readouterr().err
+
+
+def test_cli_refuses_torchrun(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["experiment", "masking", "--preset", "cpu", "--out", str(tmp_path)]) == 2
+    assert "start it without torchrun" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

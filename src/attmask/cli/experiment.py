@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 PRESET_FOLDER = "configs/experiments"
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     """Run, resume, list or report the experiment."""
     from attmask.experiments import MaskingExperiment, load_experiment
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the experiment runs its cells one after another in one process (one GPU); "
+                         "start it without torchrun (torchrun is for attmask pretrain)")
     overrides = list(args.overrides)
     if args.seeds:
         overrides.append(f"seeds=[{', '.join(str(s) for s in args.seeds)}]")
