@@ -44,6 +44,7 @@ experiment: $(STAMP) data
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_step.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -97,7 +97,25 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Run-level settings."""
+    """Run-level settings.
+
+    Attributes:
+        compile: ``torch.compile`` the student's and the teacher's backbone with dynamic shapes
+            (batch size and crop resolution are symbolic: no recompilation per size). Off by
+            default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
+        reference_design: reproduce the original DINO / iBOT code's costly choices, to measure
+            what the default fast path saves (``benchmarks/bench_step.py``): every block computes
+            the explicit softmax attention matrix (no fused SDPA), the student's patch head runs
+            on all patch tokens (not only the masked ones), gradients are clipped parameter by
+            parameter with one host sync each (DINO's ``utils.clip_gradients``: each parameter's
+            own norm at most ``optim.clip_grad``, instead of the global norm), the loss is read
+            on the host every step, the EMA teacher update is a Python loop over parameters, and
+            AdamW runs with its default (not fused) implementation. Precision is fp16 with a
+            GradScaler on CUDA and fp32 on CPU, whatever ``precision`` says. Same model, data and
+            seed give the same losses as the fast path (fp32, within rounding) as long as the
+            global gradient norm stays within ``optim.clip_grad`` (then neither clipping rule
+            scales anything; once they clip, the two rules differ, as the original code does).
+    """
 
     method: str = "ibot"
     precision: str = "auto"
@@ -116,6 +134,8 @@ class TrainConfig:
     figures_every_epochs: int = 0
     figure_images: int = 4
     progress: bool = True
+    compile: bool = False
+    reference_design: bool = False
 
 
 @dataclass

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from attmask.engine.optim import build_optimizer, parameter_groups, set_hyperparameters
+from attmask.engine.optim import (
+    build_optimizer,
+    clip_global_norm,
+    clip_per_parameter,
+    parameter_groups,
+    set_hyperparameters,
+)
 from attmask.models import build_vit
 
 
@@ -26,3 +33,49 @@ def test_schedule_values_reach_the_right_groups() -> None:
     decay, no_decay = optimizer.param_groups
     assert decay["lr"] == no_decay["lr"] == 0.1
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+
+
+def _gradients(*norms: float) -> list[torch.Tensor]:
+    """Parameters whose gradients have the given L2 norms."""
+    generator = torch.Generator().manual_seed(0)
+    parameters = []
+    for norm in norms:
+        parameter = torch.nn.Parameter(torch.zeros(3, 4))
+        direction = torch.randn(3, 4, generator=generator)
+        parameter.grad = direction / direction.norm() * norm
+        parameters.append(parameter)
+    return parameters
+
+
+def test_clipping_below_the_threshold_changes_nothing_and_both_rules_agree() -> None:
+    per_parameter, global_ = _gradients(0.5, 1.0, 2.0), _gradients(0.5, 1.0, 2.0)
+    before = [p.grad.clone() for p in per_parameter]
+    norm_a = clip_per_parameter(per_parameter, 3.0)
+    norm_b = clip_global_norm(global_, 3.0)
+    expected = (0.25 + 1.0 + 4.0) ** 0.5
+    assert norm_a.item() == pytest.approx(expected, rel=1e-6) and norm_b.item() == pytest.approx(expected, rel=1e-6)
+    for old, a, b in zip(before, per_parameter, global_):
+        assert torch.equal(a.grad, old) and torch.equal(b.grad, old)
+
+
+def test_per_parameter_clipping_is_dinos_rule() -> None:
+    parameters = _gradients(0.5, 4.0, 10.0)
+    before = [p.grad.clone() for p in parameters]
+    norm = clip_per_parameter(parameters, 3.0)
+    assert norm.item() == pytest.approx((0.25 + 16 + 100) ** 0.5, rel=1e-6)  # measured before clipping
+    assert torch.equal(parameters[0].grad, before[0])  # under the threshold: untouched
+    for parameter, old in zip(parameters[1:], before[1:]):  # over it: own norm scaled to ~3
+        assert parameter.grad.norm().item() == pytest.approx(3.0, rel=1e-5)
+        torch.testing.assert_close(parameter.grad / parameter.grad.norm(), old / old.norm())
+    global_ = _gradients(0.5, 4.0, 10.0)
+    clip_global_norm(global_, 3.0)  # the global rule scales every gradient by one factor instead
+    assert sum(p.grad.norm() ** 2 for p in global_).item() ** 0.5 == pytest.approx(3.0, rel=1e-5)
+
+
+def test_reference_optimizer_is_the_default_adamw() -> None:
+    model = build_vit("vit_tiny", img_size=16, patch_size=4, depth=1)
+    reference = build_optimizer(model, torch.device("cpu"), reference_design=True)
+    fast = build_optimizer(model, torch.device("cpu"))
+    assert reference.defaults["foreach"] is None and reference.defaults["fused"] is None
+    assert fast.defaults["foreach"] is True
+    assert [len(g["params"]) for g in reference.param_groups] == [len(g["params"]) for g in fast.param_groups]

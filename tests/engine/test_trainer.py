@@ -131,7 +131,7 @@ def test_last_layer_is_frozen_during_the_first_epochs(tmp_path, frozen_epochs: i
     # two steps: the warm-up's first learning rate is exactly 0
     trainer = Trainer(tiny_config("optim.epochs=1", "train.max_steps_per_epoch=2",
                                   f"optim.freeze_last_layer_epochs={frozen_epochs}"), tmp_path)
-    before = [p.detach().clone() for p in trainer._last_layer]
+    before = [p.detach().clone() for p in trainer.train_step.last_layer]
     trainer.fit()
-    unchanged = all(torch.equal(a, b) for a, b in zip(before, trainer._last_layer))
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, trainer.train_step.last_layer))
     assert unchanged == bool(frozen_epochs)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from attmask.losses import DINOLoss, IBOTLoss, IBOTLossOutput
+from attmask.losses import (
+    DINOLoss,
+    IBOTLoss,
+    IBOTLossOutput,
+    masked_patch_loss,
+    masked_token_index,
+    selected_patch_loss,
+)
 from tests.conftest import load_reference, reference_json
 
 TOLERANCE = {"float64": {"rtol": 1e-9, "atol": 1e-9}, "float32": {"rtol": 1e-5, "atol": 1e-6}}
@@ -170,3 +177,47 @@ def test_rejects_inconsistent_inputs(bad: str) -> None:
         inputs["teacher_cls"] = inputs["teacher_cls"][:-1]
     with pytest.raises(ValueError):
         _loss()(epoch=0, **inputs)
+
+
+# ------------------------------------------------------- masked-token predictions only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_masked_token_predictions_give_the_same_loss_gradients_and_centres(dtype: torch.dtype) -> None:
+    full_inputs = _inputs(dtype)
+    full_inputs["student_patch"].requires_grad_(True)
+    selected_inputs = {**full_inputs, "student_patch": full_inputs["student_patch"].detach().clone()}
+    selected_inputs["student_patch"].requires_grad_(True)
+    masks = full_inputs["masks"]
+    full_fn, selected_fn = _loss().to(dtype), _loss().to(dtype)
+    full = full_fn(epoch=1, **full_inputs)
+    picked = selected_inputs["student_patch"][masks]  # (M, K), row-major like masked_token_index
+    selected = selected_fn(epoch=1, **{**selected_inputs, "student_patch": picked})
+    for field in ("loss", "cls", "patch"):  # the same sums in the same order: equal, not just close
+        torch.testing.assert_close(getattr(selected, field), getattr(full, field), rtol=1e-12, atol=0.0)
+    full.loss.backward()
+    selected.loss.backward()
+    torch.testing.assert_close(selected_inputs["student_patch"].grad, full_inputs["student_patch"].grad)
+    assert not full_inputs["student_patch"].grad[~masks].any()  # unmasked rows never count
+    torch.testing.assert_close(selected_fn.patch_center.center, full_fn.patch_center.center)
+    torch.testing.assert_close(selected_fn.center.center, full_fn.center.center)
+
+
+def test_masked_token_index_orders_rows_like_boolean_indexing() -> None:
+    masks = _inputs()["masks"]
+    grid = torch.arange(masks.numel()).view(masks.shape)
+    assert torch.equal(masked_token_index(masks), grid[masks])
+    student = torch.randn(2 * B, N, K, dtype=torch.float64)
+    teacher = torch.softmax(torch.randn(2 * B, N, K, dtype=torch.float64), dim=-1)
+    index = masked_token_index(masks)
+    expected = masked_patch_loss(torch.log_softmax(student, -1), teacher, masks)
+    actual = selected_patch_loss(torch.log_softmax(student[masks], -1), teacher[masks], masks, index)
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=0.0)
+
+
+def test_masked_token_predictions_without_any_mask_and_with_a_wrong_row_count() -> None:
+    inputs = _inputs()
+    inputs["masks"] = torch.zeros(2 * B, N, dtype=torch.bool)
+    out = _loss()(epoch=0, **{**inputs, "student_patch": torch.zeros(0, K)})
+    assert out.patch.item() == 0.0 and torch.equal(out.loss, out.cls)
+    inputs = _inputs()
+    with pytest.raises(ValueError, match="student_patch must have shape"):
+        _loss()(epoch=0, **{**inputs, "student_patch": torch.zeros(int(inputs["masks"].sum()) + 1, K)})

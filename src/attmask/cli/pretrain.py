@@ -44,22 +44,40 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--config", help="YAML preset, e.g. configs/fashion_mnist_ibot_attmask_tiny.yaml")
     parser.add_argument("--data", help="data set: fashion-mnist, digits, or an image folder (sets data.source)")
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
-    parser.add_argument("--out", required=True, help="run folder (created; resumed when it has a checkpoint)")
+    parser.add_argument("--out", help="run folder (created; resumed when it has a checkpoint); "
+                        "required unless --data-bench")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)")
+    parser.add_argument("--data-bench", action="store_true",
+                        help="measure images/s of the pretraining data loader alone (same data, multi-crop "
+                        "augmentation, workers and batch size; no model) and exit without training")
+    parser.add_argument("--data-bench-batches", type=int, default=50, metavar="N",
+                        help="batches the data bench draws (default 50)")
+
+
+def _data_bench(config: Config, batches: int) -> int:
+    """Time the pretraining data loader and print one line."""
+    from attmask.engine.data_bench import describe, measure_pretraining_loader
+
+    print(describe(measure_pretraining_loader(config, batches)))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the config, build the trainer, train, print the summary."""
-    from attmask.engine.distributed import shutdown
-    from attmask.engine.trainer import Trainer
-
+    """Resolve the config, then data-bench the loader or build the trainer, train, print the summary."""
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.source={args.data}")
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
     config = load_config(args.config, overrides)
+    if args.data_bench:
+        return _data_bench(config, args.data_bench_batches)
+    if args.out is None:
+        raise ValueError("--out is required (the run folder), except with --data-bench")
+    from attmask.engine.distributed import shutdown
+    from attmask.engine.trainer import Trainer
+
     try:
         trainer = Trainer(config, args.out)
         summary = trainer.fit()

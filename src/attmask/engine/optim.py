@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,12 +29,55 @@ def parameter_groups(model: nn.Module) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere)."""
+def build_optimizer(model: nn.Module, device: torch.device, reference_design: bool = False) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere).
+
+    ``reference_design`` keeps PyTorch's default implementation, as the original code does.
+    """
+    if reference_design:
+        return torch.optim.AdamW(parameter_groups(model), lr=0.0, weight_decay=0.0)
     fused = device.type == "cuda"
     return torch.optim.AdamW(
         parameter_groups(model), lr=0.0, weight_decay=0.0, fused=fused, foreach=None if fused else True
     )
+
+
+def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale all gradients so that their global L2 norm is at most ``max_norm`` (no host sync).
+
+    Args:
+        parameters: parameters with gradients.
+        max_norm: threshold; ``<= 0`` only measures.
+
+    Returns:
+        The global gradient norm before clipping (0-d tensor on the gradients' device).
+    """
+    limit = max_norm if max_norm > 0 else float("inf")
+    return torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True).detach()
+
+
+def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """DINO / iBOT's ``utils.clip_gradients``: each parameter's own gradient norm at most ``max_norm``.
+
+    One norm, one host sync (``.item()``) and one comparison per parameter, as upstream; only
+    the reference design uses it. Identical to :func:`clip_global_norm` while the global norm is
+    at most ``max_norm`` (then neither scales anything).
+
+    Args:
+        parameters: parameters with gradients.
+        max_norm: threshold; ``<= 0`` only measures.
+
+    Returns:
+        The global gradient norm before clipping, ``sqrt(sum of squared parameter norms)``.
+    """
+    norms = []
+    for parameter in parameters:
+        norm = parameter.grad.data.norm(2)
+        norms.append(norm.item())
+        clip_coef = max_norm / (norm + 1e-6)
+        if max_norm > 0 and clip_coef < 1:
+            parameter.grad.data.mul_(clip_coef)
+    return torch.tensor(math.sqrt(sum(value * value for value in norms)))
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

@@ -1,15 +1,15 @@
 """The pretraining loop: one readable trainer from a laptop CPU to torchrun on many GPUs.
 
 Per optimizer step: seed the step's randomness, set lr / weight decay from the schedules,
-forward + backward each micro-batch (DDP syncs on the last), unscale, clip the global gradient
-norm, drop the last layer's gradients during the first epoch(s), step, update the EMA teacher.
+then :class:`attmask.engine.step.OptimizerStep`: forward + backward each micro-batch (DDP syncs on
+the last), unscale, clip the global gradient norm, drop the last layer's gradients during the
+first epoch(s), step, update the EMA teacher.
 Randomness is a pure function of (seed, rank, step) and the data order of (seed, epoch), so a
 resumed run continues exactly like an uninterrupted one without saving RNG states.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -29,8 +29,9 @@ from attmask.engine.distributed import DistributedContext, all_reduce_mean, barr
 from attmask.engine.figure_monitor import FigureMonitor
 from attmask.engine.knn_monitor import KNNMonitor
 from attmask.engine.logging import RunLogger
-from attmask.engine.optim import build_optimizer, set_hyperparameters, training_schedules
-from attmask.engine.precision import autocast, grad_scaler, resolve_precision
+from attmask.engine.optim import build_optimizer, training_schedules
+from attmask.engine.precision import resolve_precision
+from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.methods import build_method
 
 
@@ -62,18 +63,22 @@ class Trainer:
         if config.train.num_threads > 0:  # e.g. 1 on a 2-core laptop, the other core augments
             torch.set_num_threads(config.train.num_threads)
         self.device = self.ctx.device
-        self.precision = resolve_precision(config.train.precision, self.device)
+        reference = config.train.reference_design
+        self.precision = resolve_precision(config.train.precision, self.device, reference)
         base, transform, self.crops = build_pretraining_data(config.data)  # errors before any model
         self.dataset = SeededTransformDataset(base, transform, config.train.seed)
         self.images = base
         self._build_loader()
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
+        if config.train.compile:
+            compile_backbones(self.method)
         self.runner = self._wrap_student()
-        self.optimizer = build_optimizer(self.method.student, self.device)
-        self._last_layer = [p for n, p in self.method.student.named_parameters() if "last_layer" in n]
-        self.scaler = grad_scaler(self.precision, self.device)
+        self.optimizer = build_optimizer(self.method.student, self.device, reference)
         optim = config.optim
+        settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, reference)
+        self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
+        self.scaler = self.train_step.scaler
         batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps
         self.schedules = training_schedules(
             optim.lr * batch / 256, optim.min_lr, optim.warmup_epochs, optim.weight_decay,
@@ -166,19 +171,7 @@ class Trainer:
         lr, weight_decay, momentum = (
             float(self.schedules[key][iteration]) for key in ("lr", "weight_decay", "momentum")
         )
-        set_hyperparameters(self.optimizer, lr, weight_decay)
-        logs: dict[str, torch.Tensor] = {}
-        for index, crops in enumerate(micro):
-            last = index == len(micro) - 1
-            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.runner.no_sync()
-            with sync:
-                with autocast(self.precision, self.device):
-                    out = self.method.training_step(crops, epoch)
-                self.scaler.scale(out.loss / len(micro)).backward()
-            for key, value in out.logs.items():
-                logs[key] = logs.get(key, 0) + value.float() / len(micro)
-        logs["grad_norm"] = self._clip_and_step(epoch)
-        self.method.update_teacher(momentum)
+        logs = self.train_step(micro, epoch, lr, weight_decay, momentum)
         self._nonfinite |= ~torch.isfinite(logs["loss"])
         logs.update(lr=torch.tensor(lr), weight_decay=torch.tensor(weight_decay),
                     momentum=torch.tensor(momentum))
@@ -188,19 +181,6 @@ class Trainer:
         seed, rank, step = self.config.train.seed, self.ctx.rank, self.progress.global_step
         torch.manual_seed(mix_seed(seed, rank, step))
         self.method.generator.manual_seed(mix_seed(seed, rank, step, 1))
-
-    def _clip_and_step(self, epoch: int) -> torch.Tensor:
-        self.scaler.unscale_(self.optimizer)
-        parameters = [p for p in self.method.student.parameters() if p.grad is not None]
-        clip = self.config.optim.clip_grad
-        norm = torch.nn.utils.clip_grad_norm_(parameters, clip if clip > 0 else float("inf"), foreach=True)
-        if epoch < self.config.optim.freeze_last_layer_epochs:
-            for parameter in self._last_layer:
-                parameter.grad = None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm.detach()
 
     # ------------------------------------------------------- logging and state
     def _should_log(self, step: int) -> bool:

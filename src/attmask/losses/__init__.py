@@ -2,6 +2,21 @@
 
 from attmask.losses.center import Center
 from attmask.losses.dino import DINOLoss, cross_view_loss
-from attmask.losses.ibot import IBOTLoss, IBOTLossOutput, masked_patch_loss
+from attmask.losses.ibot import (
+    IBOTLoss,
+    IBOTLossOutput,
+    masked_patch_loss,
+    masked_token_index,
+    selected_patch_loss,
+)
 
-__all__ = ["Center", "DINOLoss", "IBOTLoss", "IBOTLossOutput", "cross_view_loss", "masked_patch_loss"]
+__all__ = [
+    "Center",
+    "DINOLoss",
+    "IBOTLoss",
+    "IBOTLossOutput",
+    "cross_view_loss",
+    "masked_patch_loss",
+    "masked_token_index",
+    "selected_patch_loss",
+]

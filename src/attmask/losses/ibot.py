@@ -62,6 +62,35 @@ def masked_patch_loss(
     return per_image.mean()
 
 
+def masked_token_index(masks: torch.Tensor) -> torch.Tensor:
+    """Flat row-major indices ``(M,)`` of the masked tokens of ``masks`` ``(R, N)``.
+
+    The order of the rows of a student's ``(M, K)`` masked-token predictions. Its length is data
+    dependent, so on a GPU this is one host synchronisation.
+    """
+    return masks.flatten().nonzero().squeeze(1)
+
+
+def selected_patch_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor,
+                        masks: torch.Tensor, masked_index: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_patch_loss` from the masked tokens only (the rows the loss reads).
+
+    Args:
+        student_log_probs: ``(M, K)`` student log-probabilities of the masked tokens.
+        teacher_probs: ``(M, K)`` teacher probabilities of the same tokens.
+        masks: bool ``(R, N)``, True = masked.
+        masked_index: ``(M,)`` :func:`masked_token_index` of ``masks``.
+
+    Returns:
+        Scalar equal to ``masked_patch_loss`` of the full tensors: the token losses are put back
+        on the ``(R, N)`` grid (zeros elsewhere) and summed in the same order.
+    """
+    token_loss = -(teacher_probs * student_log_probs).sum(dim=-1)  # (M,)
+    grid = token_loss.new_zeros(masks.numel()).index_add(0, masked_index, token_loss).view(masks.shape)
+    per_image = grid.sum(dim=-1) / masks.to(token_loss.dtype).sum(dim=-1).clamp(min=1.0)  # (R,)
+    return per_image.mean()
+
+
 class IBOTLoss(nn.Module):
     """iBOT loss with teacher-temperature warm-ups and two EMA centres.
 
@@ -116,14 +145,17 @@ class IBOTLoss(nn.Module):
 
     def _check(self, student_cls: torch.Tensor, student_patch: torch.Tensor, teacher_cls: torch.Tensor,
                teacher_patch: torch.Tensor, masks: torch.Tensor,
-               student_local_cls: torch.Tensor | None) -> None:
-        rows, tokens = student_cls.shape[0], student_patch.shape[1] if student_patch.ndim == 3 else -1
+               student_local_cls: torch.Tensor | None, masked_index: torch.Tensor | None) -> None:
+        rows, tokens = student_cls.shape[0], teacher_patch.shape[1] if teacher_patch.ndim == 3 else -1
+        patch_shape = (rows, tokens, self.patch_out_dim)
+        if student_patch.ndim == 2 and masked_index is not None:  # masked tokens only
+            patch_shape = (masked_index.numel(), self.patch_out_dim)
         if rows % self.num_global_crops:
             raise ValueError(f"student_cls rows ({rows}) must be a multiple of G={self.num_global_crops}")
         local_rows = rows // self.num_global_crops * self.num_local_crops
         expected = {"student_cls": (student_cls, (rows, self.out_dim)),
                     "teacher_cls": (teacher_cls, (rows, self.out_dim)),
-                    "student_patch": (student_patch, (rows, tokens, self.patch_out_dim)),
+                    "student_patch": (student_patch, patch_shape),
                     "teacher_patch": (teacher_patch, (rows, tokens, self.patch_out_dim)),
                     "masks": (masks, (rows, tokens))}
         if local_rows or student_local_cls is not None:
@@ -137,24 +169,33 @@ class IBOTLoss(nn.Module):
 
     def forward(self, student_cls: torch.Tensor, student_patch: torch.Tensor, teacher_cls: torch.Tensor,
                 teacher_patch: torch.Tensor, masks: torch.Tensor, epoch: int,
-                student_local_cls: torch.Tensor | None = None) -> IBOTLossOutput:
+                student_local_cls: torch.Tensor | None = None,
+                masked_index: torch.Tensor | None = None) -> IBOTLossOutput:
         """Loss of one step, then both centre updates (no gradient; the centres are used first).
 
         Args:
             student_cls: ``(G*B, K)`` student [CLS] logits of the masked global views, view-major.
-            student_patch: ``(G*B, N, K_patch)`` student patch logits of the same views.
+            student_patch: ``(G*B, N, K_patch)`` student patch logits of the same views, or
+                ``(M, K_patch)`` those of the masked tokens only, in :func:`masked_token_index`
+                order (L_MIM reads nothing else, so both give the same loss).
             teacher_cls: ``(G*B, K)`` teacher [CLS] logits of the unmasked global views.
-            teacher_patch: ``(G*B, N, K_patch)`` teacher patch logits.
+            teacher_patch: ``(G*B, N, K_patch)`` teacher patch logits (all tokens: the patch
+                centre is their mean).
             masks: bool ``(G*B, N)``, True = masked for the student = counts in L_MIM.
             epoch: selects the teacher temperatures.
             student_local_cls: ``(L*B, K)`` [CLS] logits of the local crops, crop-major, or None
                 when there are no local crops.
+            masked_index: ``(M,)`` :func:`masked_token_index` of ``masks`` for an ``(M, K_patch)``
+                ``student_patch``; computed here when None.
 
         Returns:
             :class:`IBOTLossOutput` of scalars, float32 (float64 for float64 inputs) even under
             autocast. Inputs are never modified; no gradient flows to the teacher tensors.
         """
-        self._check(student_cls, student_patch, teacher_cls, teacher_patch, masks, student_local_cls)
+        if student_patch.ndim == 2 and masked_index is None:
+            masked_index = masked_token_index(masks)
+        self._check(student_cls, student_patch, teacher_cls, teacher_patch, masks, student_local_cls,
+                    masked_index if student_patch.ndim == 2 else None)
         dtype = compute_dtype(student_cls)
         cls_temp, patch_temp = self.teacher_temps(epoch)
         with full_precision(student_cls.device):
@@ -163,12 +204,22 @@ class IBOTLoss(nn.Module):
             teacher_cls = teacher_cls.detach().to(dtype)
             teacher_patch = teacher_patch.detach().to(dtype)
             cls_probs = F.softmax((teacher_cls - self.center.center.to(dtype)) / cls_temp, dim=-1)
-            patch_probs = F.softmax((teacher_patch - self.patch_center.center.to(dtype)) / patch_temp, dim=-1)
             cls_loss = cross_view_loss(F.log_softmax(crops / self.student_temp, dim=-1),
                                        cls_probs.reshape(self.num_global_crops, -1, self.out_dim))
-            student_patch_log_probs = F.log_softmax(student_patch.to(dtype) / self.student_temp, dim=-1)
-            patch_loss = masked_patch_loss(student_patch_log_probs, patch_probs, masks)
+            patch_loss = self._patch_term(student_patch.to(dtype), teacher_patch, masks, patch_temp, masked_index)
             cls_loss, patch_loss = self.lambda_cls * cls_loss, self.lambda_patch * patch_loss
             self.center.update_from_rows(teacher_cls)
             self.patch_center.update_from_rows(teacher_patch.mean(dim=1))
         return IBOTLossOutput(cls_loss + patch_loss, cls_loss, patch_loss)
+
+    def _patch_term(self, student_patch: torch.Tensor, teacher_patch: torch.Tensor, masks: torch.Tensor,
+                    patch_temp: float, masked_index: torch.Tensor | None) -> torch.Tensor:
+        """Unweighted L_MIM from all tokens ``(R, N, K)`` or from the masked ones ``(M, K)``."""
+        centre = self.patch_center.center.to(teacher_patch.dtype)  # (1, 1, K)
+        student_log_probs = F.log_softmax(student_patch / self.student_temp, dim=-1)
+        if student_patch.ndim == 3:
+            patch_probs = F.softmax((teacher_patch - centre) / patch_temp, dim=-1)
+            return masked_patch_loss(student_log_probs, patch_probs, masks)
+        picked = teacher_patch.flatten(0, 1).index_select(0, masked_index)  # (M, K)
+        patch_probs = F.softmax((picked - centre.reshape(1, -1)) / patch_temp, dim=-1)
+        return selected_patch_loss(student_log_probs, patch_probs, masks, masked_index)

@@ -30,6 +30,8 @@ class EncoderOutput:
     Attributes:
         cls: ``(G*B, K)`` head output of the global views' [CLS], view-major.
         patch: ``(G*B, N, K_patch)`` head output of the global views' patch tokens, or None.
+        selected_patch: ``(M, K_patch)`` head output of only the patch tokens picked by
+            ``patch_index`` (then ``patch`` is None), or None.
         local_cls: ``(L*B, K)`` head output of the local crops' [CLS], crop-major, or None.
         cls_attention: ``(G*B, heads, N)`` last-block [CLS] attention of the global views, or None.
         embedding: ``(G*B, D)`` backbone [CLS] token of the global views (before the head).
@@ -37,6 +39,7 @@ class EncoderOutput:
 
     cls: torch.Tensor
     patch: torch.Tensor | None = None
+    selected_patch: torch.Tensor | None = None
     local_cls: torch.Tensor | None = None
     cls_attention: torch.Tensor | None = None
     embedding: torch.Tensor | None = None
@@ -58,6 +61,9 @@ class Encoder(nn.Module):
         self.backbone = backbone
         self.head = head
         self.patch_head = patch_head
+        heads = [head] if patch_head is None else [head, patch_head]
+        self._token_wise_heads = not any(  # a head over a subset of tokens gives the same rows
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for h in heads for m in h.modules())
 
     def forward(
         self,
@@ -66,6 +72,7 @@ class Encoder(nn.Module):
         local_views: list[torch.Tensor] | None = None,
         with_patches: bool = True,
         return_cls_attention: bool = False,
+        patch_index: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """Encode the global views (optionally masked) and the local views.
 
@@ -75,18 +82,41 @@ class Encoder(nn.Module):
             local_views: local crops ``(B, C, h, w)`` each; crops of one resolution share a pass.
             with_patches: run the head on patch tokens (iBOT) or not (DINO).
             return_cls_attention: also return the global views' last-block [CLS] attention.
+            patch_index: ``(M,)`` flat indices into the ``G*B*N`` patch tokens (row-major): run
+                the patch head on these tokens only (``selected_patch``) instead of all of them.
+                The head must treat tokens independently (no BatchNorm), as DINOHead does.
 
         Returns:
             :class:`EncoderOutput`.
         """
         out = self.backbone(global_views, mask=masks, return_cls_attention=return_cls_attention)
-        patch = None
-        if with_patches:
+        cls, patch, selected = None, None, None
+        if with_patches and patch_index is not None:
+            cls, selected = self._selected_heads(out.cls_token, out.patch_tokens, patch_index)
+        elif with_patches:
             patch = (self.patch_head or self.head)(out.patch_tokens)
+        if cls is None:
+            cls = self.head(out.cls_token)
         local_cls = None
         if local_views:
             local_cls = torch.cat([self.head(t) for t in self._local_cls_tokens(local_views)])
-        return EncoderOutput(self.head(out.cls_token), patch, local_cls, out.cls_attention, out.cls_token)
+        return EncoderOutput(cls=cls, patch=patch, selected_patch=selected, local_cls=local_cls,
+                             cls_attention=out.cls_attention, embedding=out.cls_token)
+
+    def _selected_heads(
+        self, cls_token: torch.Tensor, patch_tokens: torch.Tensor, patch_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head outputs of the [CLS] ``(R, K)`` and of the selected patch tokens ``(M, K_patch)``.
+
+        A shared head runs once over ``R + M`` rows ([CLS] first), a separate one twice.
+        """
+        if not self._token_wise_heads:
+            raise ValueError("patch_index needs heads without BatchNorm (rows would see other rows)")
+        selected = patch_tokens.flatten(0, 1).index_select(0, patch_index)  # (M, D)
+        if self.patch_head is not None:
+            return self.head(cls_token), self.patch_head(selected)
+        both = self.head(torch.cat([cls_token, selected]))  # (R + M, K)
+        return both[: cls_token.shape[0]], both[cls_token.shape[0]:]
 
     def _local_cls_tokens(self, local_views: list[torch.Tensor]) -> list[torch.Tensor]:
         """[CLS] tokens of the local crops, one backbone pass per run of equal resolution."""

@@ -14,7 +14,8 @@ from attmask.models import build_vit
 
 
 def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: bool) -> Encoder:
-    overrides = {"img_size": img_size, "patch_size": config.model.patch_size}
+    overrides = {"img_size": img_size, "patch_size": config.model.patch_size,
+                 "explicit_attention": config.train.reference_design}
     if config.model.depth is not None:
         overrides["depth"] = config.model.depth
     backbone = build_vit(config.model.arch, drop_path_rate=drop_path_rate, **overrides)
@@ -55,7 +56,8 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
         lambda_patch=loss_config.lambda_patch, mim_start_epoch=loss_config.mim_start_epoch,
     )
     student, teacher = _pair(config, img_size, patch_head=True)
-    return IBOT(student, teacher, build_masking(config.masking), loss, seed, loss_config.mim_start_epoch)
+    return IBOT(student, teacher, build_masking(config.masking), loss, seed, loss_config.mim_start_epoch,
+                reference_design=config.train.reference_design)
 
 
 def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
@@ -66,7 +68,8 @@ def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) 
         student_temp=loss_config.student_temp, center_momentum=loss_config.center_momentum,
     )
     student, teacher = _pair(config, img_size, patch_head=False)
-    return DINO(student, teacher, build_masking(config.masking), loss, seed)
+    return DINO(student, teacher, build_masking(config.masking), loss, seed,
+                reference_design=config.train.reference_design)
 
 
 METHODS: dict[str, Callable[[Config, int, int, int], SelfDistillation]] = {

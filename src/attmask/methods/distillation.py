@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attmask.losses import masked_token_index
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
 from attmask.methods.base import Encoder, EncoderOutput, StepOutput
-from attmask.methods.ema import ema_update, make_teacher
+from attmask.methods.ema import ema_update, ema_update_loop, make_teacher
 from attmask.methods.monitors import collapse_monitors
 
 NUM_GLOBAL_CROPS = 2
@@ -26,16 +27,20 @@ class SelfDistillation(nn.Module):
         teacher: encoder of the same structure (drop path off), initialised from the student.
         masking: strategy applied to the student's global views.
         seed: seed of the CPU generator that drives every masking draw.
+        reference_design: reproduce the original code's costly choices (EMA as a Python loop
+            over parameters; iBOT's student head over all patch tokens); same losses.
     """
 
     def __init__(
-        self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, seed: int = 0
+        self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, seed: int = 0,
+        reference_design: bool = False,
     ) -> None:
         super().__init__()
         self.student = student
         self.teacher = make_teacher(teacher, student)
         self.masking = masking
         self.generator = torch.Generator().manual_seed(seed)
+        self.reference_design = reference_design
         self._student_runner: nn.Module = student
 
     def set_student_runner(self, runner: nn.Module) -> None:
@@ -45,7 +50,7 @@ class SelfDistillation(nn.Module):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """EMA step of the teacher towards the student (DINO eq. 2)."""
-        ema_update(self.teacher, self.student, momentum)
+        (ema_update_loop if self.reference_design else ema_update)(self.teacher, self.student, momentum)
 
     def make_masks(self, global_views: torch.Tensor, target: EncoderOutput) -> torch.Tensor:
         """Masks ``(G*B, N)`` for the global views, from the teacher's attention if needed."""
@@ -69,11 +74,15 @@ class IBOT(SelfDistillation):
         loss: an :class:`attmask.losses.IBOTLoss`.
         mim_start_epoch: epochs before masking starts (iBOT's ``pred_start_epoch``): until then
             the student sees whole views and the MIM term is 0.
+        reference_design: also run the student's patch head on every patch token, as the
+            original code does; by default it runs only on the masked tokens, the only ones
+            L_MIM reads (the teacher's runs on all: the patch centre is their mean).
     """
 
     def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
-                 loss: nn.Module, seed: int = 0, mim_start_epoch: int = 0) -> None:
-        super().__init__(student, teacher, masking, seed)
+                 loss: nn.Module, seed: int = 0, mim_start_epoch: int = 0,
+                 reference_design: bool = False) -> None:
+        super().__init__(student, teacher, masking, seed, reference_design)
         self.loss = loss
         self.mim_start_epoch = mim_start_epoch
 
@@ -87,11 +96,13 @@ class IBOT(SelfDistillation):
         masks = self.make_masks(global_views, target)
         if epoch < self.mim_start_epoch:
             masks = torch.zeros_like(masks)
-        pred = self._student_runner(global_views, masks, local_views)
+        index = None if self.reference_design else masked_token_index(masks)  # (M,)
+        pred = self._student_runner(global_views, masks, local_views, patch_index=index)
         monitors = collapse_monitors(target.cls, self.loss.center.center, self.loss.teacher_temps(epoch)[0],
                                      target.embedding)
+        student_patch = pred.patch if index is None else pred.selected_patch
         out = self.loss(
-            pred.cls, pred.patch, target.cls, target.patch, masks, epoch, pred.local_cls
+            pred.cls, student_patch, target.cls, target.patch, masks, epoch, pred.local_cls, index
         )
         logs = {
             "loss": out.loss.detach(),
@@ -115,8 +126,8 @@ class DINO(SelfDistillation):
     """
 
     def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
-                 loss: nn.Module, seed: int = 0) -> None:
-        super().__init__(student, teacher, masking, seed)
+                 loss: nn.Module, seed: int = 0, reference_design: bool = False) -> None:
+        super().__init__(student, teacher, masking, seed, reference_design)
         self.loss = loss
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:

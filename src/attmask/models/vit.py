@@ -34,7 +34,12 @@ class ViTOutput:
 
 
 class VisionTransformer(nn.Module):
-    """ViT encoder returning [CLS] and patch tokens (no classification head)."""
+    """ViT encoder returning [CLS] and patch tokens (no classification head).
+
+    ``explicit_attention=True`` (the reference design, no new parameters) makes every block of
+    :meth:`forward` compute the full softmax attention matrix instead of fused SDPA, as the
+    original DINO / iBOT ViT does; the [CLS] row then comes from that matrix.
+    """
 
     def __init__(
         self,
@@ -47,6 +52,7 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
+        explicit_attention: bool = False,
     ) -> None:
         super().__init__()
         if img_size % patch_size != 0:
@@ -55,6 +61,7 @@ class VisionTransformer(nn.Module):
             )
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.explicit_attention = explicit_attention
         self.patch_embed = PatchEmbed(
             img_size, patch_size, in_chans, embed_dim, strict_img_size=False
         )
@@ -173,7 +180,11 @@ class VisionTransformer(nn.Module):
         chosen = self._block_index(attention_block) if return_cls_attention else -1
         cls_attention = None
         for index, block in enumerate(self.blocks):
-            if index == chosen:
+            if self.explicit_attention:
+                tokens, attention = block.forward_explicit(tokens)  # attention (B, h, T, T)
+                if index == chosen:
+                    cls_attention = attention[:, :, 0, 1:]
+            elif index == chosen:
                 tokens, cls_row = block.forward_with_cls_attention(tokens)
                 cls_attention = cls_row[:, :, 1:]  # drop CLS->CLS, no renormalisation
             else:

@@ -1,0 +1,145 @@
+"""Throughput of the pretraining data loader alone: no model, no optimizer, no checkpoint.
+
+Builds exactly the loader the trainer iterates (``engine/trainer.py`` ``_build_loader``): the
+configured data set under :class:`SeededTransformDataset` with the multi-crop augmentation,
+:class:`EpochSampler`, ``collate_multicrop``, ``data.batch_size``, ``data.num_workers``,
+``drop_last`` and pinned memory on CUDA, then times ``N`` batches, moving the crops to the
+training device as the trainer does. One process is measured (rank 0 of 1). ``attmask
+pretrain --data-bench`` prints the result; comparing it with the images/s of a training log tells
+whether a run is input-bound (raise ``data.num_workers``) or compute-bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from attmask.config import Config
+from attmask.data.collate import collate_multicrop
+from attmask.data.resumable import EpochSampler, SeededTransformDataset
+from attmask.engine.data import build_pretraining_data
+from attmask.engine.distributed import resolve_device
+
+
+@dataclass(frozen=True)
+class DataBenchResult:
+    """One loader measurement.
+
+    Attributes:
+        images: images delivered (``batches x batch_size``: the loader drops incomplete batches).
+        batches: batches delivered.
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes (0 = the main process augments).
+        crops_per_image: views per image (2 global + local crops).
+        seconds: wall time from creating the first epoch's iterator to the last batch on the
+            device, worker start-up included.
+        first_batch_seconds: wall time to the first batch (start-up plus one batch).
+    """
+
+    images: int
+    batches: int
+    batch_size: int
+    num_workers: int
+    crops_per_image: int
+    seconds: float
+    first_batch_seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        """Overall rate, start-up included."""
+        return self.images / max(self.seconds, 1e-9)
+
+    @property
+    def steady_images_per_second(self) -> float | None:
+        """Rate after the first batch (None with a single batch)."""
+        if self.batches < 2:
+            return None
+        return (self.images - self.batch_size) / max(self.seconds - self.first_batch_seconds, 1e-9)
+
+
+def pretraining_loader(config: Config, device: torch.device) -> DataLoader:
+    """The trainer's single-process pretraining loader for ``config``.
+
+    Returns:
+        A DataLoader of ``([crop_0 (B, 3, S_0, S_0), ..., crop_K], labels (B,))`` batches whose
+        ``sampler`` (:class:`EpochSampler`) and ``dataset`` (:class:`SeededTransformDataset`)
+        take ``set_epoch``.
+
+    Raises:
+        DatasetError: missing or unreadable data.
+        ConfigError: bad crop settings.
+        ValueError: the data set is smaller than one batch.
+    """
+    base, transform, _ = build_pretraining_data(config.data)
+    dataset = SeededTransformDataset(base, transform, config.train.seed)
+    sampler = EpochSampler(len(dataset), 1, 0, config.train.seed)
+    if len(sampler) < config.data.batch_size:
+        raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of "
+                         f"{config.data.batch_size}; lower data.batch_size")
+    return DataLoader(
+        dataset, batch_size=config.data.batch_size, sampler=sampler, num_workers=config.data.num_workers,
+        collate_fn=collate_multicrop, drop_last=True, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def time_loader(loader: DataLoader, max_batches: int, device: torch.device) -> DataBenchResult:
+    """Time ``max_batches`` batches of ``loader``, continuing into later epochs when needed.
+
+    Args:
+        loader: from :func:`pretraining_loader` (``drop_last``, epoch-aware sampler and data set).
+        max_batches: batches to draw, >= 1.
+        device: where each batch's crops are copied, as in training.
+    """
+    if max_batches < 1:
+        raise ValueError(f"the data bench needs at least 1 batch, got {max_batches}")
+    batches = images = crops_per_image = 0
+    first_batch_seconds, epoch = 0.0, 0
+    start = time.perf_counter()
+    while batches < max_batches:
+        loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+        before = batches
+        for crops, labels in loader:
+            crops = [crop.to(device, non_blocking=True) for crop in crops]
+            images, batches, crops_per_image = images + labels.shape[0], batches + 1, len(crops)
+            if batches == 1:
+                first_batch_seconds = time.perf_counter() - start
+            if batches == max_batches:
+                break
+        if batches == before:
+            raise ValueError("the loader yielded no batch in an epoch; lower data.batch_size")
+        epoch += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return DataBenchResult(images, batches, loader.batch_size or 0, loader.num_workers, crops_per_image,
+                           seconds, first_batch_seconds)
+
+
+def measure_pretraining_loader(config: Config, max_batches: int = 50) -> DataBenchResult:
+    """Images/s of the loader ``config`` trains with, under its ``train.num_threads``.
+
+    Raises:
+        DatasetError, ConfigError, ValueError: as :func:`pretraining_loader` and :func:`time_loader`.
+    """
+    device = resolve_device(config.train.device)
+    threads = torch.get_num_threads()
+    if config.train.num_threads > 0:  # the trainer's setting: augmentation threads with 0 workers
+        torch.set_num_threads(config.train.num_threads)
+    try:
+        return time_loader(pretraining_loader(config, device), max_batches, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def describe(result: DataBenchResult) -> str:
+    """One line: rates, batches, workers."""
+    steady = result.steady_images_per_second
+    after_first = f" ({steady:.1f} after the first batch)" if steady is not None else ""
+    return (f"data bench: {result.images_per_second:.1f} images/s{after_first}, {result.batches} batches "
+            f"x {result.batch_size} = {result.images} images, {result.num_workers} workers, "
+            f"{result.crops_per_image} crops per image, {result.seconds:.2f} s")

@@ -1,0 +1,121 @@
+"""One optimizer step of a self-distillation method, shared by the trainer and the benchmarks.
+
+Forward + backward of each micro-batch (DDP syncs on the last), unscale, clip, drop the last
+layer's gradients during the first epoch(s), AdamW step, EMA teacher update. The reference
+design (``train.reference_design``) swaps in the original DINO / iBOT code's choices: per-parameter
+clipping with a host sync each and the loss read on the host every step (the method itself
+brings the explicit attention, the student head over all patch tokens and the EMA loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attmask.engine.optim import clip_global_norm, clip_per_parameter, set_hyperparameters
+from attmask.engine.precision import autocast, grad_scaler
+from attmask.methods import SelfDistillation
+
+
+@dataclass
+class StepSettings:
+    """How a step runs.
+
+    Attributes:
+        precision: resolved precision (``fp32``, ``bf16`` or ``fp16``).
+        clip_grad: gradient clipping threshold (``<= 0``: off).
+        freeze_last_layer_epochs: epochs during which the heads' last layers get no update.
+        reference_design: the original code's clipping and per-step loss read (see module doc).
+    """
+
+    precision: str = "fp32"
+    clip_grad: float = 3.0
+    freeze_last_layer_epochs: int = 1
+    reference_design: bool = False
+
+
+class OptimizerStep:
+    """Callable running one optimizer step of ``method``.
+
+    Args:
+        method: the method (student, EMA teacher, loss).
+        optimizer: AdamW over the student's parameters.
+        settings: :class:`StepSettings`.
+        device: where the crops live (selects autocast and the GradScaler).
+        runner: the student's DDP wrapper, if any (its ``no_sync`` skips all-reduces on all but
+            the last micro-batch).
+
+    Attributes:
+        scaler: the GradScaler (enabled in fp16 only); checkpoint its state.
+        last_layer: the heads' last-layer parameters (no update while frozen).
+    """
+
+    def __init__(self, method: SelfDistillation, optimizer: torch.optim.Optimizer,
+                 settings: StepSettings, device: torch.device, runner: nn.Module | None = None) -> None:
+        self.method, self.optimizer, self.settings, self.device = method, optimizer, settings, device
+        self.runner = runner
+        self.scaler = grad_scaler(settings.precision, device)
+        self.last_layer = [p for n, p in method.student.named_parameters() if "last_layer" in n]
+
+    def __call__(self, micro: list[list[torch.Tensor]], epoch: int, lr: float, weight_decay: float,
+                 momentum: float) -> dict[str, torch.Tensor]:
+        """Run the step on ``micro`` (micro-batches of crops ``[global_1, global_2, local_1, ...]``).
+
+        Args:
+            micro: per micro-batch, the crops ``(B, C, H, W)`` each, on ``device``.
+            epoch: current epoch (teacher temperatures, last-layer freezing).
+            lr, weight_decay: this iteration's AdamW settings.
+            momentum: this iteration's teacher EMA momentum.
+
+        Returns:
+            Detached logs averaged over micro-batches, plus ``grad_norm`` (before clipping).
+        """
+        set_hyperparameters(self.optimizer, lr, weight_decay)
+        logs: dict[str, torch.Tensor] = {}
+        for index, crops in enumerate(micro):
+            last = index == len(micro) - 1
+            no_sync = getattr(self.runner, "no_sync", None)
+            sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
+            with sync:
+                with autocast(self.settings.precision, self.device):
+                    out = self.method.training_step(crops, epoch)
+                if self.settings.reference_design and not math.isfinite(out.loss.item()):
+                    raise FloatingPointError(f"loss is {out.loss.item()}, stopping training")
+                self.scaler.scale(out.loss / len(micro)).backward()
+            for key, value in out.logs.items():
+                logs[key] = logs.get(key, 0) + value.float() / len(micro)
+        logs["grad_norm"] = self._clip_and_step(epoch)
+        self.method.update_teacher(momentum)
+        return logs
+
+    def _clip_and_step(self, epoch: int) -> torch.Tensor:
+        self.scaler.unscale_(self.optimizer)
+        parameters = [p for p in self.method.student.parameters() if p.grad is not None]
+        clip = clip_per_parameter if self.settings.reference_design else clip_global_norm
+        norm = clip(parameters, self.settings.clip_grad)
+        if epoch < self.settings.freeze_last_layer_epochs:
+            for parameter in self.last_layer:
+                parameter.grad = None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+
+def compile_backbones(method: SelfDistillation, backend: str = "inductor") -> None:
+    """``torch.compile`` the student's and the teacher's backbone in place (state keys unchanged).
+
+    ``dynamic=True``: the batch size and the crop resolution are symbolic, so a new size does not
+    recompile (the teacher pass, the masked student pass and the local crops still get their own
+    graphs: different arguments). Compilation happens lazily, during the first steps.
+
+    Args:
+        method: its two backbones are compiled.
+        backend: ``torch.compile`` backend (tests use ``aot_eager``, which skips code generation).
+    """
+    for encoder in (method.student, method.teacher):
+        encoder.backbone.compile(dynamic=True, backend=backend)
