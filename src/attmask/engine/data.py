@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset
 
-from attmask.config import ConfigError, DataConfig
+from attmask.config import Config, ConfigError, DataConfig
+from attmask.data.collate import collate_multicrop
+from attmask.data.resumable import EpochSampler, SeededTransformDataset
 from attmask.data.augment import MULTICROP_PRESETS, MultiCropAugmentation, MultiCropConfig
 from attmask.data.datasets import build_dataset
 
@@ -37,3 +40,31 @@ def build_pretraining_data(data: DataConfig) -> tuple[Dataset, MultiCropAugmenta
     augmentation = MultiCropAugmentation(crops)
     dataset = build_dataset(data.source, "train", data_dir=data.data_dir, subset=data.subset)
     return dataset, augmentation, crops
+
+
+def pretraining_loader(config: Config, device: torch.device, world_size: int = 1, rank: int = 0) -> DataLoader:
+    """The pretraining loader of ``config`` for one rank (the trainer's and the data bench's).
+
+    Args:
+        config: reads ``data`` and ``train.seed``.
+        device: pinned memory on CUDA.
+        world_size: number of ranks; each gets a disjoint share of every epoch.
+        rank: this rank.
+
+    Returns:
+        A DataLoader of ``([crop_0 (B, 3, S_0, S_0), ..., crop_K], labels (B,))`` batches whose
+        ``sampler`` (:class:`EpochSampler`) and ``dataset`` (:class:`SeededTransformDataset`)
+        take ``set_epoch``.
+
+    Raises:
+        DatasetError: missing or unreadable data.
+        ConfigError: bad crop settings.
+    """
+    base, transform, _ = build_pretraining_data(config.data)
+    dataset = SeededTransformDataset(base, transform, config.train.seed)
+    sampler = EpochSampler(len(dataset), world_size, rank, config.train.seed)
+    return DataLoader(
+        dataset, batch_size=config.data.batch_size, sampler=sampler, num_workers=config.data.num_workers,
+        collate_fn=collate_multicrop, drop_last=True, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -1,6 +1,6 @@
 """Throughput of the pretraining data loader alone: no model, no optimizer, no checkpoint.
 
-Builds exactly the loader the trainer iterates (``engine/trainer.py`` ``_build_loader``): the
+Times the loader the trainer iterates (:func:`attmask.engine.data.pretraining_loader`): the
 configured data set under :class:`SeededTransformDataset` with the multi-crop augmentation,
 :class:`EpochSampler`, ``collate_multicrop``, ``data.batch_size``, ``data.num_workers``,
 ``drop_last`` and pinned memory on CUDA, then times ``N`` batches, moving the crops to the
@@ -18,9 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from attmask.config import Config
-from attmask.data.collate import collate_multicrop
-from attmask.data.resumable import EpochSampler, SeededTransformDataset
-from attmask.engine.data import build_pretraining_data
+from attmask.engine.data import pretraining_loader
 from attmask.engine.distributed import resolve_device
 
 
@@ -60,37 +58,11 @@ class DataBenchResult:
         return (self.images - self.batch_size) / max(self.seconds - self.first_batch_seconds, 1e-9)
 
 
-def pretraining_loader(config: Config, device: torch.device) -> DataLoader:
-    """The trainer's single-process pretraining loader for ``config``.
-
-    Returns:
-        A DataLoader of ``([crop_0 (B, 3, S_0, S_0), ..., crop_K], labels (B,))`` batches whose
-        ``sampler`` (:class:`EpochSampler`) and ``dataset`` (:class:`SeededTransformDataset`)
-        take ``set_epoch``.
-
-    Raises:
-        DatasetError: missing or unreadable data.
-        ConfigError: bad crop settings.
-        ValueError: the data set is smaller than one batch.
-    """
-    base, transform, _ = build_pretraining_data(config.data)
-    dataset = SeededTransformDataset(base, transform, config.train.seed)
-    sampler = EpochSampler(len(dataset), 1, 0, config.train.seed)
-    if len(sampler) < config.data.batch_size:
-        raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of "
-                         f"{config.data.batch_size}; lower data.batch_size")
-    return DataLoader(
-        dataset, batch_size=config.data.batch_size, sampler=sampler, num_workers=config.data.num_workers,
-        collate_fn=collate_multicrop, drop_last=True, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(0),
-    )
-
-
 def time_loader(loader: DataLoader, max_batches: int, device: torch.device) -> DataBenchResult:
     """Time ``max_batches`` batches of ``loader``, continuing into later epochs when needed.
 
     Args:
-        loader: from :func:`pretraining_loader` (``drop_last``, epoch-aware sampler and data set).
+        loader: from :func:`attmask.engine.data.pretraining_loader` (``drop_last``, epoch-aware sampler and data set).
         max_batches: batches to draw, >= 1.
         device: where each batch's crops are copied, as in training.
     """
@@ -131,7 +103,11 @@ def measure_pretraining_loader(config: Config, max_batches: int = 50) -> DataBen
     if config.train.num_threads > 0:  # the trainer's setting: augmentation threads with 0 workers
         torch.set_num_threads(config.train.num_threads)
     try:
-        return time_loader(pretraining_loader(config, device), max_batches, device)
+        loader = pretraining_loader(config, device)
+        if len(loader) < 1:
+            raise ValueError(f"the data set has {len(loader.dataset)} images, fewer than one batch of "  # type: ignore[arg-type]
+                             f"{config.data.batch_size}; lower data.batch_size")
+        return time_loader(loader, max_batches, device)
     finally:
         torch.set_num_threads(threads)
 

@@ -17,14 +17,12 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attmask.config import Config, save_config, to_dict
-from attmask.data.collate import collate_multicrop
-from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
+from attmask.data.resumable import mix_seed
 from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, check_compatible, load_checkpoint, save_atomic
-from attmask.engine.data import build_pretraining_data
+from attmask.engine.data import crop_config, pretraining_loader
 from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.engine.figure_monitor import FigureMonitor
 from attmask.engine.knn_monitor import KNNMonitor
@@ -65,10 +63,10 @@ class Trainer:
         self.device = self.ctx.device
         reference = config.train.reference_design
         self.precision = resolve_precision(config.train.precision, self.device, reference)
-        base, transform, self.crops = build_pretraining_data(config.data)  # errors before any model
-        self.dataset = SeededTransformDataset(base, transform, config.train.seed)
-        self.images = base
-        self._build_loader()
+        self.loader = pretraining_loader(config, self.device, self.ctx.world_size, self.ctx.rank)  # errors first
+        self.dataset, self.sampler = self.loader.dataset, self.loader.sampler
+        self.images, self.crops = self.dataset.dataset, crop_config(config.data)
+        self.steps_per_epoch = self._steps_per_epoch()
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
         if config.train.compile:
@@ -93,9 +91,8 @@ class Trainer:
         self._resume_or_start()
 
     # ----------------------------------------------------------------- set-up
-    def _build_loader(self) -> None:
+    def _steps_per_epoch(self) -> int:
         config, ctx = self.config, self.ctx
-        self.sampler = EpochSampler(len(self.dataset), ctx.world_size, ctx.rank, config.train.seed)
         per_rank_batches = len(self.sampler) // config.data.batch_size
         steps = per_rank_batches // config.optim.accumulation_steps
         if config.train.max_steps_per_epoch > 0:
@@ -106,12 +103,7 @@ class Trainer:
                 f"({config.data.batch_size} x {ctx.world_size} ranks x {config.optim.accumulation_steps} "
                 "accumulation steps); lower data.batch_size"
             )
-        self.steps_per_epoch = steps
-        self.loader = DataLoader(
-            self.dataset, batch_size=config.data.batch_size, sampler=self.sampler,
-            num_workers=config.data.num_workers, collate_fn=collate_multicrop, drop_last=True,
-            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0),
-        )
+        return steps
 
     def _wrap_student(self) -> torch.nn.Module:
         student = self.method.student
