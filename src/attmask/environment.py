@@ -36,7 +36,8 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     processor = platform.processor() or platform.machine()
-    return f"cpu ({processor}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({processor}, {os.cpu_count()} cores, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def environment(device: torch.device) -> dict[str, Any]:
