@@ -15,7 +15,7 @@ from attmask.config import ConfigError, load_config
 from attmask.engine.trainer import Trainer
 from attmask.experiments import ARMS, Cell, ExperimentConfig, load_experiment, plan_cells
 from attmask.experiments.cells import cached_result, evaluate_features, initial_backbone, standardize
-from attmask.experiments.config import EvalSpec
+from attmask.experiments.config import EvalSpec, arm_notes
 from attmask.experiments.summary import main_table_markdown, stats, summarize
 from tests.engine.tiny import TINY, tiny_config
 
@@ -83,6 +83,13 @@ def test_initial_backbone_is_the_trainers_starting_teacher_for_every_arm(tmp_pat
         assert all(torch.equal(built[k], expected[k]) for k in expected)
     other_seed = initial_backbone(tiny_config(*Cell("block", 6, None).overrides())).state_dict()
     assert not all(torch.equal(other_seed[k], expected[k]) for k in expected)
+
+
+def test_hint_on_a_tiny_grid_is_flagged() -> None:
+    (note,) = arm_notes(["attmask_high", "attmask_hint"], 16, (0.01, 0.05))
+    assert "floor(16 x s) = 0 tokens" in note and "exactly AttMask-High" in note
+    assert arm_notes(["attmask_hint"], 49, (0.01, 0.05)) == [], "floor(49 x 0.05) = 2 hints"
+    assert arm_notes(["attmask_high"], 16, (0.01, 0.05)) == []
 
 
 def test_stats_are_mean_and_sample_std() -> None:

@@ -142,6 +142,21 @@ def resolve_preset(name: str, beside: Path) -> Path:
                       "and in the repository); set pretrain.config to an existing YAML file")
 
 
+def arm_notes(arms: list[str], num_tokens: int, show_ratio: tuple[float, float]) -> list[str]:
+    """Warnings about arms that cannot differ from another at this grid size.
+
+    AttMask-Hint reveals ``floor(N * s)`` tokens with ``s ~ U(show_ratio)``: on a small grid that
+    is 0 for every draw, and the arm is exactly AttMask-High.
+    """
+    notes = []
+    if "attmask_hint" in arms and int(num_tokens * show_ratio[1]) == 0:
+        notes.append(f"AttMask-Hint reveals floor({num_tokens} x s) = 0 tokens for every s <= "
+                     f"{show_ratio[1]:g} on this {num_tokens}-patch grid, so it is exactly AttMask-High "
+                     "(same masks, same random draws, same numbers); a finer grid (smaller "
+                     "patches) is needed to test hints.")
+    return notes
+
+
 @dataclass(frozen=True)
 class Cell:
     """One pretraining run: an arm, a seed and the training-set fraction.

@@ -29,7 +29,7 @@ from attmask.engine.distributed import resolve_device
 from attmask.environment import environment
 from attmask.experiments.cells import (Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate,
                                        settings_key)
-from attmask.experiments.config import ARMS, Cell, ExperimentConfig, plan_cells
+from attmask.experiments.config import ARMS, Cell, ExperimentConfig, arm_notes, plan_cells
 from attmask.experiments.figures import draw_experiment_figures
 from attmask.experiments.summary import summarize, write_markdown
 from attmask.files import write_atomic
@@ -142,6 +142,9 @@ class MaskingExperiment:
         summary["pretrain_shared"] = {"epochs": shared.optim.epochs, "subset": shared.data.subset,
                                       "arch": shared.model.arch, "depth": shared.model.depth,
                                       "patch_size": shared.model.patch_size, "source": shared.data.source}
+        crops = crop_config(shared.data)
+        tokens = (crops.global_size // shared.model.patch_size) ** 2
+        summary["notes"] = arm_notes(self.config.arms, tokens, shared.masking.show_ratio)
         summary["figures"] = [str(p.relative_to(self.out)) for p in
                               draw_experiment_figures(summary, self.out / "figures")]
         write_atomic(self.out / "results.json", lambda s: s.write(json.dumps(summary, indent=1).encode()))

@@ -183,6 +183,7 @@ def write_markdown(summary: dict[str, Any]) -> str:
         f"({evaluation['linear_epochs']} epochs, SGD, standardised features). Top-1 in %, mean ± sample "
         "std over seeds; Δ columns are per-seed differences to block-wise masking.", "",
         "## Masking strategies (Table 1 analogue)", "", *main_table_markdown(summary), "",
+        *[f"Note: {note}" for note in summary.get("notes", [])], *([""] if summary.get("notes") else []),
     ]
     if summary["curves"]:
         lines += ["## k-NN during pretraining (Fig. 4 analogue)", "",
