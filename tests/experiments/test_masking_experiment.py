@@ -167,6 +167,7 @@ def test_summary_tables_pair_arms_by_seed() -> None:
     assert summary["fractions"]["block"]["0.1"]["knn_top1"]["n"] == 0, "missing cells are left out"
     assert summary["fractions"]["block"]["0.5"]["knn_top1"]["values"] == [60.0, 50.0], "main cells give 50%"
     assert summary["compute_seconds"] == 7 * 60
+    assert summary["fraction_baseline"]["knn_top1"]["values"] == [40.0, 42.0], "fraction seeds 0 and 1"
     lines = main_table_markdown(summary)
     assert lines[0].startswith("| Masking | n | 20-NN | 1-shot | Linear | Δ k-NN vs block")
     assert "| AttMask-High | 2 | 56.50 ± 7.78 | 28.25 ± 3.89 | 67.00 ± 5.66 | +1.50 ± 0.71 | +2.00 ± 1.41 |" in lines

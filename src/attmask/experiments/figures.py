@@ -24,6 +24,7 @@ def draw_curves(curves: dict[str, Any], path: Path) -> Path | None:
         axis.plot(curve["epochs"], mean, marker="o", markersize=3, label=_label(arm))
         axis.fill_between(curve["epochs"], [m - s for m, s in zip(mean, std)],
                           [m + s for m, s in zip(mean, std)], alpha=0.2)
+    axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel("k-NN top-1 (%)")
     axis.set_title("Teacher k-NN during pretraining", fontsize=10)
@@ -32,8 +33,9 @@ def draw_curves(curves: dict[str, Any], path: Path) -> Path | None:
     return save_figure(figure, path, dpi=100)
 
 
-def draw_fractions(fractions: dict[str, Any], path: Path) -> Path | None:
-    """k-NN and linear top-1 against the training-set fraction (log x), one line per arm."""
+def draw_fractions(fractions: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None) -> Path | None:
+    """k-NN and linear top-1 against the training-set fraction (log x), one line per arm, and
+    the random-init level (``baseline``: its main-table row) as a dashed line."""
     if not fractions:
         return None
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -43,7 +45,12 @@ def draw_fractions(fractions: dict[str, Any], path: Path) -> Path | None:
             if points:
                 axis.errorbar([p[0] for p in points], [p[1]["mean"] for p in points],
                               yerr=[p[1]["std"] for p in points], marker="o", capsize=3, label=_label(arm))
+        if baseline and baseline[key]["n"]:
+            axis.axhline(baseline[key]["mean"], color="0.5", linestyle="--", label="Random init")
         axis.set_xscale("log")
+        ticks = sorted({float(f) * 100 for row in fractions.values() for f in row})
+        axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        axis.xaxis.set_minor_formatter(plt.NullFormatter())
         axis.set_xlabel("% of each class used for pretraining")
         axis.set_ylabel(title)
         axis.grid(alpha=0.3)
@@ -73,6 +80,7 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
 def draw_experiment_figures(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Every figure that has data, written under ``folder``."""
     drawn = [draw_curves(summary["curves"], folder / "knn_vs_epoch.png"),
-             draw_fractions(summary["fractions"], folder / "data_fraction.png"),
+             draw_fractions(summary["fractions"], folder / "data_fraction.png",
+                            summary.get("fraction_baseline")),
              draw_main_table(summary, folder / "main_table.png")]
     return [path for path in drawn if path is not None]

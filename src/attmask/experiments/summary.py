@@ -104,6 +104,8 @@ def summarize(config: ExperimentConfig, inits: dict[int, dict], results: dict[Ce
     return {
         "columns": columns, "main_table": rows, "paired_vs_block": paired,
         "curves": _curves(config, inits, results, subset), "fractions": _fractions(config, results, subset),
+        "fraction_baseline": _row([inits[s] for s in config.seeds[: config.fraction_seeds] if s in inits],
+                                  [("knn_top1", ""), ("linear_top1", "")]),
         "main_images": images, "compute_seconds": seconds,
         "devices": sorted({r["device"] for r in finished if r.get("device")}),
         "commits": sorted({r["commit"] for r in finished if r.get("commit")}),
@@ -153,6 +155,9 @@ def fraction_table_markdown(summary: dict[str, Any], key: str) -> list[str]:
     lines = ["| Masking | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for arm, row in table.items():
         lines.append(f"| {_label(arm)} | " + " | ".join(_cell_text(row[f][key]) for f in fractions) + " |")
+    baseline = summary.get("fraction_baseline", {}).get(key)
+    if baseline and baseline["n"]:
+        lines.append(f"| Random init (no pretraining) | {_cell_text(baseline)} (any size) |" + " |" * (len(heads) - 1))
     return lines
 
 
