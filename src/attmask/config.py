@@ -273,16 +273,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Raises:
         ConfigError: missing file, invalid YAML, unknown key or wrong type.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}; see configs/ for the presets")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}".replace("\n", " "))
+    values = read_yaml(path, "config file", "configs/") if path is not None else {}
     return from_dict(Config, apply_overrides(values, overrides or []))
+
+
+def read_yaml(path: str | Path, kind: str, presets: str) -> dict[str, Any]:
+    """The mapping in YAML file ``path`` (empty file: ``{}``).
+
+    Raises:
+        ConfigError: missing file (naming ``presets``, where the presets live) or invalid YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{kind} not found: {path}; see {presets} for the presets")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{kind} {path} is not valid YAML: {error}".replace("\n", " ")) from None
 
 
 def save_config(config: Config, path: str | Path) -> None:

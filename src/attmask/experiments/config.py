@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from attmask.config import ConfigError, apply_overrides, from_dict
+from attmask.config import ConfigError, apply_overrides, from_dict, read_yaml
 
 #: The arms of AttMask Table 1: ``name -> (label, masking strategy, ratio range)``.
 ARMS: dict[str, tuple[str, str, tuple[float, float]]] = {
@@ -120,15 +117,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     Raises:
         ConfigError: missing file, bad YAML, unknown key, bad value, missing preset.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}; see configs/experiments/ for the presets")
-    try:
-        values: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"experiment file {path} is not valid YAML: {error}".replace("\n", " ")) from None
+    values = read_yaml(path, "experiment file", "configs/experiments/")
     config = from_dict(ExperimentConfig, apply_overrides(values, overrides or []))
-    return config, resolve_preset(config.pretrain.config, path.parent)
+    return config, resolve_preset(config.pretrain.config, Path(path).parent)
 
 
 def resolve_preset(name: str, beside: Path) -> Path:
