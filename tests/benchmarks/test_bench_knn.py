@@ -17,7 +17,7 @@ def test_bench_knn_smoke(tmp_path) -> None:
     record = json.loads((tmp_path / "knn-smoke-cpu.json").read_text())
     assert (tmp_path / "knn-smoke-cpu.png").stat().st_size > 0
     assert record["benchmark"] == "knn" and record["versions"]["torch"]
-    assert record["device"].startswith("cpu") and "1 threads" in record["device"]
+    assert record["device"].startswith("cpu") and "1 thread)" in record["device"]
     assert record["setting"]["smoke"] and record["setting"]["dtype"] == "float16"
     check = record["verification"]
     assert check["passed"] and check["top1_chunked"] == check["top1_unchunked"]
