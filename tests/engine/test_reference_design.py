@@ -61,3 +61,18 @@ def test_one_step_gives_the_same_loss_and_student_gradients(one_thread) -> None:
     assert fast_grads.keys() == reference_grads.keys()
     for name, grad in reference_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_a_non_finite_loss_stops_the_reference_design_in_one_line() -> None:
+    from attmask.engine.optim import build_optimizer
+    from attmask.engine.step import OptimizerStep, StepSettings
+
+    config = tiny_config("train.reference_design=true")
+    torch.manual_seed(0)
+    method = build_method(config, 16, 2)
+    device = torch.device("cpu")
+    step = OptimizerStep(method, build_optimizer(method.student, device, True),
+                         StepSettings(reference_design=True), device)
+    crops = [torch.full((4, 3, s, s), float("nan")) for s in (16, 16, 8, 8)]
+    with pytest.raises(ValueError, match="loss is nan .reference design reads it every step."):
+        step([crops], 1, 1e-3, 0.04, 0.99)

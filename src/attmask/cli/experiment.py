@@ -44,9 +44,10 @@ def preset_path(preset: str) -> Path:
     folder or the repository; the loader reports a missing file in one line."""
     if Path(preset).is_file() or preset.endswith((".yaml", ".yml")):
         return Path(preset)
+    from attmask.experiments.config import find_file
+
     relative = Path(PRESET_FOLDER) / f"masking_{preset}.yaml"
-    repository = Path(__file__).resolve().parents[3] / relative
-    return relative if relative.is_file() or not repository.is_file() else repository
+    return find_file(relative) or relative
 
 
 def run(args: argparse.Namespace) -> int:

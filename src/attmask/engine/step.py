@@ -83,8 +83,9 @@ class OptimizerStep:
             with sync:
                 with autocast(self.settings.precision, self.device):
                     out = self.method.training_step(crops, epoch)
-                if self.settings.reference_design and not math.isfinite(out.loss.item()):
-                    raise FloatingPointError(f"loss is {out.loss.item()}, stopping training")
+                if self.settings.reference_design and not math.isfinite(value := out.loss.item()):
+                    raise ValueError(f"loss is {value} (reference design reads it every step); lower "
+                                     "optim.lr or use train.precision=fp32")
                 self.scaler.scale(out.loss / len(micro)).backward()
             for key, value in out.logs.items():
                 logs[key] = logs.get(key, 0) + value.float() / len(micro)

@@ -122,13 +122,25 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     return config, resolve_preset(config.pretrain.config, Path(path).parent)
 
 
+#: The repository holding this package (its ``configs/`` has the presets of a source checkout).
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+
+def find_file(name: str | Path, *folders: Path) -> Path | None:
+    """``name`` as given (absolute or relative to the working folder), else under each of
+    ``folders`` in turn, else in :data:`REPOSITORY`; None when no such file exists."""
+    for candidate in (Path(name), *(folder / name for folder in folders), REPOSITORY / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def resolve_preset(name: str, beside: Path) -> Path:
     """The pretraining preset ``name``: absolute, next to the experiment file, in the working
     folder, or in the repository holding this package; else a one-line ConfigError."""
-    repository = Path(__file__).resolve().parents[3]
-    for candidate in (Path(name), beside / name, Path.cwd() / name, repository / name):
-        if candidate.is_file():
-            return candidate.resolve()
+    found = find_file(name, beside)
+    if found is not None:
+        return found.resolve()
     raise ConfigError(f"pretraining preset {name} not found (looked beside {beside}, in the working folder "
                       "and in the repository); set pretrain.config to an existing YAML file")
 
