@@ -34,7 +34,7 @@ from attmask.engine.optim import build_optimizer
 from attmask.engine.precision import resolve_precision
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.environment import environment
-from attmask.methods import SelfDistillation, build_method
+from attmask.methods import PretrainingMethod, build_method
 from flops import count_flops, gemm_probe, peak_flops, synchronize  # benchmarks/flops.py, beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -76,7 +76,7 @@ class Variant:
 
     name: str
     config: Config
-    method: SelfDistillation
+    method: PretrainingMethod
     step: OptimizerStep
 
 

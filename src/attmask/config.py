@@ -62,6 +62,40 @@ class LossConfig:
 
 
 @dataclass
+class ReconstructionConfig:
+    """Pixel reconstruction of MAE, SimMIM, MST and LUT.
+
+    Attributes:
+        decoder_dim, decoder_depth, decoder_heads: MAE's transformer decoder (MAE, LUT).
+        norm_pix_loss: MAE's target: each patch's pixels normalised by their own mean and std.
+        mask_patch_size: SimMIM's masking unit in pixels (e.g. 32 on a 16 px grid); None = the
+            ViT patch size. A multiple of the patch size.
+        weight: weight of the pixel loss; None = the method's default (MST 0.6, others 1).
+    """
+
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    norm_pix_loss: bool = True
+    mask_patch_size: int | None = None
+    weight: float | None = None
+
+
+@dataclass
+class LUTConfig:
+    """LUT's broader-context loss on unmasked tokens (Kim et al., ECCV 2024).
+
+    Attributes:
+        hidden_dim, out_dim: projector / predictor (Linear-BN-ReLU-Linear) widths.
+        weight: weight of the loss; total = L_pixel + weight * L_BC.
+    """
+
+    hidden_dim: int = 4096
+    out_dim: int = 256
+    weight: float = 0.25
+
+
+@dataclass
 class DataConfig:
     """Data set and multi-crop augmentation (``crops`` preset, fields override it)."""
 
@@ -146,6 +180,8 @@ class Config:
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    recon: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    lut: LUTConfig = field(default_factory=LUTConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

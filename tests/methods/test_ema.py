@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attmask.methods import ema_update
+from attmask.methods import ema_update, make_teacher
 from attmask.methods.ema import ema_update_loop
 
 
@@ -32,5 +32,21 @@ def test_loop_matches_the_fused_update(momentum: float) -> None:
 
 
 def test_loop_rejects_different_structures() -> None:
-    with pytest.raises(ValueError, match="different parameter structures"):
+    with pytest.raises(ValueError, match="structures differ"):
         ema_update_loop(nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), 0.9)
+
+
+def test_partial_teacher_is_paired_by_name() -> None:
+    """A teacher holding a subset of the student's modules (LUT: no predictor) follows its namesakes."""
+    torch.manual_seed(0)
+    student = nn.ModuleDict({"backbone": nn.Linear(3, 3), "predictor": nn.Linear(3, 2)})
+    teacher = make_teacher(nn.ModuleDict({"backbone": nn.Linear(3, 3)}), student)
+    assert torch.equal(teacher["backbone"].weight, student["backbone"].weight)
+    assert not teacher["backbone"].weight.requires_grad
+    before = teacher["backbone"].weight.clone()
+    with torch.no_grad():
+        student["backbone"].weight.add_(1.0)
+    ema_update(teacher, student, 0.75)
+    torch.testing.assert_close(teacher["backbone"].weight, 0.75 * before + 0.25 * student["backbone"].weight)
+    with pytest.raises(ValueError, match="not in the student"):
+        make_teacher(nn.ModuleDict({"projector": nn.Linear(3, 3)}), student)

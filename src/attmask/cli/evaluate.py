@@ -27,7 +27,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by every protocol."""
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file or run folder (attmask, DINO/iBOT/AttMask, timm, .safetensors)")
-    parser.add_argument("--student", action="store_true", help="evaluate the student instead of the teacher")
+    parser.add_argument("--student", action="store_true", help="evaluate the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
     parser.add_argument("--data", default="fashion-mnist", help="fashion-mnist, digits, or a labelled folder")
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files")
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1 and --num-workers >= 0, got {args.batch_size}, "
                          f"{args.num_workers}")
     start = time.perf_counter()
-    loaded = load_backbone(args.checkpoint, "student" if args.student else "teacher", args.num_heads)
+    loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
     data = DataOptions(args.data, args.data_dir, args.test_data, args.subset, args.img_size,
                        args.batch_size, args.num_workers)
     ctx = init_distributed(args.device)

@@ -14,7 +14,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
                      "and arguments: timm.create_model(info['timm_model'], **info['timm_kwargs'])."))
     parser.add_argument("--checkpoint", required=True, help="checkpoint file or pretraining run folder")
     parser.add_argument("--out", required=True, help="destination FILE.safetensors")
-    parser.add_argument("--student", action="store_true", help="export the student instead of the teacher")
+    parser.add_argument("--student", action="store_true", help="export the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
 
 
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from attmask.models.checkpoints import load_backbone
     from attmask.models.export import export_backbone
 
-    loaded = load_backbone(args.checkpoint, "student" if args.student else "teacher", args.num_heads)
+    loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
     source = {"checkpoint": str(loaded.path), "layout": loaded.layout, "which": loaded.which}
     weights, sidecar = export_backbone(loaded.model, loaded.kwargs, args.out, source)
     kwargs = loaded.kwargs

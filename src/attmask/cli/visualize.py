@@ -16,7 +16,7 @@ from attmask.models import VIT_ARCHITECTURES
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="checkpoint file or run folder (default: random init)")
-    parser.add_argument("--student", action="store_true", help="use the student instead of the teacher")
+    parser.add_argument("--student", action="store_true", help="use the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
     parser.add_argument("--arch", default="vit_small", choices=sorted(VIT_ARCHITECTURES),
                         help="random-init architecture (without --checkpoint)")
@@ -55,7 +55,7 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
     from attmask.models.checkpoints import load_backbone
 
     if args.checkpoint:
-        loaded = load_backbone(args.checkpoint, "student" if args.student else "teacher", args.num_heads)
+        loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
         label = f"{loaded.which or 'backbone'} of {loaded.path}"
         return loaded.model, args.img_size or int(loaded.kwargs["img_size"]), label
     torch.manual_seed(args.seed)

@@ -1,11 +1,12 @@
 """Data: built-in data sets and image folders, multi-crop augmentation, resumable order."""
 
-from attmask.data.augment import MULTICROP_PRESETS, MultiCropAugmentation, MultiCropConfig, eval_transform
+from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig, eval_transform
 from attmask.data.collate import collate_multicrop
 from attmask.data.datasets import BUILTIN, DatasetError, ImageDataset, build_dataset, subset_per_class
 from attmask.data.images import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, load_image
 
 __all__ = [
+    "CropFlipViews",
     "BUILTIN",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -126,6 +126,34 @@ class MultiCropAugmentation:
         return crops
 
 
+class CropFlipViews:
+    """``image -> [view_1, ..., view_V]``: random resized crop + horizontal flip only (MAE, SimMIM,
+    LUT), each view drawn independently; no colour augmentation, as MAE (He et al., 2022, Sec. 4).
+
+    Args:
+        config: ``global_size``, ``global_scale``, ``flip_prob``, ``mean`` and ``std`` are used.
+        num_views: views per image (1 for MAE / SimMIM, 2 for LUT).
+    """
+
+    def __init__(self, config: MultiCropConfig, num_views: int = 1) -> None:
+        if num_views < 1:
+            raise ValueError(f"num_views must be >= 1, got {num_views}")
+        self.config, self.num_views = config, num_views
+        self.view = v2.Compose([
+            v2.PILToTensor(),
+            v2.RandomResizedCrop(config.global_size, scale=config.global_scale,
+                                 interpolation=InterpolationMode.BICUBIC, antialias=True),
+            v2.RandomHorizontalFlip(p=config.flip_prob),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(config.mean, config.std),
+        ])
+
+    def __call__(self, image: Image.Image) -> list[torch.Tensor]:
+        """``num_views`` float tensors ``(3, global_size, global_size)`` of any PIL image."""
+        image = image.convert("RGB")
+        return [self.view(image) for _ in range(self.num_views)]
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if isinstance(image, Image.Image) else image
 

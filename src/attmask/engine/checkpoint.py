@@ -48,6 +48,13 @@ def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
                 f"{path} holds a checkpoint of another architecture ({section}.{key}: "
                 f"{saved.get(key)!r} vs {wanted.get(key)!r}); use a new --out folder or the same config"
             )
+    for section, keys in (("recon", ("decoder_dim", "decoder_depth", "decoder_heads")),
+                          ("lut", ("hidden_dim", "out_dim"))):
+        saved, wanted = saved_config.get(section), config.get(section, {})
+        changed = [k for k in keys if saved is not None and saved.get(k) != wanted.get(k)]
+        if changed:
+            raise ValueError(f"{path} holds a checkpoint with {section}.{changed[0]}={saved.get(changed[0])!r}, "
+                             f"not {wanted.get(changed[0])!r}; use a new --out folder or the same config")
     if saved_config.get("train", {}).get("method") != config.get("train", {}).get("method"):
         raise ValueError(
             f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -10,8 +11,9 @@ from torch.utils.data import DataLoader, Dataset
 from attmask.config import Config, ConfigError, DataConfig
 from attmask.data.collate import collate_multicrop
 from attmask.data.resumable import EpochSampler, SeededTransformDataset
-from attmask.data.augment import MULTICROP_PRESETS, MultiCropAugmentation, MultiCropConfig
+from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig
 from attmask.data.datasets import build_dataset
+from attmask.methods.build import method_spec
 
 _CROP_FIELDS = ("global_size", "global_scale", "local_size", "local_scale", "num_local")
 
@@ -29,15 +31,22 @@ def crop_config(data: DataConfig) -> MultiCropConfig:
         raise ConfigError(f"data: {error}") from None
 
 
-def build_pretraining_data(data: DataConfig) -> tuple[Dataset, MultiCropAugmentation, MultiCropConfig]:
-    """``(images without transform, multi-crop augmentation, crop settings)``.
+def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Dataset, Callable, MultiCropConfig]:
+    """``(images without transform, the method's augmentation, crop settings)``.
+
+    Multi-crop methods (iBOT, DINO, MST) get :class:`MultiCropAugmentation`; MAE, SimMIM and
+    LUT get :class:`CropFlipViews` (crop + flip at ``global_size``; local-crop fields unused).
 
     Raises:
         DatasetError: missing, empty or unreadable data (one line).
-        ConfigError: bad crop settings.
+        ConfigError: bad crop settings or an unknown method.
     """
     crops = crop_config(data)
-    augmentation = MultiCropAugmentation(crops)
+    spec = method_spec(method)
+    if spec.views == "multicrop":
+        augmentation: Callable = MultiCropAugmentation(crops)
+    else:
+        augmentation = CropFlipViews(crops, spec.num_views)
     dataset = build_dataset(data.source, "train", data_dir=data.data_dir, subset=data.subset)
     return dataset, augmentation, crops
 
@@ -60,7 +69,7 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
         DatasetError: missing or unreadable data.
         ConfigError: bad crop settings.
     """
-    base, transform, _ = build_pretraining_data(config.data)
+    base, transform, _ = build_pretraining_data(config.data, config.train.method)
     dataset = SeededTransformDataset(base, transform, config.train.seed)
     sampler = EpochSampler(len(dataset), world_size, rank, config.train.seed)
     return DataLoader(

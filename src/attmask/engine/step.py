@@ -18,7 +18,7 @@ from torch import nn
 
 from attmask.engine.optim import clip_global_norm, clip_per_parameter, set_hyperparameters
 from attmask.engine.precision import autocast, grad_scaler
-from attmask.methods import SelfDistillation
+from attmask.methods import PretrainingMethod
 
 
 @dataclass
@@ -54,7 +54,7 @@ class OptimizerStep:
         last_layer: the heads' last-layer parameters (no update while frozen).
     """
 
-    def __init__(self, method: SelfDistillation, optimizer: torch.optim.Optimizer,
+    def __init__(self, method: PretrainingMethod, optimizer: torch.optim.Optimizer,
                  settings: StepSettings, device: torch.device, runner: nn.Module | None = None) -> None:
         self.method, self.optimizer, self.settings, self.device = method, optimizer, settings, device
         self.runner = runner
@@ -107,8 +107,8 @@ class OptimizerStep:
         return norm
 
 
-def compile_backbones(method: SelfDistillation, backend: str = "inductor") -> None:
-    """``torch.compile`` the student's and the teacher's backbone in place (state keys unchanged).
+def compile_backbones(method: PretrainingMethod, backend: str = "inductor") -> None:
+    """``torch.compile`` every backbone of the method (student's, teacher's) in place (state keys unchanged).
 
     ``dynamic=True``: the batch size and the crop resolution are symbolic, so a new size does not
     recompile (the teacher pass, the masked student pass and the local crops still get their own
@@ -118,5 +118,5 @@ def compile_backbones(method: SelfDistillation, backend: str = "inductor") -> No
         method: its two backbones are compiled.
         backend: ``torch.compile`` backend (tests use ``aot_eager``, which skips code generation).
     """
-    for encoder in (method.student, method.teacher):
-        encoder.backbone.compile(dynamic=True, backend=backend)
+    for backbone in method.backbones():
+        backbone.compile(dynamic=True, backend=backend)

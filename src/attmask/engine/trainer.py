@@ -206,10 +206,10 @@ class Trainer:
         record: dict = {"epoch": epoch, "epoch_done": True, "epoch_loss": epoch_loss,
                         "skipped_images": skipped}
         if self.knn.due(epoch):
-            record.update(self.knn.evaluate(self.method.teacher.backbone, prefix="knn"))
+            record.update(self.knn.evaluate(self.method.eval_backbone, prefix="knn"))
         plain = self.logger.log(record, step=self.progress.global_step)
         if self.figures.due(epoch) and self.ctx.is_main:
-            self.figures.draw(self.method.teacher.backbone, epoch, self.logger.writer)
+            self.figures.draw(self.method.eval_backbone, epoch, self.logger.writer)
         self.save()
         keep = self.config.train.keep_every_epochs
         if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:
@@ -219,13 +219,14 @@ class Trainer:
     def _random_init_baseline(self) -> dict[str, float]:
         torch.manual_seed(mix_seed(self.config.train.seed, 99))
         baseline = build_method(self.config, self.crops.global_size, self.crops.num_local)
-        record = self.knn.evaluate(baseline.teacher.backbone.to(self.device), prefix="knn_random_init")
+        record = self.knn.evaluate(baseline.eval_backbone.to(self.device), prefix="knn_random_init")
         return self.logger.log({"epoch": self.progress.epoch - 1, **record}, step=self.progress.global_step)
 
     def checkpoint_state(self) -> dict:
         """Everything needed to resume: weights, optimizer, scaler, progress, config."""
         return {
             "format": FORMAT, "version": 1, "progress": dataclasses.asdict(self.progress),
+            "evaluated_branch": self.method.evaluated_branch if self.method.teacher is not None else "student",
             "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "config": to_dict(self.config),
         }

@@ -133,7 +133,7 @@ def initial_backbone(config: Config) -> torch.nn.Module:
     """The teacher backbone a run of ``config`` starts from (the trainer seeds, then builds)."""
     crops = crop_config(config.data)
     torch.manual_seed(config.train.seed)
-    return build_method(config, crops.global_size, crops.num_local).teacher.backbone
+    return build_method(config, crops.global_size, crops.num_local).eval_backbone
 
 
 def evaluate_initial(config: Config, evaluator: Evaluator) -> dict[str, Any]:

@@ -1,20 +1,25 @@
 """Pretraining methods: each an nn.Module with ``training_step(crops, epoch) -> StepOutput``."""
 
 from attmask.methods.base import Encoder, EncoderOutput, StepOutput, unwrap
-from attmask.methods.build import METHODS, build_method
+from attmask.methods.build import METHODS, MethodSpec, build_method, method_spec
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.ema import ema_update, make_teacher
+from attmask.methods.method import BackboneOnly, PretrainingMethod
 
 __all__ = [
+    "BackboneOnly",
     "DINO",
     "IBOT",
     "METHODS",
     "Encoder",
     "EncoderOutput",
+    "MethodSpec",
+    "PretrainingMethod",
     "SelfDistillation",
     "StepOutput",
     "build_method",
     "ema_update",
     "make_teacher",
+    "method_spec",
     "unwrap",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from attmask.config import Config, ConfigError
@@ -10,6 +11,7 @@ from attmask.losses import DINOLoss, IBOTLoss
 from attmask.masking import build_masking
 from attmask.methods.base import Encoder
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
+from attmask.methods.method import PretrainingMethod
 from attmask.models import build_vit
 
 
@@ -72,22 +74,45 @@ def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) 
                 reference_design=config.train.reference_design)
 
 
-METHODS: dict[str, Callable[[Config, int, int, int], SelfDistillation]] = {
-    "ibot": _build_ibot,
-    "dino": _build_dino,
+@dataclass(frozen=True)
+class MethodSpec:
+    """How to build a method and which views its data gives it.
+
+    Attributes:
+        build: ``(config, img_size, num_local_crops, seed) -> PretrainingMethod``.
+        views: ``multicrop`` (2 global + L local crops, DINO's augmentation) or ``crop_flip``
+            (``num_views`` random resized crops with flips, MAE's augmentation).
+        num_views: views per image for ``crop_flip``.
+    """
+
+    build: Callable[[Config, int, int, int], PretrainingMethod]
+    views: str = "multicrop"
+    num_views: int = 1
+
+
+METHODS: dict[str, MethodSpec] = {
+    "ibot": MethodSpec(_build_ibot),
+    "dino": MethodSpec(_build_dino),
 }
 
 
-def build_method(config: Config, img_size: int, num_local_crops: int, seed: int = 0) -> SelfDistillation:
+def method_spec(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` of method ``name``; one-line ``ConfigError`` for an unknown name."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown train.method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def build_method(config: Config, img_size: int, num_local_crops: int, seed: int = 0) -> PretrainingMethod:
     """Build the configured method for global crops of ``img_size`` pixels.
 
     Args:
         config: the full config (``train.method`` picks the method).
         img_size: global crop size (the backbone's native resolution).
-        num_local_crops: L, local crops per image.
+        num_local_crops: L, local crops per image (multi-crop methods).
         seed: seed of the masking generator (add the rank for distributed runs).
     """
-    name = config.train.method
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name](config, img_size, num_local_crops, seed)
+    try:
+        return method_spec(config.train.method).build(config, img_size, num_local_crops, seed)
+    except ValueError as error:  # masking / head settings that do not fit the method
+        raise ConfigError(str(error)) from None

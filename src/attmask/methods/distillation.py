@@ -13,14 +13,14 @@ from torch import nn
 from attmask.losses import masked_token_index
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
 from attmask.methods.base import Encoder, EncoderOutput, StepOutput
-from attmask.methods.ema import ema_update, ema_update_loop, make_teacher
+from attmask.methods.method import PretrainingMethod
 from attmask.methods.monitors import collapse_monitors
 
 NUM_GLOBAL_CROPS = 2
 
 
-class SelfDistillation(nn.Module):
-    """Student, EMA teacher and masking strategy; subclasses define the loss.
+class SelfDistillation(PretrainingMethod):
+    """Student, EMA teacher (both :class:`Encoder`) and masking strategy; subclasses define the loss.
 
     Args:
         student: trained encoder.
@@ -35,22 +35,7 @@ class SelfDistillation(nn.Module):
         self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, seed: int = 0,
         reference_design: bool = False,
     ) -> None:
-        super().__init__()
-        self.student = student
-        self.teacher = make_teacher(teacher, student)
-        self.masking = masking
-        self.generator = torch.Generator().manual_seed(seed)
-        self.reference_design = reference_design
-        self._student_runner: nn.Module = student
-
-    def set_student_runner(self, runner: nn.Module) -> None:
-        """Run the student through ``runner`` (e.g. its DDP wrapper) without changing state keys."""
-        object.__setattr__(self, "_student_runner", runner)
-
-    @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        """EMA step of the teacher towards the student (DINO eq. 2)."""
-        (ema_update_loop if self.reference_design else ema_update)(self.teacher, self.student, momentum)
+        super().__init__(student, teacher, masking, seed, reference_design)
 
     def make_masks(self, global_views: torch.Tensor, target: EncoderOutput) -> torch.Tensor:
         """Masks ``(G*B, N)`` for the global views, from the teacher's attention if needed."""

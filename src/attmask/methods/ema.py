@@ -1,4 +1,8 @@
-"""Exponential moving average teacher (BYOL / DINO "momentum encoder")."""
+"""Exponential moving average teacher (BYOL / DINO "momentum encoder").
+
+The teacher may hold a subset of the student's modules (LUT's teacher: backbone + projector,
+no decoder or predictor); parameters are paired by name.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,37 @@ import torch
 from torch import nn
 
 
+def paired_parameters(teacher: nn.Module, student: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``(teacher_params, student_params)`` matched by name, in the teacher's order.
+
+    Raises:
+        ValueError: a teacher parameter has no student parameter of the same name and shape.
+    """
+    source = dict(student.named_parameters())
+    teacher_params, student_params = [], []
+    for name, parameter in teacher.named_parameters():
+        match = source.get(name)
+        if match is None or match.shape != parameter.shape:
+            raise ValueError(f"teacher parameter {name} has no student counterpart of shape "
+                             f"{tuple(parameter.shape)}; teacher and student structures differ")
+        teacher_params.append(parameter)
+        student_params.append(match.detach())
+    return teacher_params, student_params
+
+
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """``teacher <- m * teacher + (1 - m) * student`` for every parameter, in one fused call.
+    """``teacher <- m * teacher + (1 - m) * student`` for every teacher parameter, in one fused call.
 
     Uses ``torch._foreach_lerp_`` (one kernel launch per group of tensors, no Python loop
-    over parameters). The two modules must have the same parameter structure.
+    over parameters).
 
     Args:
         teacher: updated in place.
-        student: source (a DDP wrapper is unwrapped by the caller).
+        student: source (a DDP wrapper is unwrapped by the caller); holds every teacher name.
         momentum: m in [0, 1].
     """
-    teacher_params = list(teacher.parameters())
-    student_params = [p.detach() for p in student.parameters()]
-    if len(teacher_params) != len(student_params):
-        raise ValueError("teacher and student have different parameter structures")
+    teacher_params, student_params = paired_parameters(teacher, student)
     torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
 
 
@@ -32,16 +51,17 @@ def ema_update_loop(teacher: nn.Module, student: nn.Module, momentum: float) -> 
 
     Kept for the reference design (``train.reference_design``) only; same arguments.
     """
-    teacher_params, student_params = list(teacher.parameters()), list(student.parameters())
-    if len(teacher_params) != len(student_params):
-        raise ValueError("teacher and student have different parameter structures")
-    for param_q, param_k in zip(student_params, teacher_params):
-        param_k.data.mul_(momentum).add_((1 - momentum) * param_q.detach().data)
+    for param_k, param_q in zip(*paired_parameters(teacher, student)):
+        param_k.data.mul_(momentum).add_((1 - momentum) * param_q.data)
 
 
 def make_teacher(teacher: nn.Module, student: nn.Module) -> nn.Module:
-    """Initialise ``teacher`` with the student's weights and freeze it."""
-    teacher.load_state_dict(student.state_dict())
+    """Initialise ``teacher`` with the student's weights of the same names and freeze it."""
+    source = student.state_dict()
+    missing = [key for key in teacher.state_dict() if key not in source]
+    if missing:
+        raise ValueError(f"teacher keys {missing[:3]} are not in the student; structures differ")
+    teacher.load_state_dict({key: source[key] for key in teacher.state_dict()})
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher

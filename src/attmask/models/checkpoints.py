@@ -3,7 +3,7 @@
 Accepted files (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, ``.safetensors``):
 
 * this project's pretraining checkpoints (``format: attmask-checkpoint``; a run folder works
-  too): the teacher's backbone by default, the student's on request;
+  too): the backbone the method evaluates by default (teacher or encoder), the other on request;
 * the original DINO, iBOT and AttMask training checkpoints: ``{"teacher": ..., "student": ...,
   "args": Namespace, ...}`` with ``module.`` / ``backbone.`` prefixes and projection heads;
 * released backbones and other wrappers: plain state dicts, ``{"state_dict": ...}``,
@@ -109,14 +109,19 @@ def _strip(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _select(checkpoint: Any, which: str) -> tuple[dict[str, Any], str, str | None, dict | None]:
+def _select(checkpoint: Any, which: str | None) -> tuple[dict[str, Any], str, str | None, dict | None]:
     """The backbone's tensors, the layout name, the branch used and the project config."""
     if not isinstance(checkpoint, dict):
         raise ValueError(f"expected a dict of tensors, got {type(checkpoint).__name__}")
     if checkpoint.get("format") == PROJECT_FORMAT:
+        which = which or checkpoint.get("evaluated_branch", "teacher")
         prefix = f"{which}.backbone."
         state = {k[len(prefix):]: v for k, v in checkpoint["method"].items() if k.startswith(prefix)}
+        if not state:
+            method = checkpoint.get("config", {}).get("train", {}).get("method")
+            raise ValueError(f"the {method} checkpoint has no {which} backbone; load the student instead")
         return state, "attmask", which, checkpoint.get("config")
+    which = which or "teacher"
     if "teacher" in checkpoint or "student" in checkpoint:
         if which not in checkpoint:
             other = "student" if which == "teacher" else "teacher"
@@ -200,14 +205,16 @@ def _load_into(model: VisionTransformer, state: dict[str, torch.Tensor], path: P
 
 
 def load_backbone(
-    path: str | Path, which: str = "teacher", num_heads: int | None = None,
+    path: str | Path, which: str | None = None, num_heads: int | None = None,
     expect: dict[str, Any] | None = None,
 ) -> LoadedBackbone:
     """Build the ViT a checkpoint holds and load its weights.
 
     Args:
         path: checkpoint file or pretraining run folder.
-        which: ``teacher`` (default, as DINO/iBOT evaluate) or ``student``.
+        which: ``teacher`` or ``student``; None (default) = the branch the method evaluates
+            (project checkpoints: the teacher for iBOT / DINO / MST, the encoder for MAE /
+            SimMIM / LUT; other files: the teacher, as DINO / iBOT evaluate).
         num_heads: attention heads, when the file cannot tell (see the module docstring).
         expect: constructor arguments the caller requires (e.g. ``{"embed_dim": 384}``); a
             checkpoint of another architecture is refused with one line.
@@ -219,7 +226,7 @@ def load_backbone(
         FileNotFoundError: no such file.
         ValueError: unreadable file, no ViT weights, or an architecture mismatch.
     """
-    if which not in ("teacher", "student"):
+    if which not in ("teacher", "student", None):
         raise ValueError(f"which must be 'teacher' or 'student', got {which!r}")
     file = resolve_checkpoint(path)
     checkpoint = read_checkpoint(file)

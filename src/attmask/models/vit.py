@@ -177,6 +177,30 @@ class VisionTransformer(nn.Module):
             :class:`ViTOutput`.
         """
         tokens = self.embed(images, mask)
+        return self._encode(tokens, return_cls_attention, attention_block)
+
+    def forward_visible(self, images: torch.Tensor, visible: torch.Tensor) -> ViTOutput:
+        """Encode only the visible patches of each image (MAE's encoder, He et al. 2022 Sec. 3).
+
+        Position embeddings are added before the hidden patches are dropped, so each kept token
+        knows where it sits; [CLS] is kept.
+
+        Args:
+            images: ``(B, C, H, W)``.
+            visible: ``(B, V)`` int64 indices of the kept patches (row-major), the same V per row.
+
+        Returns:
+            :class:`ViTOutput` with ``patch_tokens`` ``(B, V)`` in the order of ``visible``.
+        """
+        tokens = self.embed(images)  # (B, 1 + N, D)
+        if visible.dim() != 2 or visible.shape[0] != tokens.shape[0]:
+            raise ValueError(f"visible must be (batch, V) indices, got {tuple(visible.shape)}")
+        index = visible.to(tokens.device).unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+        kept = torch.gather(tokens[:, 1:], 1, index)  # (B, V, D)
+        return self._encode(torch.cat([tokens[:, :1], kept], dim=1), False, -1)
+
+    def _encode(self, tokens: torch.Tensor, return_cls_attention: bool, attention_block: int) -> ViTOutput:
+        """Run the blocks and the final norm on embedded tokens ``(B, 1 + N, D)``."""
         chosen = self._block_index(attention_block) if return_cls_attention else -1
         cls_attention = None
         for index, block in enumerate(self.blocks):

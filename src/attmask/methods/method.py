@@ -1,0 +1,89 @@
+"""What the trainer drives: a pretraining method with a trained student and an optional EMA teacher.
+
+Every method (iBOT, DINO, MST, MAE, SimMIM, LUT) is a :class:`PretrainingMethod`. The trainer
+only touches this interface: it optimises ``student``, calls ``training_step`` on each batch of
+views, then ``update_teacher``, and evaluates ``eval_backbone``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from attmask.masking import MaskingStrategy, scores_from_cls_attention
+from attmask.methods.base import StepOutput
+from attmask.methods.ema import ema_update, ema_update_loop, make_teacher
+from attmask.models import VisionTransformer
+
+
+class PretrainingMethod(nn.Module):
+    """Student (trained), optional EMA teacher, masking strategy and its generator.
+
+    Args:
+        student: module holding every trained parameter; its ViT is ``student.backbone``.
+        teacher: EMA module whose parameter names are a subset of the student's (e.g. backbone
+            + projector), initialised from the student and frozen; None for methods without one.
+        masking: the masking strategy.
+        seed: seed of the CPU generator that drives every masking draw.
+        reference_design: EMA as a Python loop over parameters (the original code's choice).
+
+    Attributes:
+        evaluated_branch: ``teacher`` or ``student``: whose backbone k-NN, figures, export and
+            evaluation use (DINO / iBOT evaluate the teacher, MAE / SimMIM the encoder).
+    """
+
+    evaluated_branch = "teacher"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy,
+                 seed: int = 0, reference_design: bool = False) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher = make_teacher(teacher, student) if teacher is not None else None
+        self.masking = masking
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reference_design = reference_design
+        self._student_runner: nn.Module = student
+
+    def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
+        """Loss and logs of one batch of views ``[view_1, view_2, ...]``, each ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+    def set_student_runner(self, runner: nn.Module) -> None:
+        """Run the student through ``runner`` (e.g. its DDP wrapper) without changing state keys."""
+        object.__setattr__(self, "_student_runner", runner)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA step of the teacher towards the student (DINO eq. 2); nothing without a teacher."""
+        if self.teacher is not None:
+            (ema_update_loop if self.reference_design else ema_update)(self.teacher, self.student, momentum)
+
+    @property
+    def eval_backbone(self) -> VisionTransformer:
+        """The ViT that evaluation uses (see ``evaluated_branch``)."""
+        branch = self.teacher if self.evaluated_branch == "teacher" and self.teacher is not None else self.student
+        return branch.backbone
+
+    def backbones(self) -> list[VisionTransformer]:
+        """Every ViT the step runs (what ``train.compile`` compiles)."""
+        return [self.student.backbone] + ([self.teacher.backbone] if self.teacher is not None else [])
+
+    def attention_scores(self, views: torch.Tensor) -> torch.Tensor | None:
+        """Head-mean last-block [CLS] attention ``(B, N)`` of the teacher on full ``views``, or None
+        when the masking strategy does not rank tokens (for methods whose teacher gives no
+        attention in its own forward)."""
+        if not self.masking.requires_attention:
+            return None
+        if self.teacher is None:
+            raise ValueError(f"masking strategy {self.masking.config.strategy!r} needs an EMA teacher")
+        with torch.no_grad():
+            attention = self.teacher.backbone(views, return_cls_attention=True).cls_attention
+        return scores_from_cls_attention(attention)
+
+
+class BackboneOnly(nn.Module):
+    """A ViT under the name ``backbone``: the EMA attention source of MAE / SimMIM with AttMask."""
+
+    def __init__(self, backbone: VisionTransformer) -> None:
+        super().__init__()
+        self.backbone = backbone
