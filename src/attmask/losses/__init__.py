@@ -1,4 +1,5 @@
-"""Losses, one per file: the EMA centre, the DINO [CLS] loss, the iBOT [CLS] + masked-patch loss."""
+"""Losses, one per file: the EMA centre, the DINO [CLS] loss, the iBOT [CLS] + masked-patch loss,
+the pixel losses of MAE and SimMIM."""
 
 from attmask.losses.center import Center
 from attmask.losses.dino import DINOLoss, cross_view_loss
@@ -9,8 +10,12 @@ from attmask.losses.ibot import (
     masked_token_index,
     selected_patch_loss,
 )
+from attmask.losses.pixel import mae_loss, masked_l1_loss, normalized_patches
 
 __all__ = [
+    "mae_loss",
+    "masked_l1_loss",
+    "normalized_patches",
     "Center",
     "DINOLoss",
     "IBOTLoss",

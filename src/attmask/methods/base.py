@@ -24,6 +24,23 @@ class StepOutput:
 
 
 @dataclass
+class Reconstruction:
+    """What a pixel-reconstruction method makes of some images (for figures).
+
+    Attributes:
+        images: ``(B, C, H, W)`` the inputs (normalised).
+        masks: bool ``(B, N)``, True = hidden from the encoder.
+        reconstruction: ``(B, C, H, W)`` the predicted image, in the inputs' normalisation.
+        patch_size: pixels per token side (to draw the masks).
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    reconstruction: torch.Tensor
+    patch_size: int
+
+
+@dataclass
 class EncoderOutput:
     """Head outputs of one encoder pass over the global (and local) crops.
 

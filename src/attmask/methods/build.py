@@ -12,15 +12,12 @@ from attmask.masking import build_masking
 from attmask.methods.base import Encoder
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.method import PretrainingMethod
-from attmask.models import build_vit
+from attmask.methods.build_pixel import build_mae
+from attmask.methods.components import build_backbone
 
 
 def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: bool) -> Encoder:
-    overrides = {"img_size": img_size, "patch_size": config.model.patch_size,
-                 "explicit_attention": config.train.reference_design}
-    if config.model.depth is not None:
-        overrides["depth"] = config.model.depth
-    backbone = build_vit(config.model.arch, drop_path_rate=drop_path_rate, **overrides)
+    backbone = build_backbone(config, img_size, drop_path_rate)
     head_config = config.head
     head = DINOHead(
         backbone.embed_dim, head_config.out_dim, head_config.hidden_dim,
@@ -93,6 +90,7 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {
     "ibot": MethodSpec(_build_ibot),
     "dino": MethodSpec(_build_dino),
+    "mae": MethodSpec(build_mae, views="crop_flip"),
 }
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
-from attmask.methods.base import StepOutput
+from attmask.methods.base import Reconstruction, StepOutput
 from attmask.methods.ema import ema_update, ema_update_loop, make_teacher
 from attmask.models import VisionTransformer
 
@@ -79,6 +79,18 @@ class PretrainingMethod(nn.Module):
         with torch.no_grad():
             attention = self.teacher.backbone(views, return_cls_attention=True).cls_attention
         return scores_from_cls_attention(attention)
+
+
+    def draw_masks(self, views: torch.Tensor) -> torch.Tensor:
+        """Masks ``(B, N)`` of ``views`` ``(B, C, H, W)`` from the strategy (scored by the teacher's
+        attention when the strategy needs it), on the views' device."""
+        grid = self.student.backbone.grid_for(*views.shape[-2:])
+        masks = self.masking(views.shape[0], grid, self.attention_scores(views), self.generator)
+        return masks.to(views.device)
+
+    def reconstruct(self, images: torch.Tensor) -> Reconstruction:
+        """Masks, then reconstructs ``images`` ``(B, C, H, W)`` (pixel methods only)."""
+        raise ValueError(f"{type(self).__name__} does not reconstruct pixels; use mae, simmim, mst or lut")
 
 
 class BackboneOnly(nn.Module):

@@ -1,0 +1,96 @@
+"""MAE (He et al., 2022): hide most patches, encode only the visible ones, predict the pixels.
+
+Masking is pluggable: any strategy that hides the same number of tokens in every image picks
+the hidden set (``random`` is MAE; ``attmask_high`` / ``attmask_low`` rank tokens by the [CLS]
+attention of an EMA copy of the encoder, which then exists only as the attention source).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from attmask.heads import MAEDecoder
+from attmask.losses import mae_loss, normalized_patches
+from attmask.masking import MaskingStrategy, visible_index
+from attmask.methods.base import Reconstruction, StepOutput
+from attmask.methods.method import BackboneOnly, PretrainingMethod
+from attmask.models import VisionTransformer, patchify, unpatchify
+
+
+class MaskedAutoencoder(nn.Module):
+    """Encoder (ViT on visible tokens) + decoder: ``(images, masks) -> patch predictions``.
+
+    Args:
+        backbone: the ViT encoder.
+        decoder: :class:`MAEDecoder` predicting ``p * p * C`` values per patch.
+    """
+
+    def __init__(self, backbone: VisionTransformer, decoder: MAEDecoder) -> None:
+        super().__init__()
+        self.backbone, self.decoder = backbone, decoder
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode the visible patches, decode every patch.
+
+        Args:
+            images: ``(B, C, H, W)``.
+            masks: bool ``(B, N)``, True = hidden; the same count per row.
+
+        Returns:
+            ``(prediction (B, N, p*p*C), visible patch tokens (B, V, D))``.
+        """
+        visible = visible_index(masks)
+        encoded = self.backbone.forward_visible(images, visible)
+        tokens = torch.cat([encoded.cls_token.unsqueeze(1), encoded.patch_tokens], dim=1)
+        grid = self.backbone.grid_for(*images.shape[-2:])
+        return self.decoder(tokens, visible, grid), encoded.patch_tokens
+
+
+class MAE(PretrainingMethod):
+    """Masked autoencoder: ``L = mean over hidden patches of ||pred - target||^2`` (MAE Sec. 3).
+
+    Args:
+        student: :class:`MaskedAutoencoder`.
+        teacher: EMA :class:`BackboneOnly` scoring tokens for attention strategies, else None.
+        masking: strategy with a fixed count per image (see ``attmask.masking.visible``).
+        seed: masking generator seed.
+        norm_pix_loss: targets are per-patch normalised pixels (MAE's default).
+        weight: loss weight.
+    """
+
+    evaluated_branch = "student"
+
+    def __init__(self, student: MaskedAutoencoder, teacher: BackboneOnly | None, masking: MaskingStrategy,
+                 seed: int = 0, norm_pix_loss: bool = True, weight: float = 1.0) -> None:
+        super().__init__(student, teacher, masking, seed)
+        self.norm_pix_loss, self.weight = norm_pix_loss, weight
+
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, N, p*p*C)`` regression targets of ``images``."""
+        patches = patchify(images, self.student.backbone.patch_size)
+        return normalized_patches(patches) if self.norm_pix_loss else patches
+
+    def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
+        """One MAE step on ``[images (B, C, H, W)]`` (extra views are ignored)."""
+        images = crops[0]
+        masks = self.draw_masks(images)
+        prediction, _ = self._student_runner(images, masks)
+        loss = self.weight * mae_loss(prediction, self.targets(images), masks)
+        return StepOutput(loss, {"loss": loss.detach(), "mask_fraction": masks.float().mean()})
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> Reconstruction:
+        """Masks and predictions of ``images``; visible patches keep their pixels, hidden ones get
+        the prediction (with ``norm_pix_loss``, mapped back with each true patch's own mean and
+        std, as MAE's figures do: the model predicts the normalised patch only)."""
+        masks = self.draw_masks(images)
+        prediction, _ = self.student(images, masks)
+        patches = patchify(images, self.student.backbone.patch_size)
+        if self.norm_pix_loss:
+            mean, std = patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
+            prediction = prediction * std + mean
+        mixed = torch.where(masks.unsqueeze(-1), prediction.to(patches.dtype), patches)
+        grid = self.student.backbone.grid_for(*images.shape[-2:])
+        output = unpatchify(mixed, self.student.backbone.patch_size, grid, images.shape[1])
+        return Reconstruction(images, masks, output, self.student.backbone.patch_size)
