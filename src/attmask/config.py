@@ -114,7 +114,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW, schedules, clipping (iBOT defaults; ``lr`` is per 256 images)."""
+    """AdamW, schedules, clipping (iBOT defaults; ``lr`` is per 256 images; MAE uses betas (0.9, 0.95))."""
 
     epochs: int = 100
     lr: float = 5e-4
@@ -124,6 +124,7 @@ class OptimConfig:
     weight_decay_end: float = 0.4
     teacher_momentum: float = 0.996
     teacher_momentum_end: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 3.0
     freeze_last_layer_epochs: int = 1
     accumulation_steps: int = 1

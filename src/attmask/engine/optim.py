@@ -29,16 +29,18 @@ def parameter_groups(model: nn.Module) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, device: torch.device, reference_design: bool = False) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, device: torch.device, reference_design: bool = False,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
     """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere).
 
     ``reference_design`` keeps PyTorch's default implementation, as the original code does.
     """
     if reference_design:
-        return torch.optim.AdamW(parameter_groups(model), lr=0.0, weight_decay=0.0)
+        return torch.optim.AdamW(parameter_groups(model), lr=0.0, weight_decay=0.0, betas=betas)
     fused = device.type == "cuda"
     return torch.optim.AdamW(
-        parameter_groups(model), lr=0.0, weight_decay=0.0, fused=fused, foreach=None if fused else True
+        parameter_groups(model), lr=0.0, weight_decay=0.0, betas=betas, fused=fused,
+        foreach=None if fused else True,
     )
 
 

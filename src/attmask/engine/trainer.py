@@ -72,7 +72,7 @@ class Trainer:
         if config.train.compile:
             compile_backbones(self.method)
         self.runner = self._wrap_student()
-        self.optimizer = build_optimizer(self.method.student, self.device, reference)
+        self.optimizer = build_optimizer(self.method.student, self.device, reference, config.optim.betas)
         optim = config.optim
         settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, reference)
         self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
