@@ -4,21 +4,24 @@ any masking strategy, two-step CPU runs through the trainer."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from attmask.config import ConfigError
+from attmask.config import ConfigError, load_config
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
-from attmask.heads import SimMIMHead
 from attmask.masking import STRATEGIES, build_masking
 from attmask.methods import BackboneOnly, build_method
+from attmask.methods.build_pixel import mask_factor
 from attmask.methods.simmim import SimMIM, SimMIMModel
 from attmask.models import build_vit
 from attmask.models.checkpoints import load_backbone
 from tests.engine.tiny import tiny_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 SIMMIM = ("train.method=simmim", "masking.ratio=0.6", "masking.probability=1.0")
 
@@ -161,3 +164,12 @@ def test_two_step_trainer_run(tmp_path, strategy: str) -> None:
     if strategy == "attmask_high":  # the EMA attention source is a different ViT
         teacher = trainer.method.teacher.backbone.state_dict()
         assert not torch.equal(teacher["pos_embed"], student["pos_embed"])
+
+
+def test_presets() -> None:
+    paper = load_config(CONFIGS / "simmim_vitb16_in1k.yaml")
+    assert paper.train.method == "simmim" and mask_factor(paper, 224) == 2  # 32 px cells, 16 px patches
+    assert paper.masking.ratio == (0.6, 0.6) and paper.optim.lr == pytest.approx(8e-4 * 256 / 512)
+    tiny = build_method(load_config(CONFIGS / "fashion_mnist_simmim_tiny.yaml"), 28, 0)
+    assert isinstance(tiny, SimMIM) and isinstance(tiny.student, SimMIMModel)
+    assert tiny.mask_factor == 2 and tiny.teacher is None

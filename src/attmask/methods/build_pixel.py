@@ -49,6 +49,7 @@ def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int)
     factor = mask_factor(config, img_size)
     masking = build_masking(config.masking)
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
-    student = SimMIMModel(backbone, SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans))
+    head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
+    student = SimMIMModel(backbone, head)
     weight = 1.0 if config.recon.weight is None else config.recon.weight
     return SimMIM(student, attention_teacher(config, img_size, masking), masking, seed, factor, weight)
