@@ -2,7 +2,8 @@
 
 ``attmask_high`` / ``attmask_low`` / ``attmask_hint`` rank tokens by the teacher's [CLS]
 attention (AttMask, ECCV 2022); ``random_mask`` and ``blockwise_mask`` depend only on the
-grid. ``build_masking`` picks one by name with per-image ratio and probability sampling.
+grid; ``coarse_grid`` / ``expand_mask`` / ``pool_scores`` move any of them to SimMIM's
+coarser cells. ``build_masking`` picks one by name with per-image ratio and probability sampling.
 """
 
 from attmask.masking.attention import (
@@ -13,6 +14,7 @@ from attmask.masking.attention import (
     token_ranks,
 )
 from attmask.masking.blockwise import blockwise_mask
+from attmask.masking.coarse import coarse_grid, expand_mask, pool_scores
 from attmask.masking.random import random_mask
 from attmask.masking.ratio import (
     apply_probability,
@@ -46,8 +48,11 @@ __all__ = [
     "attmask_low",
     "blockwise_mask",
     "build_masking",
+    "coarse_grid",
+    "expand_mask",
     "grid_shape",
     "num_masked",
+    "pool_scores",
     "random_mask",
     "ratio_tensor",
     "sample_keep_rows",

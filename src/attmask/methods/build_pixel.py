@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from attmask.config import Config
-from attmask.heads import MAEDecoder
+from attmask.config import Config, ConfigError
+from attmask.heads import MAEDecoder, SimMIMHead
 from attmask.masking import build_masking, check_fixed_count
 from attmask.methods.components import attention_teacher, build_backbone
 from attmask.methods.mae import MAE, MaskedAutoencoder
+from attmask.methods.simmim import SimMIM, SimMIMModel
 
 
 def _mae_decoder(config: Config, embed_dim: int) -> MAEDecoder:
@@ -23,3 +24,32 @@ def build_mae(config: Config, img_size: int, num_local_crops: int, seed: int) ->
     weight = 1.0 if config.recon.weight is None else config.recon.weight
     return MAE(student, attention_teacher(config, img_size, masking), masking, seed,
                config.recon.norm_pix_loss, weight)
+
+
+def mask_factor(config: Config, img_size: int) -> int:
+    """Tokens per side of SimMIM's masking cell, ``recon.mask_patch_size / model.patch_size``.
+
+    Raises:
+        ConfigError: ``mask_patch_size`` not a positive multiple of the patch size, or not a
+            divisor of ``img_size``.
+    """
+    patch, size = config.model.patch_size, config.recon.mask_patch_size
+    size = patch if size is None else size
+    if size < patch or size % patch:
+        raise ConfigError(f"recon.mask_patch_size ({size}) must be a multiple of model.patch_size ({patch}), "
+                          f"e.g. {2 * patch}; or leave it empty for the patch size")
+    if img_size % size:
+        raise ConfigError(f"recon.mask_patch_size ({size}) must divide the crop size ({img_size}); "
+                          f"pick a multiple of {patch} that does")
+    return size // patch
+
+
+def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int) -> SimMIM:
+    """SimMIM with any ``config.masking`` strategy on cells of ``recon.mask_patch_size`` pixels."""
+    factor = mask_factor(config, img_size)
+    masking = build_masking(config.masking)
+    backbone = build_backbone(config, img_size, config.model.drop_path_rate)
+    head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
+    student = SimMIMModel(backbone, head)
+    weight = 1.0 if config.recon.weight is None else config.recon.weight
+    return SimMIM(student, attention_teacher(config, img_size, masking), masking, seed, factor, weight)
