@@ -38,8 +38,13 @@ def test_help_documents_every_config_key(capsys) -> None:
         main(["pretrain", "--help"])
     text = capsys.readouterr().out
     for key in ("optim.lr", "masking.strategy", "masking.show_max", "data.crops", "train.precision",
-                "loss.teacher_temp", "head.out_dim", "optim.accumulation_steps"):
+                "loss.teacher_temp", "head.out_dim", "optim.accumulation_steps", "recon.mask_patch_size",
+                "lut.weight", "optim.betas"):
         assert key in text
+    from attmask.methods import METHODS
+
+    for method in METHODS:  # every registered method is named in the description
+        assert method in text.split("config keys")[0]
 
 
 def test_pretrain_on_an_image_folder_with_a_corrupt_file(tmp_path, capsys) -> None:

@@ -31,10 +31,12 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     """Register the subcommand."""
     parser = commands.add_parser(
         name,
-        help="pretrain a ViT (iBOT / DINO with AttMask or other masking)",
+        help="pretrain a ViT (iBOT, DINO, MST, MAE, SimMIM, LUT; AttMask or other masking)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Pretrain a Vision Transformer with self-distillation and masked image modeling.\n"
+            "Pretrain a Vision Transformer with self-distillation and/or masked image modeling.\n"
+            "train.method picks the method: ibot, dino, mst (multi-crop self-distillation),\n"
+            "mae, simmim, lut (pixel reconstruction); masking.strategy picks what is hidden.\n"
             "A run folder holds config.yaml, log.jsonl and checkpoint.pth; running the same\n"
             "command again resumes from the checkpoint. Multi-GPU: torchrun --nproc_per_node N\n"
             "-m attmask.cli.main pretrain ..."
@@ -49,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)")
     parser.add_argument("--data-bench", action="store_true",
-                        help="measure images/s of the pretraining data loader alone (same data, multi-crop "
+                        help="measure images/s of the pretraining data loader alone (same data, the method's "
                         "augmentation, workers and batch size; no model) and exit without training")
     parser.add_argument("--data-bench-batches", type=int, default=50, metavar="N",
                         help="batches the data bench draws (default 50)")
