@@ -1,4 +1,5 @@
-"""``attmask visualize attention|masks`` end to end on real images, and its error messages."""
+"""``attmask visualize attention|masks|reconstruction`` end to end on real images and runs, and its
+error messages."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 from PIL import Image
 
 from attmask.cli.main import main
+from attmask.engine.trainer import Trainer
 from attmask.models import VisionTransformer
+from tests.engine.tiny import TINY_MAE, tiny_config
 
 skimage = pytest.importorskip("skimage", reason="scikit-image provides the real photos")
 PHOTO = Path(skimage.__file__).parent / "data" / "chelsea.png"
@@ -63,3 +66,37 @@ def test_bad_input_is_one_line(tmp_path, capsys, arguments, message) -> None:
     assert code == 2
     assert message in error and len(error.splitlines()) == 1, error
     assert not (tmp_path / "x").exists()
+
+
+def test_reconstruction_figure_of_a_mae_run(tmp_path, capsys) -> None:
+    Trainer(tiny_config(*TINY_MAE, "optim.epochs=1"), tmp_path / "run").fit()
+    code = main(["visualize", "reconstruction", "--checkpoint", str(tmp_path / "run"), "--data", "digits",
+                 "--num-images", "4", "--out", str(tmp_path / "figs"), "--seed", "3"])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'figs' / 'reconstruction.png'}"
+    assert _size(tmp_path / "figs" / "reconstruction.png") == (600, 860)  # 3 columns x 4 images of 200 px + title
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("ibot", "IBOT does not reconstruct pixels; use mae, simmim, mst or lut"),
+        ("plain", "is not an attmask pretraining checkpoint; reconstruction figures need a run folder of "
+                  "mae/simmim/mst/lut"),
+        ("missing", "checkpoint not found"),
+    ],
+)
+def test_reconstruction_of_other_checkpoints_is_one_line(tmp_path, capsys, kind, message) -> None:
+    checkpoint = tmp_path / "run"
+    if kind == "ibot":
+        Trainer(tiny_config("optim.epochs=1", "train.max_steps_per_epoch=1"), checkpoint).fit()
+    elif kind == "plain":
+        checkpoint = tmp_path / "plain.pth"
+        model = VisionTransformer(img_size=16, patch_size=4, embed_dim=64, depth=1, num_heads=4)
+        torch.save(model.state_dict(), checkpoint)
+    code = main(["visualize", "reconstruction", "--checkpoint", str(checkpoint), "--data", "digits",
+                 "--num-images", "2", "--out", str(tmp_path / "figs")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in error and len(error.splitlines()) == 1, error
+    assert not (tmp_path / "figs").exists()

@@ -22,3 +22,10 @@ def tiny_config(*overrides: str) -> Config:
 def losses_by_step(records: list[dict]) -> dict[int, float]:
     """Last logged loss of every global step (a resumed run re-logs replayed steps)."""
     return {r["step"]: r["loss"] for r in records if "loss" in r and "step" in r}
+
+
+#: Overrides of a tiny MAE run (random masking, 75% hidden, a one-block decoder).
+TINY_MAE = (
+    "train.method=mae", "masking.strategy=random", "masking.ratio=0.75", "masking.probability=1.0",
+    "recon.decoder_dim=32", "recon.decoder_depth=1", "recon.decoder_heads=2",
+)

@@ -1,7 +1,9 @@
-"""``attmask visualize attention|masks``: what the teacher looks at, what the student is hidden.
+"""``attmask visualize attention|masks|reconstruction``: what the teacher looks at, what the
+student is hidden, what a pixel method makes of the hidden patches.
 
-The model is a checkpoint (any layout ``attmask eval`` accepts; teacher by default) or, without
-``--checkpoint``, a randomly initialised ViT, which every figure title then says.
+For attention and masks the model is a checkpoint (any layout ``attmask eval`` accepts; teacher
+by default) or, without ``--checkpoint``, a randomly initialised ViT, which every figure title
+then says. A reconstruction needs the whole method: a run folder of a pixel method (MAE).
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ import torch
 from attmask.models import VIT_ARCHITECTURES
 
 
+def _image_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", help="image files")
+    source.add_argument("--data", help="draw test images of a data set instead (fashion-mnist, digits, folder)")
+    parser.add_argument("--data-dir", help="folder holding a built-in data set's files")
+    parser.add_argument("--num-images", type=int, default=4, help="with --data: images drawn, one per class")
+    parser.add_argument("--out", required=True, help=out_help)
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="checkpoint file or run folder (default: random init)")
     parser.add_argument("--student", action="store_true", help="use the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
@@ -22,19 +33,14 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random-init architecture (without --checkpoint)")
     parser.add_argument("--patch-size", type=int, default=16, help="random-init patch size")
     parser.add_argument("--img-size", type=int, help="side of the centre crop (default: the model's, 224 random)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", nargs="+", help="image files")
-    source.add_argument("--data", help="draw test images of a data set instead (fashion-mnist, digits, folder)")
-    parser.add_argument("--data-dir", help="folder holding a built-in data set's files")
-    parser.add_argument("--num-images", type=int, default=4, help="with --data: images drawn, one per class")
-    parser.add_argument("--out", required=True, help="output folder (one PNG per image)")
+    _image_arguments(parser, "output folder (one PNG per image)")
     parser.add_argument("--block", type=int, default=-1, help="block whose attention is drawn (-1 = last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random init and random masks")
 
 
 def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
-    """Register ``visualize`` with its ``attention`` and ``masks`` figures."""
-    parser = commands.add_parser(name, help="draw attention maps per head, or every strategy's masks")
+    """Register ``visualize`` with its ``attention``, ``masks`` and ``reconstruction`` figures."""
+    parser = commands.add_parser(name, help="draw attention maps per head, every strategy's masks, or reconstructions")
     figures = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     attention = figures.add_parser(
         "attention", help="mean [CLS] attention, per-head maps and thresholded heads (Fig. A1)")
@@ -47,6 +53,11 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     masks.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     masks.add_argument("--show-ratio", type=float, default=0.03, help="AttMask-Hint ratio")
     masks.add_argument("--show-max", type=float, default=0.1, help="AttMask-Hint s_max")
+    reconstruction = figures.add_parser(
+        "reconstruction", help="original, masked input and reconstruction of each image (MAE Fig. 2)")
+    reconstruction.add_argument("--checkpoint", required=True, help="run folder or checkpoint of a pixel method (mae)")
+    _image_arguments(reconstruction, "output folder (reconstruction.png, one row per image)")
+    reconstruction.add_argument("--seed", type=int, default=0, help="seed of the masks")
 
 
 def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
@@ -64,19 +75,44 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
     return model, size, f"{args.arch}/{args.patch_size}, RANDOMLY INITIALISED (attention is meaningless)"
 
 
+def _images(args: argparse.Namespace) -> list:
+    """``(name, RGB image)`` pairs of ``--images`` or ``--data`` (a bad file fails before any work)."""
+    from attmask.data import load_image
+    from attmask.viz.figures import sample_images
+
+    if args.images:
+        return [(Path(p).stem, load_image(p)) for p in args.images]
+    if args.num_images < 1:
+        raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
+    return sample_images(args.data, args.num_images, args.data_dir)
+
+
+def _reconstruction(args: argparse.Namespace) -> int:
+    """One figure, one row per image: original, masked input, reconstruction."""
+    from attmask.engine.data import crop_config
+    from attmask.engine.restore import load_method
+    from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images
+
+    images = _images(args)
+    method, config = load_method(args.checkpoint)
+    crops = crop_config(config.data)
+    result = reconstruct_images(method, images, crops.global_size, crops.mean, crops.std, args.seed)
+    title = f"{config.train.method} of {args.checkpoint}, mask seed {args.seed}"
+    path = draw_reconstructions(result, crops.mean, crops.std, Path(args.out) / "reconstruction.png", title,
+                                [name for name, _ in images])
+    print(f"wrote {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Draw the chosen figure for every image."""
-    from attmask.data import load_image
-    from attmask.viz.figures import draw_figures, sample_images
+    from attmask.viz.figures import draw_figures
 
+    if args.figure == "reconstruction":
+        return _reconstruction(args)
     if args.figure == "masks" and not all(0.0 <= r <= 1.0 for r in args.ratios):
         raise ValueError(f"--ratios must lie in [0, 1], got {args.ratios}")
-    if args.images:  # fail on a bad file before any work
-        images = [(Path(p).stem, load_image(p)) for p in args.images]
-    else:
-        if args.num_images < 1:
-            raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
-        images = sample_images(args.data, args.num_images, args.data_dir)
+    images = _images(args)
     model, size, label = _model(args)
     options = ({"mass": args.mass} if args.figure == "attention" else
                {"ratios": args.ratios, "show_ratio": args.show_ratio, "show_max": args.show_max})

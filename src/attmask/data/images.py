@@ -29,8 +29,10 @@ def load_image(path: str | Path) -> Image.Image:
         raise ValueError(f"cannot read image {path}: {error}; is it a valid image file?") from None
 
 
-def image_to_tensor(image: Image.Image, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize the shorter side to ``size``, centre-crop ``size x size`` and normalise.
+def image_to_tensor(
+    image: Image.Image, size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize the shorter side to ``size``, centre-crop ``size x size`` and normalise by ``mean`` / ``std``.
 
     Returns:
         ``(normalised (3, size, size) float tensor, displayable (3, size, size) in [0, 1])``.
@@ -43,4 +45,4 @@ def image_to_tensor(image: Image.Image, size: int) -> tuple[torch.Tensor, torch.
             v2.ToDtype(torch.float32, scale=True),
         ]
     )(image)
-    return v2.functional.normalize(pixels, IMAGENET_MEAN, IMAGENET_STD), pixels
+    return v2.functional.normalize(pixels, list(mean), list(std)), pixels

@@ -2,7 +2,8 @@
 
 Every ``train.figures_every_epochs`` epochs (and after the last one) the teacher's figures of
 the first test image of each class of the pretraining data set go to
-``run_dir/figures/epoch_XXXX/`` and, when TensorBoard is installed, into its image tab.
+``run_dir/figures/epoch_XXXX/`` and, when TensorBoard is installed, into its image tab. Methods
+that reconstruct pixels (MAE) add ``reconstruction.png`` of the same images, masks seeded alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 from PIL import Image
 
 from attmask.config import Config
+from attmask.engine.data import crop_config
+from attmask.methods import PretrainingMethod
 
 
 class FigureMonitor:
@@ -46,8 +49,12 @@ class FigureMonitor:
             self._images = sample_images(data.source, self.config.train.figure_images, data.data_dir)
         return self._images
 
-    def draw(self, backbone: torch.nn.Module, epoch: int, writer: object | None = None) -> list[Path]:
-        """Write the figures of ``epoch``; also to TensorBoard when ``writer`` is given."""
+    def draw(self, backbone: torch.nn.Module, epoch: int, writer: object | None = None,
+             method: PretrainingMethod | None = None) -> list[Path]:
+        """Write the figures of ``epoch``; also to TensorBoard when ``writer`` is given.
+
+        ``method``: the pretraining method; when it ``reconstructs``, its reconstruction figure too.
+        """
         from attmask.viz.figures import draw_figures
 
         out = self.run_dir / "figures" / f"epoch_{epoch + 1:04d}"
@@ -55,9 +62,20 @@ class FigureMonitor:
             warnings.simplefilter("ignore")  # an unsplit folder: its test split is its train split
             images = self._fixed_images()
         paths = draw_figures(backbone, images, self.img_size, out, f"teacher after epoch {epoch + 1}")
+        if method is not None and method.reconstructs:
+            paths.append(self._draw_reconstruction(method, images, out / "reconstruction.png", epoch))
         if writer is not None:
             for path in paths:
                 with Image.open(path) as picture:
                     array = np.asarray(picture.convert("RGB"))
                 writer.add_image(f"figures/{path.stem}", array, epoch + 1, dataformats="HWC")
         return paths
+
+    def _draw_reconstruction(self, method: PretrainingMethod, images: list[tuple[str, Image.Image]],
+                             path: Path, epoch: int) -> Path:
+        from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images
+
+        crops = crop_config(self.config.data)
+        result = reconstruct_images(method, images, self.img_size, crops.mean, crops.std, self.config.train.seed)
+        return draw_reconstructions(result, crops.mean, crops.std, path,
+                                    f"{self.config.train.method} after epoch {epoch + 1}", [n for n, _ in images])

@@ -209,7 +209,7 @@ class Trainer:
             record.update(self.knn.evaluate(self.method.eval_backbone, prefix="knn"))
         plain = self.logger.log(record, step=self.progress.global_step)
         if self.figures.due(epoch) and self.ctx.is_main:
-            self.figures.draw(self.method.eval_backbone, epoch, self.logger.writer)
+            self.figures.draw(self.method.eval_backbone, epoch, self.logger.writer, self.method)
         self.save()
         keep = self.config.train.keep_every_epochs
         if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:

@@ -60,6 +60,7 @@ class MAE(PretrainingMethod):
     """
 
     evaluated_branch = "student"
+    reconstructs = True
 
     def __init__(self, student: MaskedAutoencoder, teacher: BackboneOnly | None, masking: MaskingStrategy,
                  seed: int = 0, norm_pix_loss: bool = True, weight: float = 1.0) -> None:

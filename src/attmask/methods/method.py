@@ -30,9 +30,11 @@ class PretrainingMethod(nn.Module):
     Attributes:
         evaluated_branch: ``teacher`` or ``student``: whose backbone k-NN, figures, export and
             evaluation use (DINO / iBOT evaluate the teacher, MAE / SimMIM the encoder).
+        reconstructs: True when :meth:`reconstruct` is implemented (pixel methods).
     """
 
     evaluated_branch = "teacher"
+    reconstructs: bool = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy,
                  seed: int = 0, reference_design: bool = False) -> None:

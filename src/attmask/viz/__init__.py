@@ -3,6 +3,7 @@
 from attmask.viz.masks import (
     FIGURE_STRATEGIES,
     attention_heatmap,
+    denormalize,
     overlay_mask,
     strategy_masks,
     upsample_patches,
@@ -11,6 +12,7 @@ from attmask.viz.masks import (
 __all__ = [
     "FIGURE_STRATEGIES",
     "attention_heatmap",
+    "denormalize",
     "overlay_mask",
     "strategy_masks",
     "upsample_patches",

@@ -20,6 +20,17 @@ def upsample_patches(values: np.ndarray | torch.Tensor, grid: tuple[int, int], p
     return np.kron(array, np.ones((patch_size, patch_size), dtype=array.dtype))
 
 
+def denormalize(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """A normalised ``(C, H, W)`` image back to a displayable ``(H, W, C)`` float32 array in ``[0, 1]``.
+
+    Inverse of ``(pixels - mean) / std`` per channel, then clipped to ``[0, 1]``.
+    """
+    scale = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    shift = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    pixels = image.detach().float().cpu() * scale + shift
+    return pixels.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+
+
 def attention_heatmap(scores: torch.Tensor, grid: tuple[int, int], patch_size: int) -> np.ndarray:
     """Per-patch attention ``(N,)`` or ``(heads, N)`` (head-mean) as a ``[0, 1]`` pixel map."""
     values = scores.float().mean(0) if scores.dim() == 2 else scores.float()

@@ -124,3 +124,37 @@ def render_attention(
         axis.set_yticks([])
     figure.suptitle(title, fontsize=9)
     return save_figure(figure, path, dpi=110)
+
+
+def render_image_rows(
+    rows: np.ndarray,
+    column_titles: list[str],
+    row_labels: list[str],
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Draw a grid of images: ``rows[i, j]`` in row ``i``, column ``j``, 2 x 2 inches per panel.
+
+    Args:
+        rows: ``(R, K, H, W, 3)`` in ``[0, 1]``.
+        column_titles: ``K`` titles above the first row.
+        row_labels: ``R`` labels left of each row.
+        title: figure title.
+        path: output PNG (``200 K`` x ``200 R + 60`` pixels).
+
+    Returns:
+        The written path.
+    """
+    count, columns = rows.shape[:2]
+    figure, axes = plt.subplots(count, columns, figsize=(2.0 * columns, 2.0 * count + 0.6), squeeze=False)
+    for row in range(count):
+        for column in range(columns):
+            axes[row, column].imshow(rows[row, column], interpolation="nearest")
+        axes[row, 0].set_ylabel(row_labels[row], fontsize=8)
+    for column, name in enumerate(column_titles):
+        axes[0, column].set_title(name, fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=9)
+    return save_figure(figure, path, dpi=100)
