@@ -65,6 +65,7 @@ class SimMIM(PretrainingMethod):
     """
 
     evaluated_branch = "student"
+    reconstructs = True
 
     def __init__(self, student: SimMIMModel, teacher: BackboneOnly | None, masking: MaskingStrategy,
                  seed: int = 0, mask_factor: int = 1, weight: float = 1.0) -> None:
