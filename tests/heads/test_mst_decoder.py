@@ -26,7 +26,8 @@ def test_channels_halve_down_to_the_floor_and_end_in_in_chans() -> None:
     decoder = MSTDecoder(384, 16, in_chans=1)
     widths = [m.out_channels for m in decoder.stages if isinstance(m, nn.ConvTranspose2d)]
     assert widths == [192, 96, 48, 24] and decoder.project.out_channels == 1
-    assert [m.out_channels for m in MSTDecoder(40, 16).stages if isinstance(m, nn.ConvTranspose2d)] == [20, 16, 16, 16]
+    narrow = MSTDecoder(40, 16).stages
+    assert [m.out_channels for m in narrow if isinstance(m, nn.ConvTranspose2d)] == [20, 16, 16, 16]
 
 
 def test_images_are_decoded_independently() -> None:

@@ -43,7 +43,8 @@ class MST(DINO):
     evaluated_branch = "teacher"
 
     def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, loss: nn.Module,
-                 seed: int = 0, weight: float = DEFAULT_RESTORE_WEIGHT, reference_design: bool = False) -> None:
+                 seed: int = 0, weight: float = DEFAULT_RESTORE_WEIGHT,
+                 reference_design: bool = False) -> None:
         if getattr(student, "decoder", None) is None:
             raise ValueError("MST needs a student Encoder with a decoder")
         super().__init__(student, teacher, masking, loss, seed, reference_design)
@@ -62,7 +63,9 @@ class MST(DINO):
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
         """Masks of ``images`` ``(B, C, H, W)`` from the teacher's attention (as in training) and
         the student's restored images (the whole image is predicted, visible patches included)."""
-        target = self.teacher(images, with_patches=False, return_cls_attention=self.masking.requires_attention)
+        target = self.teacher(images, with_patches=False,
+                              return_cls_attention=self.masking.requires_attention)
         masks = self.make_masks(images, target)
         out = self.student(images, masks, with_patches=False, reconstruct=True)
-        return Reconstruction(images, masks, out.reconstruction.to(images.dtype), self.student.backbone.patch_size)
+        restored = out.reconstruction.to(images.dtype)
+        return Reconstruction(images, masks, restored, self.student.backbone.patch_size)
