@@ -2,6 +2,7 @@
 
 from attmask.heads.dino_head import DINOHead, freeze_last_layer_grads
 from attmask.heads.mae_decoder import MAEDecoder
+from attmask.heads.mst_decoder import MSTDecoder
 from attmask.heads.simmim_head import SimMIMHead
 
-__all__ = ["DINOHead", "MAEDecoder", "SimMIMHead", "freeze_last_layer_grads"]
+__all__ = ["DINOHead", "MAEDecoder", "MSTDecoder", "SimMIMHead", "freeze_last_layer_grads"]

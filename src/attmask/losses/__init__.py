@@ -1,5 +1,5 @@
 """Losses, one per file: the EMA centre, the DINO [CLS] loss, the iBOT [CLS] + masked-patch loss,
-the pixel losses of MAE and SimMIM."""
+the pixel losses of MAE, SimMIM and MST."""
 
 from attmask.losses.center import Center
 from attmask.losses.dino import DINOLoss, cross_view_loss
@@ -10,9 +10,10 @@ from attmask.losses.ibot import (
     masked_token_index,
     selected_patch_loss,
 )
-from attmask.losses.pixel import mae_loss, masked_l1_loss, normalized_patches
+from attmask.losses.pixel import image_l1_loss, mae_loss, masked_l1_loss, normalized_patches
 
 __all__ = [
+    "image_l1_loss",
     "mae_loss",
     "masked_l1_loss",
     "normalized_patches",

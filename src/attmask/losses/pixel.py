@@ -1,4 +1,4 @@
-"""Pixel reconstruction losses of MAE (He et al., 2022) and SimMIM (Xie et al., 2022)."""
+"""Pixel reconstruction losses of MAE (He et al., 2022), SimMIM (Xie et al., 2022) and MST (Li et al., 2021)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,19 @@ def masked_l1_loss(prediction: torch.Tensor, images: torch.Tensor, pixel_mask: t
     weights = pixel_mask.to(torch.float32)
     error = (prediction.float() - images.float()).abs() * weights
     return error.sum() / (weights.sum() + 1e-5) / images.shape[1]
+
+
+def image_l1_loss(prediction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """MST's restoration loss: mean absolute error over every pixel and channel of the images,
+    masked and visible patches alike (``mean |x - y|``), computed in float32.
+
+    Args:
+        prediction: ``(B, C, H, W)`` restored images.
+        images: ``(B, C, H, W)`` input images (normalised).
+
+    Returns:
+        Scalar loss.
+    """
+    if prediction.shape != images.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and images {tuple(images.shape)} differ")
+    return (prediction.float() - images.float()).abs().mean()

@@ -5,12 +5,14 @@ from attmask.methods.build import METHODS, MethodSpec, build_method, method_spec
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.ema import ema_update, make_teacher
 from attmask.methods.method import BackboneOnly, PretrainingMethod
+from attmask.methods.mst import MST
 
 __all__ = [
     "BackboneOnly",
     "DINO",
     "IBOT",
     "METHODS",
+    "MST",
     "Encoder",
     "EncoderOutput",
     "MethodSpec",

@@ -52,6 +52,7 @@ class EncoderOutput:
         local_cls: ``(L*B, K)`` head output of the local crops' [CLS], crop-major, or None.
         cls_attention: ``(G*B, heads, N)`` last-block [CLS] attention of the global views, or None.
         embedding: ``(G*B, D)`` backbone [CLS] token of the global views (before the head).
+        reconstruction: ``(G*B, C, H, W)`` the decoder's image of each global view, or None.
     """
 
     cls: torch.Tensor
@@ -60,6 +61,7 @@ class EncoderOutput:
     local_cls: torch.Tensor | None = None
     cls_attention: torch.Tensor | None = None
     embedding: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
 
 
 class Encoder(nn.Module):
@@ -69,15 +71,20 @@ class Encoder(nn.Module):
         backbone: the ViT.
         head: head for [CLS] tokens (and patch tokens when ``patch_head`` is None).
         patch_head: separate head for patch tokens, or None to share ``head``.
+        decoder: ``(patch tokens (B, N, D), grid) -> image (B, C, H, W)`` (MST's image decoder),
+            or None. It runs inside this forward (so a DDP wrapper of the encoder covers it) and
+            is not one of the token-wise heads checked for ``patch_index``.
     """
 
     def __init__(
-        self, backbone: VisionTransformer, head: nn.Module, patch_head: nn.Module | None = None
+        self, backbone: VisionTransformer, head: nn.Module, patch_head: nn.Module | None = None,
+        decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.patch_head = patch_head
+        self.decoder = decoder
         heads = [head] if patch_head is None else [head, patch_head]
         self._token_wise_heads = not any(  # a head over a subset of tokens gives the same rows
             isinstance(m, nn.modules.batchnorm._BatchNorm) for h in heads for m in h.modules())
@@ -90,6 +97,7 @@ class Encoder(nn.Module):
         with_patches: bool = True,
         return_cls_attention: bool = False,
         patch_index: torch.Tensor | None = None,
+        reconstruct: bool = False,
     ) -> EncoderOutput:
         """Encode the global views (optionally masked) and the local views.
 
@@ -102,11 +110,19 @@ class Encoder(nn.Module):
             patch_index: ``(M,)`` flat indices into the ``G*B*N`` patch tokens (row-major): run
                 the patch head on these tokens only (``selected_patch``) instead of all of them.
                 The head must treat tokens independently (no BatchNorm), as DINOHead does.
+            reconstruct: also restore the global views' images from their (masked) patch
+                tokens with ``decoder`` (``reconstruction``).
 
         Returns:
             :class:`EncoderOutput`.
         """
+        if reconstruct and self.decoder is None:
+            raise ValueError("reconstruct=True needs an Encoder built with a decoder")
         out = self.backbone(global_views, mask=masks, return_cls_attention=return_cls_attention)
+        reconstruction = None
+        if reconstruct:
+            grid = self.backbone.grid_for(*global_views.shape[-2:])
+            reconstruction = self.decoder(out.patch_tokens, grid)  # (G*B, C, H, W)
         cls, patch, selected = None, None, None
         if with_patches and patch_index is not None:
             cls, selected = self._selected_heads(out.cls_token, out.patch_tokens, patch_index)
@@ -118,7 +134,8 @@ class Encoder(nn.Module):
         if local_views:
             local_cls = torch.cat([self.head(t) for t in self._local_cls_tokens(local_views)])
         return EncoderOutput(cls=cls, patch=patch, selected_patch=selected, local_cls=local_cls,
-                             cls_attention=out.cls_attention, embedding=out.cls_token)
+                             cls_attention=out.cls_attention, embedding=out.cls_token,
+                             reconstruction=reconstruction)
 
     def _selected_heads(
         self, cls_token: torch.Tensor, patch_tokens: torch.Tensor, patch_index: torch.Tensor

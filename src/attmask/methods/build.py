@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from attmask.config import Config, ConfigError
-from attmask.heads import DINOHead
+from attmask.heads import DINOHead, MSTDecoder
 from attmask.losses import DINOLoss, IBOTLoss
 from attmask.masking import build_masking
 from attmask.methods.base import Encoder
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.method import PretrainingMethod
+from attmask.methods.mst import DEFAULT_RESTORE_WEIGHT, MST
 from attmask.methods.build_pixel import build_mae, build_simmim
 from attmask.methods.components import build_backbone
 
@@ -59,16 +60,30 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
                 reference_design=config.train.reference_design)
 
 
-def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
+def _dino_loss(config: Config, num_local_crops: int) -> DINOLoss:
     loss_config = config.loss
-    loss = DINOLoss(
+    return DINOLoss(
         config.head.out_dim, 2 + num_local_crops, loss_config.warmup_teacher_temp,
         loss_config.teacher_temp, loss_config.warmup_teacher_temp_epochs, config.optim.epochs,
         student_temp=loss_config.student_temp, center_momentum=loss_config.center_momentum,
     )
+
+
+def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
     student, teacher = _pair(config, img_size, patch_head=False)
-    return DINO(student, teacher, build_masking(config.masking), loss, seed,
+    return DINO(student, teacher, build_masking(config.masking), _dino_loss(config, num_local_crops), seed,
                 reference_design=config.train.reference_design)
+
+
+def _build_mst(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
+    """MST: DINO's student and teacher, the student with an :class:`MSTDecoder` (teacher without)."""
+    student, teacher = _pair(config, img_size, patch_head=False)
+    backbone = student.backbone
+    decoder = MSTDecoder(backbone.embed_dim, backbone.patch_size, backbone.in_chans)
+    student = Encoder(backbone, student.head, decoder=decoder)
+    weight = DEFAULT_RESTORE_WEIGHT if config.recon.weight is None else config.recon.weight
+    return MST(student, teacher, build_masking(config.masking), _dino_loss(config, num_local_crops), seed,
+               weight, reference_design=config.train.reference_design)
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,7 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {
     "ibot": MethodSpec(_build_ibot),
     "dino": MethodSpec(_build_dino),
+    "mst": MethodSpec(_build_mst),
     "mae": MethodSpec(build_mae, views="crop_flip"),
     "simmim": MethodSpec(build_simmim, views="crop_flip"),
 }

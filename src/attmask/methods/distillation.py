@@ -117,6 +117,13 @@ class DINO(SelfDistillation):
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One DINO step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
+        loss, logs, _ = self._distill(crops, epoch)
+        return StepOutput(loss, logs)
+
+    def _distill(
+        self, crops: list[torch.Tensor], epoch: int, reconstruct: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], EncoderOutput]:
+        """DINO loss, logs and the student's output (with its ``reconstruction`` if asked)."""
         global_views, local_views = self._split(crops)
         with torch.no_grad():
             target = self.teacher(
@@ -125,11 +132,12 @@ class DINO(SelfDistillation):
                 return_cls_attention=self.masking.requires_attention,
             )
         masks = self.make_masks(global_views, target)
-        pred = self._student_runner(global_views, masks, local_views, with_patches=False)
+        pred = self._student_runner(global_views, masks, local_views, with_patches=False,
+                                    reconstruct=reconstruct)
         student_out = pred.cls if pred.local_cls is None else torch.cat([pred.cls, pred.local_cls])
         temperature = self.loss.teacher_temp(epoch)
         monitors = collapse_monitors(target.cls, self.loss.center.center, temperature, target.embedding)
         loss = self.loss(student_out, target.cls, epoch)
         logs = {"loss": loss.detach(), "mask_fraction": masks.float().mean(),
                 "teacher_temp": torch.tensor(temperature), **monitors}
-        return StepOutput(loss, logs)
+        return loss, logs, pred
