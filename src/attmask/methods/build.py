@@ -12,7 +12,7 @@ from attmask.masking import build_masking
 from attmask.methods.base import Encoder
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.method import PretrainingMethod
-from attmask.methods.build_pixel import build_mae
+from attmask.methods.build_pixel import build_lut, build_mae
 from attmask.methods.components import build_backbone
 
 
@@ -91,6 +91,7 @@ METHODS: dict[str, MethodSpec] = {
     "ibot": MethodSpec(_build_ibot),
     "dino": MethodSpec(_build_dino),
     "mae": MethodSpec(build_mae, views="crop_flip"),
+    "lut": MethodSpec(build_lut, views="crop_flip", num_views=2),
 }
 
 
