@@ -12,9 +12,12 @@ encodes the full views, unmasked: mean of all patch tokens -> projector = ``k``.
 the two views, ``L_BC = 1/2 [mean_b (2 - 2 cos(q1, k2)) + mean_b (2 - 2 cos(q2, k1))]``, w = 0.25.
 
 Masking is random only. Attention-guided masking (AttMask) is not offered for LUT: the two
-visible sets are cut from one shared shuffle so that they are disjoint, and ranking tokens by
-attention would give one fixed order per image, not a shuffle to split (and attention on one
-view ranks positions of the other view's different crop).
+visible sets are cut from one shared random shuffle so that they are disjoint; an attention
+ranking is one fixed order per image, not a shuffle to split, and the two views are different
+crops, so one view's attention would not rank the other view's positions.
+
+The projector's and predictor's BatchNorm use each rank's batch (no SyncBatchNorm); the teacher
+runs in train mode like the student (batch statistics, as BYOL's target network).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ class MaskedAutoencoder(nn.Module):
     def __init__(self, backbone: VisionTransformer, decoder: MAEDecoder) -> None:
         super().__init__()
         self.backbone, self.decoder = backbone, decoder
+        # The encoder drops hidden tokens, so its mask token never gets a gradient; frozen, DDP
+        # (no unused-parameter search) and AdamW leave it alone. The decoder has its own.
+        backbone.mask_token.requires_grad_(False)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode the visible patches, decode every patch.
