@@ -32,11 +32,19 @@ from attmask.masking.registry import (
     build_masking,
     validate_masking_config,
 )
-from attmask.masking.visible import FIXED_COUNT_STRATEGIES, check_fixed_count, visible_index
+from attmask.masking.visible import (
+    FIXED_COUNT_STRATEGIES,
+    check_fixed_count,
+    disjoint_visible_masks,
+    paired_visible_count,
+    visible_index,
+)
 
 __all__ = [
     "FIXED_COUNT_STRATEGIES",
     "check_fixed_count",
+    "disjoint_visible_masks",
+    "paired_visible_count",
     "visible_index",
     "ATTENTION_STRATEGIES",
     "STRATEGIES",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from attmask.masking.ratio import num_masked
 from attmask.masking.registry import MaskingConfig
 
 FIXED_COUNT_STRATEGIES = ("random", "attmask_high", "attmask_low")
@@ -43,3 +44,45 @@ def visible_index(mask: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     order = torch.where(mask, positions + mask.shape[1], positions).argsort(dim=1)  # visible first
     return order[:, :keep]
+
+
+def paired_visible_count(num_tokens: int, ratio: float) -> int:
+    """V, the visible tokens of each of LUT's two views: ``N - floor(N r)``.
+
+    Raises:
+        ValueError: (one line) ``2 V > N``, so two disjoint visible sets do not fit in one image.
+    """
+    keep = num_tokens - int(num_masked(num_tokens, ratio)[0])
+    if 2 * keep > num_tokens:
+        raise ValueError(f"lut needs two disjoint visible sets of {keep} tokens each in {num_tokens} "
+                         f"tokens (2V <= N): raise masking.ratio to at least 0.5, got {ratio}")
+    return keep
+
+
+def disjoint_visible_masks(batch_size: int, num_tokens: int, ratio: float,
+                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """LUT's masks of two views of each image: one random shuffle, disjoint visible sets.
+
+    Each image draws one permutation of its N positions; with ``V = N - floor(N r)`` visible
+    tokens per view, view 1 keeps the shuffled positions ``[0, V)`` and view 2 keeps ``[V, 2V)``
+    (Kim et al., ECCV 2024). Positions index each view's own patch grid.
+
+    Args:
+        batch_size: B.
+        num_tokens: N, patch tokens per view.
+        ratio: masking ratio r, one value for every image.
+        generator: optional CPU generator; the only source of randomness.
+
+    Returns:
+        ``(mask_1, mask_2)``, bool ``(B, N)`` each on the CPU, True = hidden, V False per row and
+        no position visible in both.
+
+    Raises:
+        ValueError: ``2 V > N`` (see :func:`paired_visible_count`).
+    """
+    keep = paired_visible_count(num_tokens, ratio)
+    order = torch.rand(batch_size, num_tokens, generator=generator).argsort(dim=1)  # (B, N) shuffle
+    hidden = torch.ones(batch_size, num_tokens, dtype=torch.bool)
+    first = hidden.scatter(1, order[:, :keep], False)
+    second = hidden.scatter(1, order[:, keep:2 * keep], False)
+    return first, second

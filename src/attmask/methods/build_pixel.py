@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from attmask.config import Config, ConfigError
-from attmask.heads import MAEDecoder, SimMIMHead
-from attmask.masking import build_masking, check_fixed_count
+from attmask.heads import LUTMLP, MAEDecoder, SimMIMHead
+from attmask.masking import build_masking, check_fixed_count, paired_visible_count
 from attmask.methods.components import attention_teacher, build_backbone
+from attmask.methods.lut import LUT, LUTStudent, LUTTeacher
 from attmask.methods.mae import MAE, MaskedAutoencoder
 from attmask.methods.simmim import SimMIM, SimMIMModel
 
@@ -53,3 +54,28 @@ def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int)
     student = SimMIMModel(backbone, head)
     weight = 1.0 if config.recon.weight is None else config.recon.weight
     return SimMIM(student, attention_teacher(config, img_size, masking), masking, seed, factor, weight)
+
+
+def build_lut(config: Config, img_size: int, num_local_crops: int, seed: int) -> LUT:
+    """LUT: MAE (``config.recon``) + broader-context projector / predictor / EMA teacher
+    (``config.lut``), on two crop+flip views with disjoint random visible sets.
+
+    Raises:
+        ConfigError: (one line) ``masking.strategy`` is not ``random`` with a single ratio and
+            probability 1, or the two views' visible sets do not fit in one image (2V > N).
+    """
+    masking_config = config.masking
+    if masking_config.strategy != "random":
+        raise ConfigError(f"lut cuts two disjoint visible sets from one random shuffle: set "
+                          f"masking.strategy=random, not {masking_config.strategy!r}")
+    check_fixed_count(masking_config, "lut")
+    backbone = build_backbone(config, img_size, config.model.drop_path_rate)
+    rows, cols = backbone.grid_for(img_size, img_size)
+    paired_visible_count(rows * cols, masking_config.ratio[0])
+    lut, dim = config.lut, backbone.embed_dim
+    student = LUTStudent(backbone, _mae_decoder(config, dim), LUTMLP(dim, lut.hidden_dim, lut.out_dim),
+                         LUTMLP(lut.out_dim, lut.hidden_dim, lut.out_dim))
+    teacher = LUTTeacher(build_backbone(config, img_size, 0.0), LUTMLP(dim, lut.hidden_dim, lut.out_dim))
+    pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
+    return LUT(student, teacher, build_masking(masking_config), seed, config.recon.norm_pix_loss,
+               pixel_weight, lut.weight)

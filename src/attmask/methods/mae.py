@@ -29,6 +29,9 @@ class MaskedAutoencoder(nn.Module):
     def __init__(self, backbone: VisionTransformer, decoder: MAEDecoder) -> None:
         super().__init__()
         self.backbone, self.decoder = backbone, decoder
+        # The encoder drops hidden tokens, so its mask token never gets a gradient; frozen, DDP
+        # (no unused-parameter search) and AdamW leave it alone. The decoder has its own.
+        backbone.mask_token.requires_grad_(False)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode the visible patches, decode every patch.
@@ -69,8 +72,7 @@ class MAE(PretrainingMethod):
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, N, p*p*C)`` regression targets of ``images``."""
-        patches = patchify(images, self.student.backbone.patch_size)
-        return normalized_patches(patches) if self.norm_pix_loss else patches
+        return pixel_targets(images, self.student.backbone.patch_size, self.norm_pix_loss)
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One MAE step on ``[images (B, C, H, W)]`` (extra views are ignored)."""
@@ -82,16 +84,29 @@ class MAE(PretrainingMethod):
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
-        """Masks and predictions of ``images``; visible patches keep their pixels, hidden ones get
-        the prediction (with ``norm_pix_loss``, mapped back with each true patch's own mean and
-        std, as MAE's figures do: the model predicts the normalised patch only)."""
+        """Masks and predictions of ``images`` (see :func:`fill_hidden_patches`)."""
         masks = self.draw_masks(images)
         prediction, _ = self.student(images, masks)
-        patches = patchify(images, self.student.backbone.patch_size)
-        if self.norm_pix_loss:
-            mean, std = patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
-            prediction = prediction * std + mean
-        mixed = torch.where(masks.unsqueeze(-1), prediction.to(patches.dtype), patches)
-        grid = self.student.backbone.grid_for(*images.shape[-2:])
-        output = unpatchify(mixed, self.student.backbone.patch_size, grid, images.shape[1])
-        return Reconstruction(images, masks, output, self.student.backbone.patch_size)
+        return fill_hidden_patches(images, masks, prediction, self.student.backbone.patch_size, self.norm_pix_loss)
+
+
+def pixel_targets(images: torch.Tensor, patch_size: int, norm_pix_loss: bool) -> torch.Tensor:
+    """``(B, N, p*p*C)`` MAE regression targets of ``images`` ``(B, C, H, W)``: the patches, each
+    normalised by its own mean and std when ``norm_pix_loss``."""
+    patches = patchify(images, patch_size)
+    return normalized_patches(patches) if norm_pix_loss else patches
+
+
+def fill_hidden_patches(images: torch.Tensor, masks: torch.Tensor, prediction: torch.Tensor, patch_size: int,
+                        norm_pix_loss: bool) -> Reconstruction:
+    """Visible patches keep their pixels, hidden ones get ``prediction`` ``(B, N, p*p*C)`` (with
+    ``norm_pix_loss``, mapped back with each true patch's own mean and std, as MAE's figures do:
+    the model predicts the normalised patch only)."""
+    patches = patchify(images, patch_size)
+    if norm_pix_loss:
+        mean, std = patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
+        prediction = prediction * std + mean
+    mixed = torch.where(masks.unsqueeze(-1), prediction.to(patches.dtype), patches)
+    grid = (images.shape[-2] // patch_size, images.shape[-1] // patch_size)
+    output = unpatchify(mixed, patch_size, grid, images.shape[1])
+    return Reconstruction(images, masks, output, patch_size)
