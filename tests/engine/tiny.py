@@ -29,3 +29,29 @@ TINY_MAE = (
     "train.method=mae", "masking.strategy=random", "masking.ratio=0.75", "masking.probability=1.0",
     "recon.decoder_dim=32", "recon.decoder_depth=1", "recon.decoder_heads=2",
 )
+
+
+def crash_and_resume(overrides: tuple[str, ...], run_dir, crash_step: int, monkeypatch) -> dict[int, float]:
+    """Train with ``overrides`` in ``run_dir``, crash before logging ``crash_step``, resume, finish.
+
+    Returns:
+        The losses by step of the resumed run (compare with an uninterrupted run's).
+    """
+    import pytest
+
+    from attmask.engine.logging import read_log
+    from attmask.engine.trainer import Trainer
+
+    original = Trainer._log_step
+
+    def crash(self, logs, bar, rate):
+        if self.progress.global_step == crash_step:
+            raise KeyboardInterrupt("simulated crash")
+        original(self, logs, bar, rate)
+
+    monkeypatch.setattr(Trainer, "_log_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(*overrides), run_dir).fit()
+    monkeypatch.setattr(Trainer, "_log_step", original)
+    Trainer(tiny_config(*overrides), run_dir).fit()
+    return losses_by_step(read_log(run_dir))

@@ -17,7 +17,7 @@ from attmask.masking import MaskingConfig, build_masking
 from attmask.methods import MST, Encoder, EncoderOutput, build_method
 from attmask.models import build_vit
 from attmask.models.checkpoints import load_backbone
-from tests.engine.tiny import losses_by_step, tiny_config
+from tests.engine.tiny import crash_and_resume, losses_by_step, tiny_config
 
 OUT_DIM = 32
 
@@ -131,16 +131,4 @@ def test_resume_continues_exactly(tmp_path, monkeypatch) -> None:
     expected = losses_by_step(read_log(tmp_path / "straight"))
     assert sorted(expected) == list(range(1, 7))
 
-    original = Trainer._log_step
-
-    def crash_at_step_5(self, logs, bar, rate):
-        if self.progress.global_step == 5:
-            raise KeyboardInterrupt("simulated crash")
-        original(self, logs, bar, rate)
-
-    monkeypatch.setattr(Trainer, "_log_step", crash_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(tiny_config(*overrides), tmp_path / "resumed").fit()
-    monkeypatch.setattr(Trainer, "_log_step", original)
-    Trainer(tiny_config(*overrides), tmp_path / "resumed").fit()
-    assert losses_by_step(read_log(tmp_path / "resumed")) == expected
+    assert crash_and_resume(overrides, tmp_path / "resumed", 5, monkeypatch) == expected
