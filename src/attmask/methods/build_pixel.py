@@ -48,6 +48,9 @@ def mask_factor(config: Config, img_size: int) -> int:
 def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int) -> SimMIM:
     """SimMIM with any ``config.masking`` strategy on cells of ``recon.mask_patch_size`` pixels."""
     factor = mask_factor(config, img_size)
+    if config.masking.strategy == "none":
+        raise ConfigError("simmim with masking.strategy=none hides nothing, so it has no loss; use random "
+                          "(SimMIM's choice), block or an attmask strategy")
     masking = build_masking(config.masking)
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
     head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
