@@ -97,7 +97,18 @@ class LUTConfig:
 
 @dataclass
 class DataConfig:
-    """Data set and multi-crop augmentation (``crops`` preset, fields override it)."""
+    """Data set and multi-crop augmentation (``crops`` preset, fields override it).
+
+    Attributes:
+        augment_on: where the random augmentations run. ``workers`` (default): every image is
+            augmented on its own in the DataLoader workers. ``device``: the workers only decode
+            each image to a ``decode_size`` square uint8 tensor and the trainer augments the whole
+            batch on the training device (:mod:`attmask.data.batched`), so a few CPU cores can
+            feed a GPU.
+        decode_size: side of the decoded square with ``augment_on=device`` (shorter side resized
+            to it, then centre-cropped); default the larger crop size. Crops are cut from this
+            square without antialiasing, so keep it near the crop sizes.
+    """
 
     source: str = "fashion-mnist"
     data_dir: str | None = None
@@ -110,6 +121,8 @@ class DataConfig:
     num_local: int | None = None
     batch_size: int = 64
     num_workers: int = 4
+    augment_on: str = "workers"
+    decode_size: int | None = None
 
 
 @dataclass

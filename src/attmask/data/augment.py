@@ -154,6 +154,20 @@ class CropFlipViews:
         return [self.view(image) for _ in range(self.num_views)]
 
 
+def decode_square(size: int) -> v2.Compose:
+    """``PIL image -> (3, size, size)`` uint8: RGB, shorter side resized to ``size`` (bicubic,
+    antialiased), centre-cropped. The workers' whole job with ``data.augment_on=device``; the
+    random augmentations then run batched on the device (:mod:`attmask.data.batched`)."""
+    if size < 1:
+        raise ValueError(f"decode size must be positive, got {size}")
+    return v2.Compose([
+        v2.Lambda(_to_rgb),
+        v2.PILToTensor(),
+        v2.Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(size),
+    ])
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if isinstance(image, Image.Image) else image
 

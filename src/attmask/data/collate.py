@@ -27,3 +27,19 @@ def collate_multicrop(batch: list[tuple[list[torch.Tensor], int]]) -> tuple[list
     crops = [torch.stack(views) for views in zip(*(item[0] for item in batch))]
     labels = torch.tensor([int(item[1]) for item in batch], dtype=torch.int64)
     return crops, labels
+
+
+def collate_images(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack B decoded images of one shape (``data.augment_on=device``).
+
+    Returns:
+        ``(images (B, 3, S, S) as decoded, e.g. uint8, labels (B,) int64)``.
+
+    Raises:
+        ValueError: empty batch.
+    """
+    if not batch:
+        raise ValueError("collate_images got an empty batch")
+    images = torch.stack([image for image, _ in batch])
+    labels = torch.tensor([int(label) for _, label in batch], dtype=torch.int64)
+    return images, labels

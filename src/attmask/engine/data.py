@@ -1,4 +1,9 @@
-"""Builds the pretraining data set and multi-crop augmentation from the data config."""
+"""Builds the pretraining data set and multi-crop augmentation from the data config.
+
+``data.augment_on=workers`` (default): the loader's workers augment every image.
+``data.augment_on=device``: the workers only decode images to ``decode_size`` squares and
+:func:`batch_augmentation` gives the batched augmentation the trainer runs on the device.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attmask.config import Config, ConfigError, DataConfig
-from attmask.data.collate import collate_multicrop
+from attmask.data.augment import (MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig,
+                                  decode_square)
+from attmask.data.batched import BatchAugmentation, BatchedCropFlip, BatchedMultiCrop
+from attmask.data.collate import collate_images, collate_multicrop
 from attmask.data.resumable import EpochSampler, SeededTransformDataset
-from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig
 from attmask.data.datasets import build_dataset
 from attmask.methods.build import method_spec
 
 _CROP_FIELDS = ("global_size", "global_scale", "local_size", "local_scale", "num_local")
+AUGMENT_ON = ("workers", "device")
 
 
 def crop_config(data: DataConfig) -> MultiCropConfig:
@@ -42,6 +50,7 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
         ConfigError: bad crop settings or an unknown method.
     """
     crops = crop_config(data)
+    decode_size(data, crops)  # checks data.augment_on and data.decode_size
     spec = method_spec(method)
     if spec.views == "multicrop":
         augmentation: Callable = MultiCropAugmentation(crops)
@@ -49,6 +58,38 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
         augmentation = CropFlipViews(crops, spec.num_views)
     dataset = build_dataset(data.source, "train", data_dir=data.data_dir, subset=data.subset)
     return dataset, augmentation, crops
+
+
+def decode_size(data: DataConfig, crops: MultiCropConfig) -> int:
+    """Side of the squares the workers decode with ``augment_on=device``: ``data.decode_size``,
+    default the larger crop size (no crop is upsampled from a smaller square than it needs).
+
+    Raises:
+        ConfigError: unknown ``data.augment_on`` or ``data.decode_size`` < 1.
+    """
+    if data.augment_on not in AUGMENT_ON:
+        raise ConfigError(f"unknown data.augment_on {data.augment_on!r}; choose one of {', '.join(AUGMENT_ON)}")
+    if data.decode_size is not None and data.decode_size < 1:
+        raise ConfigError(f"data.decode_size must be positive, got {data.decode_size}")
+    return data.decode_size or max(crops.global_size, crops.local_size)
+
+
+def batch_augmentation(data: DataConfig, method: str = "ibot") -> BatchAugmentation | None:
+    """The batched augmentation to run on the device after moving a decoded uint8 batch there
+    (``data.augment_on=device``): :class:`BatchedMultiCrop` or :class:`BatchedCropFlip` as in
+    :func:`build_pretraining_data`. None with ``augment_on=workers`` (the loader augments).
+
+    Raises:
+        ConfigError: bad crop or decode settings, or an unknown method.
+    """
+    crops = crop_config(data)
+    decode_size(data, crops)
+    if data.augment_on == "workers":
+        return None
+    spec = method_spec(method)
+    if spec.views == "multicrop":
+        return BatchedMultiCrop(crops)
+    return BatchedCropFlip(crops, spec.num_views)
 
 
 def pretraining_loader(config: Config, device: torch.device, world_size: int = 1, rank: int = 0) -> DataLoader:
@@ -61,19 +102,23 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
         rank: this rank.
 
     Returns:
-        A DataLoader of ``([crop_0 (B, 3, S_0, S_0), ..., crop_K], labels (B,))`` batches whose
-        ``sampler`` (:class:`EpochSampler`) and ``dataset`` (:class:`SeededTransformDataset`)
-        take ``set_epoch``.
+        A DataLoader of ``([crop_0 (B, 3, S_0, S_0), ..., crop_K], labels (B,))`` batches, or with
+        ``data.augment_on=device`` of ``(images (B, 3, S, S) uint8, labels (B,))`` (S =
+        :func:`decode_size`), whose ``sampler`` (:class:`EpochSampler`) and ``dataset``
+        (:class:`SeededTransformDataset`) take ``set_epoch``.
 
     Raises:
         DatasetError: missing or unreadable data.
         ConfigError: bad crop settings.
     """
-    base, transform, _ = build_pretraining_data(config.data, config.train.method)
+    base, transform, crops = build_pretraining_data(config.data, config.train.method)
+    collate: Callable = collate_multicrop
+    if config.data.augment_on == "device":
+        transform, collate = decode_square(decode_size(config.data, crops)), collate_images
     dataset = SeededTransformDataset(base, transform, config.train.seed)
     sampler = EpochSampler(len(dataset), world_size, rank, config.train.seed)
     return DataLoader(
         dataset, batch_size=config.data.batch_size, sampler=sampler, num_workers=config.data.num_workers,
-        collate_fn=collate_multicrop, drop_last=True, pin_memory=device.type == "cuda",
+        collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),
     )

@@ -5,7 +5,9 @@ then :class:`attmask.engine.step.OptimizerStep`: forward + backward each micro-b
 the last), unscale, clip the global gradient norm, drop the last layer's gradients during the
 first epoch(s), step, update the EMA teacher.
 Randomness is a pure function of (seed, rank, step) and the data order of (seed, epoch), so a
-resumed run continues exactly like an uninterrupted one without saving RNG states.
+resumed run continues exactly like an uninterrupted one without saving RNG states. With
+``data.augment_on=device`` the loader delivers decoded uint8 images and the batched augmentation
+runs on the device, seeded by (seed, rank, step, micro-batch).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 from attmask.config import Config, save_config, to_dict
 from attmask.data.resumable import mix_seed
 from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, check_compatible, load_checkpoint, save_atomic
-from attmask.engine.data import crop_config, pretraining_loader
+from attmask.engine.data import batch_augmentation, crop_config, pretraining_loader
 from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.engine.figure_monitor import FigureMonitor
 from attmask.engine.knn_monitor import KNNMonitor
@@ -66,6 +68,8 @@ class Trainer:
         self.loader = pretraining_loader(config, self.device, self.ctx.world_size, self.ctx.rank)  # errors first
         self.dataset, self.sampler = self.loader.dataset, self.loader.sampler
         self.images, self.crops = self.dataset.dataset, crop_config(config.data)
+        self.augmentation = batch_augmentation(config.data, config.train.method)  # None: workers augment
+        self.augmentation_generator = torch.Generator(device=self.device)
         self.steps_per_epoch = self._steps_per_epoch()
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
@@ -138,7 +142,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         tick, images = time.perf_counter(), 0
         for step in range(start, self.steps_per_epoch):
-            micro = [self._to_device(next(batches)[0]) for _ in range(accumulation)]
+            micro = [self._to_device(next(batches)[0], index) for index in range(accumulation)]
             logs = self._optimizer_step(micro, epoch)
             loss_sum += logs["loss"]
             images += batch * accumulation * self.ctx.world_size
@@ -154,8 +158,14 @@ class Trainer:
         bar.close()
         return loss_sum / max(self.steps_per_epoch - start, 1)
 
-    def _to_device(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [crop.to(self.device, non_blocking=True) for crop in crops]
+    def _to_device(self, batch: list[torch.Tensor] | torch.Tensor, micro_index: int = 0) -> list[torch.Tensor]:
+        """The micro-batch's crops on the device: the workers' crops moved, or (``augment_on=device``)
+        the uint8 images ``(B, 3, S, S)`` moved, then augmented there, seeded by (seed, rank, step, micro-batch)."""
+        if self.augmentation is None:
+            return [crop.to(self.device, non_blocking=True) for crop in batch]
+        seed, rank, step = self.config.train.seed, self.ctx.rank, self.progress.global_step
+        self.augmentation_generator.manual_seed(mix_seed(seed, rank, step, 2, micro_index))
+        return self.augmentation(batch.to(self.device, non_blocking=True), self.augmentation_generator)
 
     def _optimizer_step(self, micro: list[list[torch.Tensor]], epoch: int) -> dict[str, torch.Tensor]:
         iteration = epoch * self.steps_per_epoch + self.progress.step
