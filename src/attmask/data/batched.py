@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from attmask.data.augment import MultiCropConfig, blur_kernel_size
 
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2)
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
