@@ -1,0 +1,148 @@
+"""Typed YAML for dataclass configs: coercion of YAML values to declared field types, nested
+dataclasses from mappings, ``a.b=c`` overrides. Every unknown key or bad value is one
+:class:`ConfigError` naming the key and the accepted values."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value (one line, names the key and the fix)."""
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce_scalar(value: Any, hint: type, key: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif hint is int and not isinstance(value, bool):
+        if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"config key {key} expects {_type_name(hint)}, got {value!r}")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML value to the field's declared type, or raise ``ConfigError``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in options:
+                return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"config key {key} got {value!r}")
+    if origin is list:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        (arg,) = typing.get_args(hint)
+        return [_coerce(item, arg, key) for item in items]
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else [value, value]
+        args = typing.get_args(hint)
+        if len(items) != len(args):
+            raise ConfigError(f"config key {key} expects {len(args)} values, got {value!r}")
+        return tuple(_coerce(item, arg, key) for item, arg in zip(items, args))
+    return _coerce_scalar(value, hint, key)
+
+
+def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (nested) mapping, checking every key and type."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {prefix or 'root'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]}; valid keys{' under ' + prefix if prefix else ''}: "
+            f"{', '.join(names)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain YAML-able dict of a config (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=c`` into ``(["a", "b"], value)``, the value parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. optim.lr=1e-3")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    return key.strip().split("."), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of nested ``values`` with every ``a.b=c`` override applied."""
+    merged = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+        node[path[-1]] = value
+    return merged
+
+
+def read_yaml(path: str | Path, kind: str, presets: str) -> dict[str, Any]:
+    """The mapping in YAML file ``path`` (empty file: ``{}``).
+
+    Raises:
+        ConfigError: missing file (naming ``presets``, where the presets live) or invalid YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{kind} not found: {path}; see {presets} for the presets")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{kind} {path} is not valid YAML: {error}".replace("\n", " ")) from None
