@@ -27,8 +27,10 @@ METHOD_OVERRIDES: dict[str, tuple[str, ...]] = {
     "simmim": ("train.method=simmim", "masking.strategy=attmask_high", "masking.ratio=0.5",
                "recon.mask_patch_size=8"),
     "lut": (*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16"),
+    "lut_simmim": ("train.method=lut_simmim", "masking.strategy=random", "masking.ratio=0.5",
+                   "recon.mask_patch_size=8", "lut.hidden_dim=32", "lut.out_dim=16"),
 }
-RECONSTRUCTING = {"mst", "mae", "simmim", "lut"}
+RECONSTRUCTING = {"mst", "mae", "simmim", "lut", "lut_simmim"}
 
 
 def test_every_registered_method_is_covered() -> None:
@@ -50,7 +52,7 @@ def test_reconstruct_exists_exactly_for_pixel_methods(name: str) -> None:
             method.reconstruct(images)
 
 
-@pytest.mark.parametrize("name", ["mae", "simmim", "lut"])
+@pytest.mark.parametrize("name", ["mae", "simmim", "lut", "lut_simmim"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, name: str) -> None:
     overrides = (*METHOD_OVERRIDES[name], "optim.epochs=2", "train.max_steps_per_epoch=3",
                  "train.save_every_steps=2")

@@ -36,7 +36,8 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         description=(
             "Pretrain a Vision Transformer with self-distillation and/or masked image modeling.\n"
             "train.method picks the method: ibot, dino, mst (multi-crop self-distillation),\n"
-            "mae, simmim, lut (pixel reconstruction); masking.strategy picks what is hidden.\n"
+            "mae, simmim, lut, lut_simmim (pixel reconstruction); masking.strategy picks what\n"
+            "is hidden.\n"
             "A run folder holds config.yaml, log.jsonl and checkpoint.pth; running the same\n"
             "command again resumes from the checkpoint. Multi-GPU: torchrun --nproc_per_node N\n"
             "-m attmask.cli.main pretrain ..."

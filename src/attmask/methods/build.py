@@ -13,7 +13,7 @@ from attmask.methods.base import Encoder
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.method import PretrainingMethod
 from attmask.methods.mst import DEFAULT_RESTORE_WEIGHT, MST
-from attmask.methods.build_pixel import build_lut, build_mae, build_simmim
+from attmask.methods.build_pixel import build_lut, build_lut_simmim, build_mae, build_simmim
 from attmask.methods.components import build_backbone
 
 
@@ -109,6 +109,7 @@ METHODS: dict[str, MethodSpec] = {
     "mae": MethodSpec(build_mae, views="crop_flip"),
     "simmim": MethodSpec(build_simmim, views="crop_flip"),
     "lut": MethodSpec(build_lut, views="crop_flip", num_views=2),
+    "lut_simmim": MethodSpec(build_lut_simmim, views="crop_flip", num_views=2),
 }
 
 

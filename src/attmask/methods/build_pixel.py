@@ -7,6 +7,7 @@ from attmask.heads import LUTMLP, MAEDecoder, SimMIMHead
 from attmask.masking import build_masking, check_fixed_count, paired_visible_count
 from attmask.methods.components import attention_teacher, build_backbone
 from attmask.methods.lut import LUT, LUTStudent, LUTTeacher
+from attmask.methods.lut_simmim import LUTSimMIM, LUTSimMIMStudent
 from attmask.methods.mae import MAE, MaskedAutoencoder
 from attmask.methods.simmim import SimMIM, SimMIMModel
 
@@ -59,6 +60,25 @@ def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int)
     return SimMIM(student, attention_teacher(config, img_size, masking), masking, seed, factor, weight)
 
 
+def _lut_masking(config: Config, method: str, num_cells: int) -> None:
+    """LUT's masking checks: ``random``, one ratio, probability 1, two disjoint visible sets fit."""
+    masking_config = config.masking
+    if masking_config.strategy != "random":
+        raise ConfigError(f"{method} cuts two disjoint visible sets from one random shuffle: set "
+                          f"masking.strategy=random, not {masking_config.strategy!r}")
+    check_fixed_count(masking_config, method)
+    paired_visible_count(num_cells, masking_config.ratio[0])
+
+
+def _lut_parts(config: Config, img_size: int, embed_dim: int) -> tuple[LUTMLP, LUTMLP, LUTTeacher]:
+    """Student projector and predictor, and the EMA teacher (backbone + projector)."""
+    lut = config.lut
+    projector = LUTMLP(embed_dim, lut.hidden_dim, lut.out_dim)
+    predictor = LUTMLP(lut.out_dim, lut.hidden_dim, lut.out_dim)
+    teacher = LUTTeacher(build_backbone(config, img_size, 0.0), LUTMLP(embed_dim, lut.hidden_dim, lut.out_dim))
+    return projector, predictor, teacher
+
+
 def build_lut(config: Config, img_size: int, num_local_crops: int, seed: int) -> LUT:
     """LUT: MAE (``config.recon``) + broader-context projector / predictor / EMA teacher
     (``config.lut``), on two crop+flip views with disjoint random visible sets.
@@ -67,18 +87,30 @@ def build_lut(config: Config, img_size: int, num_local_crops: int, seed: int) ->
         ConfigError: (one line) ``masking.strategy`` is not ``random`` with a single ratio and
             probability 1, or the two views' visible sets do not fit in one image (2V > N).
     """
-    masking_config = config.masking
-    if masking_config.strategy != "random":
-        raise ConfigError(f"lut cuts two disjoint visible sets from one random shuffle: set "
-                          f"masking.strategy=random, not {masking_config.strategy!r}")
-    check_fixed_count(masking_config, "lut")
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
     rows, cols = backbone.grid_for(img_size, img_size)
-    paired_visible_count(rows * cols, masking_config.ratio[0])
-    lut, dim = config.lut, backbone.embed_dim
-    student = LUTStudent(backbone, _mae_decoder(config, dim), LUTMLP(dim, lut.hidden_dim, lut.out_dim),
-                         LUTMLP(lut.out_dim, lut.hidden_dim, lut.out_dim))
-    teacher = LUTTeacher(build_backbone(config, img_size, 0.0), LUTMLP(dim, lut.hidden_dim, lut.out_dim))
+    _lut_masking(config, "lut", rows * cols)
+    projector, predictor, teacher = _lut_parts(config, img_size, backbone.embed_dim)
+    student = LUTStudent(backbone, _mae_decoder(config, backbone.embed_dim), projector, predictor)
     pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
-    return LUT(student, teacher, build_masking(masking_config), seed, config.recon.norm_pix_loss,
-               pixel_weight, lut.weight)
+    return LUT(student, teacher, build_masking(config.masking), seed, config.recon.norm_pix_loss,
+               pixel_weight, config.lut.weight)
+
+
+def build_lut_simmim(config: Config, img_size: int, num_local_crops: int, seed: int) -> LUTSimMIM:
+    """LUT on SimMIM: SimMIM's head and loss on cells of ``recon.mask_patch_size`` pixels, plus
+    the broader-context loss pooled over the visible positions (``config.lut``).
+
+    Raises:
+        ConfigError: (one line) bad ``mask_patch_size``, or masking as in :func:`build_lut`.
+    """
+    factor = mask_factor(config, img_size)
+    backbone = build_backbone(config, img_size, config.model.drop_path_rate)
+    rows, cols = backbone.grid_for(img_size, img_size)
+    _lut_masking(config, "lut_simmim", (rows // factor) * (cols // factor))
+    projector, predictor, teacher = _lut_parts(config, img_size, backbone.embed_dim)
+    head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
+    student = LUTSimMIMStudent(backbone, head, projector, predictor)
+    pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
+    return LUTSimMIM(student, teacher, build_masking(config.masking), seed, factor, pixel_weight,
+                     config.lut.weight)

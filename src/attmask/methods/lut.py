@@ -119,6 +119,7 @@ class LUT(PretrainingMethod):
 
     evaluated_branch = "student"
     reconstructs = True
+    pixel_loss_name = "loss_mae"
 
     def __init__(self, student: LUTStudent, teacher: LUTTeacher, masking: MaskingStrategy, seed: int = 0,
                  norm_pix_loss: bool = True, pixel_weight: float = 1.0, context_weight: float = 0.25) -> None:
@@ -148,14 +149,19 @@ class LUT(PretrainingMethod):
         views = (crops[0], crops[1])
         masks = self.draw_view_masks(views[0])
         out = self._student_runner(views, masks)
-        loss_mae = 0.5 * sum(mae_loss(prediction, self.targets(view), mask)  # same hidden count per view
-                             for prediction, view, mask in zip(out.predictions, views, masks))
+        loss_pixel = 0.5 * sum(self.pixel_loss(prediction, view, mask)  # same hidden count per view
+                               for prediction, view, mask in zip(out.predictions, views, masks))
         with torch.no_grad():
             contexts = self.teacher(views)
         loss_bc = symmetric_broader_context_loss(out.contexts, contexts)
-        loss = self.pixel_weight * loss_mae + self.context_weight * loss_bc
-        return StepOutput(loss, {"loss": loss.detach(), "loss_mae": loss_mae.detach(), "loss_bc": loss_bc.detach(),
-                                 "mask_fraction": masks[0].float().mean()})
+        loss = self.pixel_weight * loss_pixel + self.context_weight * loss_bc
+        return StepOutput(loss, {"loss": loss.detach(), self.pixel_loss_name: loss_pixel.detach(),
+                                 "loss_bc": loss_bc.detach(), "mask_fraction": masks[0].float().mean()})
+
+    def pixel_loss(self, prediction: torch.Tensor, view: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MAE's loss of one view: ``prediction`` ``(B, N, p*p*C)``, ``view`` ``(B, C, H, W)``,
+        ``mask`` ``(B, N)``."""
+        return mae_loss(prediction, self.targets(view), mask)
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
