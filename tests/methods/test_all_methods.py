@@ -44,6 +44,9 @@ def test_reconstruct_exists_exactly_for_pixel_methods(name: str) -> None:
     method = build_method(config, crops.global_size, crops.num_local).eval()
     images = torch.randn(2, 3, crops.global_size, crops.global_size)
     assert method.reconstructs == (name in RECONSTRUCTING)
+    evaluates_teacher = name in ("ibot", "dino", "mst")
+    assert method.eval_name == ("teacher" if evaluates_teacher else "encoder")
+    assert (method.eval_backbone is method.teacher.backbone) == evaluates_teacher
     if method.reconstructs:
         out = method.reconstruct(images)
         assert out.reconstruction.shape == images.shape and out.masks.dtype == torch.bool

@@ -12,7 +12,7 @@ from attmask.cli.main import main
 from attmask.engine.trainer import Trainer
 from attmask.viz.curves import plot_panels, series
 from attmask.viz.figures import sample_images
-from tests.engine.tiny import tiny_config
+from tests.engine.tiny import TINY_MAE, tiny_config
 
 
 def test_series_keeps_the_last_value_of_replayed_steps() -> None:
@@ -55,6 +55,21 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
         with Image.open(run / "report" / name) as image:
             assert image.size[0] >= 400 and image.size[1] >= 300
     assert len(list((run / "report" / "figures").glob("*.png"))) == 4
+
+
+def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructions(tmp_path: Path) -> None:
+    run = tmp_path / "lut"
+    Trainer(tiny_config(*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16",
+                        "optim.epochs=1"), run).fit()
+    assert main(["report", str(run), "--num-images", "2"]) == 0
+    page = (run / "report" / "index.html").read_text()
+    assert "<h2>attention and masks (encoder)</h2>" in page
+    assert (run / "report" / "figures" / "reconstruction.png").is_file()
+    assert page.count("data:image/png;base64,") == 3 + 2 * 2 + 1  # no k-NN panel; + reconstructions
+    from attmask.engine.logging import read_log
+    from attmask.viz.report import _loss_keys
+
+    assert _loss_keys(read_log(run)) == ["loss", "loss_bc", "loss_mae"]
 
 
 def test_report_without_a_log_is_one_line(tmp_path: Path, capsys) -> None:

@@ -61,7 +61,8 @@ class FigureMonitor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an unsplit folder: its test split is its train split
             images = self._fixed_images()
-        paths = draw_figures(backbone, images, self.img_size, out, f"teacher after epoch {epoch + 1}")
+        name = method.eval_name if method is not None else "teacher"
+        paths = draw_figures(backbone, images, self.img_size, out, f"{name} after epoch {epoch + 1}")
         if method is not None and method.reconstructs:
             paths.append(self._draw_reconstruction(method, images, out / "reconstruction.png", epoch))
         if writer is not None:

@@ -66,6 +66,11 @@ class PretrainingMethod(nn.Module):
         branch = self.teacher if self.evaluated_branch == "teacher" and self.teacher is not None else self.student
         return branch.backbone
 
+    @property
+    def eval_name(self) -> str:
+        """``teacher`` or ``encoder``: what :attr:`eval_backbone` is, for figure titles."""
+        return "teacher" if self.evaluated_branch == "teacher" and self.teacher is not None else "encoder"
+
     def backbones(self) -> list[VisionTransformer]:
         """Every ViT the step runs (what ``train.compile`` compiles)."""
         return [self.student.backbone] + ([self.teacher.backbone] if self.teacher is not None else [])

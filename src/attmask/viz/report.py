@@ -15,7 +15,7 @@ from pathlib import Path
 from attmask.engine.logging import read_log
 
 PANELS = {
-    "losses.png": [("loss", ["loss", "loss_cls", "loss_patch"])],
+    "losses.png": [("loss", ["loss"])],  # plus every other loss_* key of the run
     "schedules.png": [("learning rate", ["lr"]), ("weight decay", ["weight_decay"]),
                       ("teacher momentum", ["momentum"]), ("teacher temperature", ["teacher_temp"])],
     "monitors.png": [("teacher entropy (nats)", ["teacher_entropy"]),
@@ -30,8 +30,15 @@ def _embed(path: Path) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"></figure>'
 
 
-def _figures(run_dir: Path, out: Path, num_images: int) -> list[Path]:
-    """Attention and mask figures of the run's teacher on fixed images of its data set."""
+def _loss_keys(records: list[dict]) -> list[str]:
+    """``loss`` first, then every ``loss_*`` term the method logged (iBOT: cls, patch; MAE ...)."""
+    terms = sorted({key for record in records for key in record if key.startswith("loss_")})
+    return ["loss", *terms]
+
+
+def _figures(run_dir: Path, out: Path, num_images: int) -> tuple[str, list[Path]]:
+    """Attention and mask figures of the run's evaluated backbone on fixed images of its data set,
+    and the reconstruction figure of pixel methods; returns the backbone's name and the paths."""
     import yaml
 
     from attmask.models.checkpoints import load_backbone
@@ -40,9 +47,26 @@ def _figures(run_dir: Path, out: Path, num_images: int) -> list[Path]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     data = config.get("data", {})
     loaded = load_backbone(run_dir)
+    name = "teacher" if loaded.which == "teacher" else "encoder"
     images = sample_images(data.get("source", "fashion-mnist"), num_images, data.get("data_dir"))
-    return draw_figures(loaded.model, images, int(loaded.kwargs["img_size"]), out / "figures",
-                        f"teacher of {run_dir.name}")
+    paths = draw_figures(loaded.model, images, int(loaded.kwargs["img_size"]), out / "figures",
+                         f"{name} of {run_dir.name}")
+    return name, paths + _reconstruction(run_dir, images, out / "figures" / "reconstruction.png")
+
+
+def _reconstruction(run_dir: Path, images: list, path: Path) -> list[Path]:
+    """The reconstruction figure of a pixel method's run (masks seeded with 0), else nothing."""
+    from attmask.engine.data import crop_config
+    from attmask.engine.restore import load_method
+    from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images
+
+    method, config = load_method(run_dir)
+    if not method.reconstructs:
+        return []
+    crops = crop_config(config.data)
+    result = reconstruct_images(method, images, crops.global_size, crops.mean, crops.std)
+    return [draw_reconstructions(result, crops.mean, crops.std, path, f"{config.train.method} of {run_dir.name}",
+                                 [n for n, _ in images])]
 
 
 def _summary(records: list[dict]) -> str:
@@ -72,7 +96,8 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
         raise FileNotFoundError(f"{run_dir} has no log.jsonl; pass a pretraining run folder")
     out = run_dir / "report"
     sections = [f"<h1>Run {html.escape(run_dir.name)}</h1><p>{html.escape(_summary(records))}</p>"]
-    for name, panels in PANELS.items():
+    panels_by_file = dict(PANELS, **{"losses.png": [("loss", _loss_keys(records))]})
+    for name, panels in panels_by_file.items():
         path = plot_panels(records, panels, out / name)
         if path is not None:
             sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}")
@@ -80,8 +105,8 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
     if knn is not None:
         sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}")
     if figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file():
-        drawn = _figures(run_dir, out, num_images)
-        sections.append("<h2>attention and masks (teacher)</h2>" + "".join(_embed(p) for p in drawn))
+        which, drawn = _figures(run_dir, out, num_images)
+        sections.append(f"<h2>attention and masks ({which})</h2>" + "".join(_embed(p) for p in drawn))
     if (run_dir / "config.yaml").is_file():
         sections.append(f"<h2>config</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
     last = next((r for r in reversed(records) if "loss" in r), {})
