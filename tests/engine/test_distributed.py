@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from attmask.engine.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
-from tests.engine.tiny import losses_by_step, tiny_config
-from tests.conftest import free_port
+from tests.engine.tiny import losses_by_step, tiny_config, train_on_gloo
 
 # Attention masks with a fixed ratio and probability 1 depend only on the data, so the two
 # decompositions of the global batch see identical masks (stochastic strategies draw per rank).
@@ -19,26 +15,11 @@ COMMON = ("optim.epochs=2", "train.max_steps_per_epoch=2", "masking.strategy=att
           "masking.ratio=0.3", "model.drop_path_rate=0.0")
 
 
-
-def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from attmask.engine.distributed import shutdown
-    from attmask.engine.trainer import Trainer
-
-    try:
-        Trainer(tiny_config(*COMMON, "data.batch_size=4"), run_dir).fit()
-    finally:
-        shutdown()
-
-
 def test_two_gloo_processes_match_one_process(tmp_path) -> None:
     from attmask.engine.trainer import Trainer
 
     Trainer(tiny_config(*COMMON, "data.batch_size=8"), tmp_path / "single").fit()
-    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2,
-                       join=True, start_method="spawn")
+    train_on_gloo(tmp_path / "ddp", (*COMMON, "data.batch_size=4"))
     single = losses_by_step(read_log(tmp_path / "single"))
     ddp = losses_by_step(read_log(tmp_path / "ddp"))
     assert sorted(single) == sorted(ddp) == [1, 2, 3, 4]

@@ -55,3 +55,30 @@ def crash_and_resume(overrides: tuple[str, ...], run_dir, crash_step: int, monke
     monkeypatch.setattr(Trainer, "_log_step", original)
     Trainer(tiny_config(*overrides), run_dir).fit()
     return losses_by_step(read_log(run_dir))
+
+
+def _gloo_worker(rank: int, world_size: int, port: int, run_dir: str, overrides: tuple[str, ...]) -> None:
+    import os
+
+    import torch
+
+    from attmask.engine.distributed import shutdown
+    from attmask.engine.trainer import Trainer
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        Trainer(tiny_config(*overrides), run_dir).fit()
+    finally:
+        shutdown()
+
+
+def train_on_gloo(run_dir, overrides: tuple[str, ...], world_size: int = 2) -> None:
+    """Train the tiny config with ``overrides`` in ``run_dir`` on ``world_size`` gloo processes."""
+    import torch.multiprocessing as mp
+
+    from tests.conftest import free_port
+
+    mp.start_processes(_gloo_worker, args=(world_size, free_port(), str(run_dir), tuple(overrides)),
+                       nprocs=world_size, join=True, start_method="spawn")

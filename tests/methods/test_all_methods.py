@@ -4,19 +4,16 @@ and the 2-process gloo path of a pixel method with an EMA attention source."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from attmask.engine.checkpoint import load_checkpoint
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from attmask.methods import METHODS, build_method
-from tests.conftest import free_port
-from tests.engine.tiny import TINY_MAE, crash_and_resume, losses_by_step, tiny_config
+from tests.engine.tiny import TINY_MAE, crash_and_resume, losses_by_step, tiny_config, train_on_gloo
 
 #: Overrides that make each method's tiny run valid (keep in step with METHODS).
 METHOD_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -70,22 +67,9 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, name: str) -> None:
 DDP_MAE = (*METHOD_OVERRIDES["mae"], "optim.epochs=1", "train.max_steps_per_epoch=3")
 
 
-def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from attmask.engine.distributed import shutdown
-
-    try:
-        Trainer(tiny_config(*DDP_MAE, "data.batch_size=4"), run_dir).fit()
-    finally:
-        shutdown()
-
-
 def test_attmask_guided_mae_on_two_gloo_processes_matches_one_process(tmp_path) -> None:
     Trainer(tiny_config(*DDP_MAE, "data.batch_size=8"), tmp_path / "single").fit()
-    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2,
-                       join=True, start_method="spawn")
+    train_on_gloo(tmp_path / "ddp", (*DDP_MAE, "data.batch_size=4"))
     single = losses_by_step(read_log(tmp_path / "single"))
     ddp = losses_by_step(read_log(tmp_path / "ddp"))
     assert sorted(single) == sorted(ddp) == [1, 2, 3]

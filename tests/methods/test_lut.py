@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from attmask.config import ConfigError, load_config
 from attmask.engine.checkpoint import load_checkpoint
@@ -20,8 +18,7 @@ from attmask.methods import build_method
 from attmask.methods.ema import paired_parameters
 from attmask.methods.lut import LUT
 from attmask.models.checkpoints import load_backbone
-from tests.conftest import free_port
-from tests.engine.tiny import tiny_config
+from tests.engine.tiny import tiny_config, train_on_gloo
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LUT_TINY = ("train.method=lut", "masking.strategy=random", "masking.ratio=0.75",
@@ -201,24 +198,10 @@ def test_tiny_preset_builds_a_lut_with_four_visible_tokens_per_view() -> None:
     assert method.student.projector.layers[-1].out_features == config.lut.out_dim
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from attmask.engine.distributed import shutdown
-
-    try:
-        Trainer(tiny_config(*LUT_TINY, "optim.epochs=1", "train.max_steps_per_epoch=3", "data.batch_size=4"),
-                run_dir).fit()
-    finally:
-        shutdown()
-
-
 def test_two_gloo_processes_run_the_student_under_ddp(tmp_path) -> None:
     """DDP wraps the whole student forward; every trained parameter must get a gradient in
     every step (DDP without ``find_unused_parameters`` fails on the next step otherwise)."""
-    mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
+    train_on_gloo(tmp_path, (*LUT_TINY, "optim.epochs=1", "train.max_steps_per_epoch=3", "data.batch_size=4"))
     steps = [r for r in read_log(tmp_path) if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["loss_bc"]) for r in steps)

@@ -16,6 +16,7 @@ from attmask.methods import build_method
 from attmask.methods.lut_simmim import LUTSimMIM
 from attmask.models.checkpoints import load_backbone
 from tests.engine.tiny import tiny_config
+from tests.methods.test_lut import _cosine_term, _views
 
 LUT_SIMMIM = ("train.method=lut_simmim", "masking.strategy=random", "masking.ratio=0.5",
               "masking.probability=1.0", "recon.mask_patch_size=8", "lut.hidden_dim=32", "lut.out_dim=16")
@@ -25,16 +26,6 @@ def _method(*overrides: str) -> LUTSimMIM:
     """16 px crops, 4 px patches (4x4 tokens), 8 px cells (2x2 cells): 2 visible cells per view."""
     torch.manual_seed(0)
     return build_method(tiny_config(*LUT_SIMMIM, *overrides), 16, 0)
-
-
-def _views(batch: int = 6) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    return [torch.randn(batch, 3, 16, 16, generator=generator) for _ in range(2)]
-
-
-def _cosine_term(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    dot = (prediction * target).sum(-1)
-    return (2 - 2 * dot / (prediction.norm(dim=-1) * target.norm(dim=-1))).mean()
 
 
 def test_views_keep_disjoint_cells() -> None:
