@@ -45,6 +45,8 @@ experiment: $(STAMP) data
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_step.py
+	$(PY) benchmarks/bench_knn.py
+	$(PY) benchmarks/bench_data.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -18,7 +18,7 @@ from attmask.data.augment import (MULTICROP_PRESETS, CropFlipViews, MultiCropAug
                                   decode_square)
 from attmask.data.batched import BatchAugmentation, BatchedCropFlip, BatchedMultiCrop
 from attmask.data.collate import collate_images, collate_multicrop
-from attmask.data.resumable import EpochSampler, SeededTransformDataset
+from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
 from attmask.data.datasets import build_dataset
 from attmask.methods.build import method_spec
 
@@ -40,24 +40,28 @@ def crop_config(data: DataConfig) -> MultiCropConfig:
 
 
 def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Dataset, Callable, MultiCropConfig]:
-    """``(images without transform, the method's augmentation, crop settings)``.
+    """``(images without transform, the workers' per-image transform, crop settings)``.
 
-    Multi-crop methods (iBOT, DINO, MST) get :class:`MultiCropAugmentation`; MAE, SimMIM and
-    LUT get :class:`CropFlipViews` (crop + flip at ``global_size``; local-crop fields unused).
+    With ``augment_on=workers`` the transform is the method's augmentation: multi-crop methods
+    (iBOT, DINO, MST) get :class:`MultiCropAugmentation`; MAE, SimMIM and the LUTs get
+    :class:`CropFlipViews` (crop + flip at ``global_size``; local-crop fields unused). With
+    ``augment_on=device`` it only decodes to a :func:`decode_size` square.
 
     Raises:
         DatasetError: missing, empty or unreadable data (one line).
         ConfigError: bad crop settings or an unknown method.
     """
     crops = crop_config(data)
-    decode_size(data, crops)  # checks data.augment_on and data.decode_size
+    size = decode_size(data, crops)  # checks data.augment_on and data.decode_size
     spec = method_spec(method)
-    if spec.views == "multicrop":
-        augmentation: Callable = MultiCropAugmentation(crops)
+    if data.augment_on == "device":
+        transform: Callable = decode_square(size)
+    elif spec.views == "multicrop":
+        transform = MultiCropAugmentation(crops)
     else:
-        augmentation = CropFlipViews(crops, spec.num_views)
+        transform = CropFlipViews(crops, spec.num_views)
     dataset = build_dataset(data.source, "train", data_dir=data.data_dir, subset=data.subset)
-    return dataset, augmentation, crops
+    return dataset, transform, crops
 
 
 def decode_size(data: DataConfig, crops: MultiCropConfig) -> int:
@@ -92,6 +96,13 @@ def batch_augmentation(data: DataConfig, method: str = "ibot") -> BatchAugmentat
     return BatchedCropFlip(crops, spec.num_views)
 
 
+def augmentation_seed(seed: int, rank: int, step: int, micro_batch: int = 0) -> int:
+    """Seed of the batched augmentation of one micro-batch (``augment_on=device``), a pure
+    function of the run's seed, the rank, the optimizer step and the micro-batch: resuming
+    repeats the crops of an uninterrupted run."""
+    return mix_seed(seed, rank, step, 2, micro_batch)
+
+
 def pretraining_loader(config: Config, device: torch.device, world_size: int = 1, rank: int = 0) -> DataLoader:
     """The pretraining loader of ``config`` for one rank (the trainer's and the data bench's).
 
@@ -111,10 +122,8 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
         DatasetError: missing or unreadable data.
         ConfigError: bad crop settings.
     """
-    base, transform, crops = build_pretraining_data(config.data, config.train.method)
-    collate: Callable = collate_multicrop
-    if config.data.augment_on == "device":
-        transform, collate = decode_square(decode_size(config.data, crops)), collate_images
+    base, transform, _ = build_pretraining_data(config.data, config.train.method)
+    collate = collate_images if config.data.augment_on == "device" else collate_multicrop
     dataset = SeededTransformDataset(base, transform, config.train.seed)
     sampler = EpochSampler(len(dataset), world_size, rank, config.train.seed)
     return DataLoader(

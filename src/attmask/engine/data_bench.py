@@ -22,8 +22,7 @@ from torch.utils.data import DataLoader
 
 from attmask.config import Config
 from attmask.data.batched import BatchAugmentation
-from attmask.data.resumable import mix_seed
-from attmask.engine.data import batch_augmentation, pretraining_loader
+from attmask.engine.data import augmentation_seed, batch_augmentation, pretraining_loader
 from attmask.engine.distributed import resolve_device
 
 
@@ -90,7 +89,7 @@ def time_loader(loader: DataLoader, max_batches: int, device: torch.device,
             if augmentation is None:
                 crops = [crop.to(device, non_blocking=True) for crop in batch]
             else:
-                generator.manual_seed(mix_seed(seed, 0, batches, 2, 0))
+                generator.manual_seed(augmentation_seed(seed, 0, batches))
                 crops = augmentation(batch.to(device, non_blocking=True), generator)
             images, batches, crops_per_image = images + labels.shape[0], batches + 1, len(crops)
             if batches == 1:

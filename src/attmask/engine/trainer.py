@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from attmask.config import Config, save_config, to_dict
 from attmask.data.resumable import mix_seed
 from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, check_compatible, load_checkpoint, save_atomic
-from attmask.engine.data import batch_augmentation, crop_config, pretraining_loader
+from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader
 from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.engine.figure_monitor import FigureMonitor
 from attmask.engine.knn_monitor import KNNMonitor
@@ -164,7 +164,7 @@ class Trainer:
         if self.augmentation is None:
             return [crop.to(self.device, non_blocking=True) for crop in batch]
         seed, rank, step = self.config.train.seed, self.ctx.rank, self.progress.global_step
-        self.augmentation_generator.manual_seed(mix_seed(seed, rank, step, 2, micro_index))
+        self.augmentation_generator.manual_seed(augmentation_seed(seed, rank, step, micro_index))
         return self.augmentation(batch.to(self.device, non_blocking=True), self.augmentation_generator)
 
     def _optimizer_step(self, micro: list[list[torch.Tensor]], epoch: int) -> dict[str, torch.Tensor]:

@@ -32,11 +32,19 @@ class MAEDecoder(nn.Module):
         self.blocks = nn.ModuleList(Block(decoder_dim, num_heads, 4.0, True) for _ in range(depth))
         self.norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.pred = nn.Linear(decoder_dim, patch_pixels)
+        self._positions: dict[tuple, torch.Tensor] = {}  # not state: recomputed from the grid
         trunc_normal_(self.mask_token, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def _position_embedding(self, grid: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """Fixed 2-D sin-cos embeddings ``(N, D_d)`` of ``grid``, built once per grid and device."""
+        key = (tuple(grid), str(device))
+        if key not in self._positions:
+            self._positions[key] = build_sincos2d_pos_embed(list(grid), self.mask_token.shape[-1], device=device)
+        return self._positions[key]
 
     def forward(self, tokens: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Predict all patches.
@@ -54,7 +62,7 @@ class MAEDecoder(nn.Module):
         full = self.mask_token.to(x.dtype).expand(batch, num_tokens, -1).clone()  # (B, N, D_d)
         index = visible.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1])
         full = full.scatter(1, index, x[:, 1:])
-        position = build_sincos2d_pos_embed(list(grid), x.shape[-1], device=x.device).to(x.dtype)
+        position = self._position_embedding(grid, x.device).to(x.dtype)
         x = torch.cat([x[:, :1], full + position.unsqueeze(0)], dim=1)  # [CLS]: no position (MAE)
         for block in self.blocks:
             x = block(x)

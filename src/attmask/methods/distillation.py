@@ -117,13 +117,14 @@ class DINO(SelfDistillation):
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One DINO step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
-        loss, logs, _ = self._distill(crops, epoch)
+        loss, logs, _, _ = self._distill(crops, epoch)
         return StepOutput(loss, logs)
 
     def _distill(
         self, crops: list[torch.Tensor], epoch: int, reconstruct: bool = False
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], EncoderOutput]:
-        """DINO loss, logs and the student's output (with its ``reconstruction`` if asked)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], EncoderOutput, torch.Tensor]:
+        """DINO loss, logs, the student's output (with its ``reconstruction`` if asked) and the
+        global views ``(G*B, C, H, W)`` it saw."""
         global_views, local_views = self._split(crops)
         with torch.no_grad():
             target = self.teacher(
@@ -140,4 +141,4 @@ class DINO(SelfDistillation):
         loss = self.loss(student_out, target.cls, epoch)
         logs = {"loss": loss.detach(), "mask_fraction": masks.float().mean(),
                 "teacher_temp": torch.tensor(temperature), **monitors}
-        return loss, logs, pred
+        return loss, logs, pred, global_views

@@ -10,8 +10,14 @@ import torch
 from torch import nn
 
 
-def paired_parameters(teacher: nn.Module, student: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+Pairs = tuple[list[torch.Tensor], list[torch.Tensor]]
+
+
+def paired_parameters(teacher: nn.Module, student: nn.Module) -> Pairs:
     """``(teacher_params, student_params)`` matched by name, in the teacher's order.
+
+    The parameters themselves are listed (not detached copies), so the pairs stay valid when the
+    modules move to another device; callers may find them once and reuse them every step.
 
     Raises:
         ValueError: a teacher parameter has no student parameter of the same name and shape.
@@ -24,12 +30,12 @@ def paired_parameters(teacher: nn.Module, student: nn.Module) -> tuple[list[torc
             raise ValueError(f"teacher parameter {name} has no student counterpart of shape "
                              f"{tuple(parameter.shape)}; teacher and student structures differ")
         teacher_params.append(parameter)
-        student_params.append(match.detach())
+        student_params.append(match)
     return teacher_params, student_params
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, pairs: Pairs | None = None) -> None:
     """``teacher <- m * teacher + (1 - m) * student`` for every teacher parameter, in one fused call.
 
     Uses ``torch._foreach_lerp_`` (one kernel launch per group of tensors, no Python loop
@@ -39,19 +45,20 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
         teacher: updated in place.
         student: source (a DDP wrapper is unwrapped by the caller); holds every teacher name.
         momentum: m in [0, 1].
+        pairs: :func:`paired_parameters` of the two modules, if already found.
     """
-    teacher_params, student_params = paired_parameters(teacher, student)
+    teacher_params, student_params = pairs or paired_parameters(teacher, student)
     torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
 
 
 @torch.no_grad()
-def ema_update_loop(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+def ema_update_loop(teacher: nn.Module, student: nn.Module, momentum: float, pairs: Pairs | None = None) -> None:
     """:func:`ema_update` as the original DINO / iBOT code writes it: a Python loop, two kernels
     per parameter (``param_k.data.mul_(m).add_((1 - m) * param_q.detach().data)``).
 
     Kept for the reference design (``train.reference_design``) only; same arguments.
     """
-    for param_k, param_q in zip(*paired_parameters(teacher, student)):
+    for param_k, param_q in zip(*(pairs or paired_parameters(teacher, student))):
         param_k.data.mul_(momentum).add_((1 - momentum) * param_q.data)
 
 

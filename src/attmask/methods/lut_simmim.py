@@ -18,9 +18,8 @@ from attmask.losses import masked_l1_loss
 from attmask.masking import MaskingStrategy, coarse_grid, disjoint_visible_masks, expand_mask
 from attmask.methods.base import Reconstruction
 from attmask.methods.lut import LUT, LUTStudentOutput, LUTTeacher
-from attmask.methods.simmim import SimMIMModel
+from attmask.methods.simmim import SimMIMModel, fill_hidden_pixels, hidden_pixels
 from attmask.models import VisionTransformer
-from attmask.models.patches import mask_to_pixels
 
 
 class LUTSimMIMStudent(SimMIMModel):
@@ -50,7 +49,7 @@ class LUTSimMIMStudent(SimMIMModel):
             :class:`LUTStudentOutput` with images ``(B, C, H, W)`` as predictions.
         """
         images, hidden = torch.cat(views), torch.cat(masks)
-        encoded = self.backbone(images, mask=hidden)
+        encoded = self.backbone(images, mask=hidden)  # not predict(): the context pools these tokens
         prediction = self.head(encoded.patch_tokens, self.backbone.grid_for(*images.shape[-2:]))
         visible = (~hidden).unsqueeze(-1).to(encoded.patch_tokens.dtype)  # (2B, N, 1)
         pooled = (encoded.patch_tokens * visible).sum(1) / visible.sum(1).clamp(min=1.0)  # (2B, D)
@@ -88,19 +87,12 @@ class LUTSimMIM(LUT):
         first, second = (expand_mask(mask, cells, self.mask_factor).to(views.device) for mask in pair)
         return first, second
 
-    def _pixels(self, masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        backbone = self.student.backbone
-        return mask_to_pixels(masks, backbone.patch_size, backbone.grid_for(*images.shape[-2:]))
-
     def pixel_loss(self, prediction: torch.Tensor, view: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """SimMIM's L1 on the hidden pixels of one view (``prediction`` ``(B, C, H, W)``)."""
-        return masked_l1_loss(prediction, view, self._pixels(mask, view))
+        return masked_l1_loss(prediction, view, hidden_pixels(self.student.backbone, mask, view))
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
         """SimMIM-style reconstruction of ``images`` as view 1: visible pixels kept, hidden predicted."""
         masks = self.draw_view_masks(images)[0]
-        encoded = self.student.backbone(images, mask=masks)
-        prediction = self.student.head(encoded.patch_tokens, self.student.backbone.grid_for(*images.shape[-2:]))
-        output = torch.where(self._pixels(masks, images), prediction.to(images.dtype), images)
-        return Reconstruction(images, masks, output, self.student.backbone.patch_size)
+        return fill_hidden_pixels(images, masks, self.student.predict(images, masks), self.student.backbone)

@@ -12,7 +12,7 @@ from torch import nn
 
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
 from attmask.methods.base import Reconstruction, StepOutput
-from attmask.methods.ema import ema_update, ema_update_loop, make_teacher
+from attmask.methods.ema import Pairs, ema_update, ema_update_loop, make_teacher, paired_parameters
 from attmask.models import VisionTransformer
 
 
@@ -45,6 +45,7 @@ class PretrainingMethod(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
         self.reference_design = reference_design
         self._student_runner: nn.Module = student
+        self._ema_pairs: Pairs | None = None  # teacher / student parameters by name, found once
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """Loss and logs of one batch of views ``[view_1, view_2, ...]``, each ``(B, C, H, W)``."""
@@ -57,8 +58,12 @@ class PretrainingMethod(nn.Module):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """EMA step of the teacher towards the student (DINO eq. 2); nothing without a teacher."""
-        if self.teacher is not None:
-            (ema_update_loop if self.reference_design else ema_update)(self.teacher, self.student, momentum)
+        if self.teacher is None:
+            return
+        if self._ema_pairs is None:
+            self._ema_pairs = paired_parameters(self.teacher, self.student)
+        update = ema_update_loop if self.reference_design else ema_update
+        update(self.teacher, self.student, momentum, self._ema_pairs)
 
     @property
     def eval_backbone(self) -> VisionTransformer:

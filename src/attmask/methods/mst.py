@@ -21,7 +21,7 @@ from torch import nn
 from attmask.losses import image_l1_loss
 from attmask.masking import MaskingStrategy
 from attmask.methods.base import Encoder, Reconstruction, StepOutput
-from attmask.methods.distillation import DINO, NUM_GLOBAL_CROPS
+from attmask.methods.distillation import DINO
 
 DEFAULT_RESTORE_WEIGHT = 0.6
 
@@ -53,8 +53,7 @@ class MST(DINO):
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One MST step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
-        loss_cls, logs, pred = self._distill(crops, epoch, reconstruct=True)
-        global_views = torch.cat(crops[:NUM_GLOBAL_CROPS])  # (G*B, C, H, W), view-major
+        loss_cls, logs, pred, global_views = self._distill(crops, epoch, reconstruct=True)
         loss_restore = image_l1_loss(pred.reconstruction, global_views)
         loss = loss_cls + self.weight * loss_restore
         logs.update(loss=loss.detach(), loss_cls=loss_cls.detach(), loss_restore=loss_restore.detach())

@@ -48,8 +48,24 @@ class SimMIMModel(nn.Module):
         Returns:
             ``(B, C, H, W)`` predicted pixels (of every patch; the loss reads the hidden ones).
         """
+        return self.predict(images, masks)
+
+    def predict(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` under a name subclasses keep (LUT-SimMIM's forward does more)."""
         encoded = self.backbone(images, mask=masks)
         return self.head(encoded.patch_tokens, self.backbone.grid_for(*images.shape[-2:]))
+
+
+def hidden_pixels(backbone: VisionTransformer, masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Bool ``(B, 1, H, W)`` hidden pixels of token masks ``(B, N)`` on ``images``' patch grid."""
+    return mask_to_pixels(masks, backbone.patch_size, backbone.grid_for(*images.shape[-2:]))
+
+
+def fill_hidden_pixels(images: torch.Tensor, masks: torch.Tensor, prediction: torch.Tensor,
+                       backbone: VisionTransformer) -> Reconstruction:
+    """Visible pixels of ``images`` kept, hidden ones taken from ``prediction`` ``(B, C, H, W)``."""
+    output = torch.where(hidden_pixels(backbone, masks, images), prediction.to(images.dtype), images)
+    return Reconstruction(images, masks, output, backbone.patch_size)
 
 
 class SimMIM(PretrainingMethod):
@@ -85,8 +101,7 @@ class SimMIM(PretrainingMethod):
 
     def pixel_masks(self, masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Bool ``(B, 1, H, W)`` hidden pixels of token masks ``(B, N)`` on ``images``' grid."""
-        patch_size = self.student.backbone.patch_size
-        return mask_to_pixels(masks, patch_size, self.student.backbone.grid_for(*images.shape[-2:]))
+        return hidden_pixels(self.student.backbone, masks, images)
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One SimMIM step on ``[images (B, C, H, W)]`` (extra views are ignored)."""
@@ -100,6 +115,4 @@ class SimMIM(PretrainingMethod):
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
         """Masks and predictions of ``images``: visible pixels kept, hidden pixels predicted."""
         masks = self.draw_masks(images)
-        prediction = self.student(images, masks)
-        output = torch.where(self.pixel_masks(masks, images), prediction.to(images.dtype), images)
-        return Reconstruction(images, masks, output, self.student.backbone.patch_size)
+        return fill_hidden_pixels(images, masks, self.student(images, masks), self.student.backbone)
