@@ -200,3 +200,28 @@ def test_subset_keeps_the_first_images_of_every_class(tmp_path: Path) -> None:
 def test_subset_out_of_range_raises(subset: object) -> None:
     with pytest.raises(ValueError, match="subset must be a fraction in"):
         build_dataset("digits", subset=subset)  # type: ignore[arg-type]
+
+
+def test_validation_split_is_fixed_disjoint_and_held_out_of_pretraining() -> None:
+    from attmask.config import load_config
+    from attmask.data.splits import validation_split
+    from attmask.engine.data import build_pretraining_data
+
+    from attmask.data.datasets import ArrayDataset
+
+    ids = np.arange(500)  # image i holds the number i: the split is read off the pixels
+    numbered = ArrayDataset(np.stack([np.full((2, 2), i // 2, np.uint8) + np.array([[0, i % 2], [0, 0]], np.uint8)
+                                      for i in ids]), ids % 10, [str(c) for c in range(10)])
+    rest, held = validation_split(numbered, 100)
+    assert len(held) == 100 and len(rest) == 400
+    assert np.array_equal(held.images, validation_split(numbered, 100)[1].images)
+    keys = lambda part: {(int(img[0, 0]), int(img[0, 1])) for img in part.images}  # noqa: E731
+    assert not keys(rest) & keys(held) and len(keys(rest) | keys(held)) == 500
+    full = build_dataset("digits", "train")
+    config = load_config(None, ["data.source=digits", "data.val_images=100"])
+    pretraining, _, _ = build_pretraining_data(config.data)
+    assert len(pretraining) == len(full) - 100
+    untouched, nothing = validation_split(full, 0)
+    assert len(untouched) == len(full) and len(nothing) == 0
+    with pytest.raises(DatasetError, match="val_images"):
+        validation_split(full, len(full))

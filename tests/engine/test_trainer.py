@@ -30,10 +30,13 @@ def test_two_step_smoke_run(tmp_path, method: str, strategy: str) -> None:
         assert all(math.isfinite(r["loss_patch"]) and r["loss_cls"] > 0 for r in steps)
     for r in steps:  # collapse monitors and the temperature are logged every step
         assert 0 <= r["teacher_entropy"] <= math.log(64) + 1e-4 and r["teacher_kl_centre"] >= 0
+        assert r["teacher_entropy"] - 1e-4 <= r["teacher_batch_entropy"] <= math.log(64) + 1e-4
         assert r["feature_std"] > 0 and r["teacher_temp"] == pytest.approx(0.04)
     assert summary["epoch"] == 0 and (tmp_path / "config.yaml").is_file()
     state = load_checkpoint(tmp_path / "checkpoint.pth")
-    assert state["progress"] == {"epoch": 1, "step": 0, "global_step": 2}
+    progress = state["progress"]
+    assert {key: progress[key] for key in ("epoch", "step", "global_step")} == {"epoch": 1, "step": 0, "global_step": 2}
+    assert progress["train_seconds"] > 0
 
 
 def test_teacher_follows_student_by_ema(tmp_path) -> None:
@@ -135,3 +138,25 @@ def test_last_layer_is_frozen_during_the_first_epochs(tmp_path, frozen_epochs: i
     trainer.fit()
     unchanged = all(torch.equal(a, b) for a, b in zip(before, trainer.train_step.last_layer))
     assert unchanged == bool(frozen_epochs)
+
+
+def test_baselines_and_time_to_accuracy_axes_are_logged(tmp_path) -> None:
+    from attmask.cli.pretrain import summary_lines
+
+    config = tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true", "data.val_images=40",
+                         "train.knn_train_samples=100")
+    summary = Trainer(config, tmp_path).fit()
+    records = read_log(tmp_path)
+    steps = [r for r in records if "loss" in r]
+    seconds = [r["train_seconds"] for r in steps]
+    assert all(b > a > 0 for a, b in zip(seconds, seconds[1:])), "training time grows step by step"
+    assert [r["images_seen"] for r in steps] == [8, 16, 24, 32]
+    epochs = [r for r in records if r.get("epoch_done")]
+    assert [r["images_seen"] for r in epochs] == [16, 32] and all("knn_gap_top1" in r for r in epochs)
+    assert summary["knn_split"] == "validation"
+    for prefix in ("knn", "knn_random_init", "knn_pixels"):
+        assert 0 <= summary[f"{prefix}_top1"] <= 100
+    lines = summary_lines(summary, 20)
+    assert lines[0].startswith("weighted 20-NN top-1 on the validation split")
+    assert [line.split()[0] for line in lines[1:]] == ["pretrained", "raw", "random"]
+    assert f"{summary['knn_pixels_top1']:6.2f}%" in lines[2]

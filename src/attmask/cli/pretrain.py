@@ -87,9 +87,27 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     if trainer.ctx.is_main:
-        print(f"finished {config.optim.epochs} epochs in {args.out}")
-        for key in ("knn_top1", "knn_random_init_top1"):
-            if key in summary:
-                label = "pretrained" if key == "knn_top1" else "random init"
-                print(f"weighted {config.train.knn_k}-NN top-1 ({label}): {summary[key]:.2f}%")
+        minutes = trainer.progress.train_seconds / 60
+        print(f"finished {config.optim.epochs} epochs in {args.out} ({minutes:.1f} min of training)")
+        print("\n".join(summary_lines(summary, config.train.knn_k)))
     return 0
+
+
+#: Rows of the final k-NN table: label and the key infix of the logged accuracies.
+_SUMMARY_ROWS = (("pretrained", "knn"), ("raw pixels", "knn_pixels"), ("random init", "knn_random_init"))
+
+
+def summary_lines(summary: dict, k: int) -> list[str]:
+    """The final k-NN table: one line per backbone (pretrained, raw pixels, random init), top-1 of
+    [CLS] and, where logged, of the mean patch token (GAP) and [CLS]+GAP."""
+    if "knn_top1" not in summary and "knn_pixels_top1" not in summary:
+        return []
+    split = summary.get("knn_split", "test")
+    lines = [f"weighted {k}-NN top-1 on the {split} split:  [CLS]    GAP   [CLS]+GAP"]
+    for label, prefix in _SUMMARY_ROWS:
+        if f"{prefix}_top1" not in summary:
+            continue
+        cells = [summary.get(f"{prefix}{infix}_top1") for infix in ("", "_gap", "_clsgap")]
+        shown = "  ".join(f"{value:6.2f}%" if value is not None else "      -" for value in cells)
+        lines.append(f"  {label:12s} {shown}")
+    return lines

@@ -38,6 +38,30 @@ def hold_out(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDa
     return dataset.select(np.sort(order[cut:])), dataset.select(np.sort(order[:cut]))
 
 
+#: Seed of the validation hold-out (``data.val_images``): the same images for every run and seed,
+#: so recipes compared on it are compared on the same queries.
+VALIDATION_SEED = 2022
+
+
+def validation_split(dataset: ImageDataset, count: int) -> tuple[ImageDataset, ImageDataset]:
+    """Split a training set into ``(rest, validation)``: ``count`` images drawn with the fixed
+    :data:`VALIDATION_SEED`, disjoint from the rest; order kept. ``count <= 0`` holds nothing out.
+
+    Pretraining uses ``rest`` only, and recipes are chosen on k-NN with a bank from ``rest`` and
+    the validation images as queries, so the test split is never looked at while choosing.
+
+    Raises:
+        DatasetError: ``count`` leaves fewer than one image for pretraining.
+    """
+    if count <= 0:
+        return dataset, dataset.select(np.zeros(0, dtype=np.int64))
+    if count >= len(dataset):
+        raise DatasetError(f"data.val_images={count} holds out the whole training set of {len(dataset)} "
+                           "images; use fewer validation images")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(len(dataset))
+    return dataset.select(np.sort(order[count:])), dataset.select(np.sort(order[:count]))
+
+
 def _same_images(a: ImageDataset, b: ImageDataset) -> bool:
     paths = getattr(a, "paths", None)
     return paths is not None and paths == getattr(b, "paths", None)

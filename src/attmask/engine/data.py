@@ -19,7 +19,8 @@ from attmask.data.augment import (MULTICROP_PRESETS, CropFlipViews, MultiCropAug
 from attmask.data.batched import BatchAugmentation, BatchedCropFlip, BatchedMultiCrop
 from attmask.data.collate import collate_images, collate_multicrop
 from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
-from attmask.data.datasets import build_dataset
+from attmask.data.datasets import build_dataset, subset_per_class
+from attmask.data.splits import validation_split
 from attmask.methods.build import method_spec
 
 _CROP_FIELDS = ("global_size", "global_scale", "local_size", "local_scale", "num_local")
@@ -47,6 +48,8 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
     :class:`CropFlipViews` (crop + flip at ``global_size``; local-crop fields unused). With
     ``augment_on=device`` it only decodes to a :func:`decode_size` square.
 
+    The ``data.val_images`` validation images are held out first, then ``data.subset`` is taken.
+
     Raises:
         DatasetError: missing, empty or unreadable data (one line).
         ConfigError: bad crop settings or an unknown method.
@@ -60,7 +63,9 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
         transform = MultiCropAugmentation(crops)
     else:
         transform = CropFlipViews(crops, spec.num_views)
-    dataset = build_dataset(data.source, "train", data_dir=data.data_dir, subset=data.subset)
+    dataset, _ = validation_split(build_dataset(data.source, "train", data_dir=data.data_dir), data.val_images)
+    if data.subset is not None:
+        dataset = subset_per_class(dataset, data.subset)
     return dataset, transform, crops
 
 

@@ -1,4 +1,10 @@
-"""Online weighted k-NN accuracy of a backbone during pretraining (DINO's monitor)."""
+"""Online weighted k-NN accuracy of a backbone during pretraining (DINO's monitor).
+
+Each evaluation scores three features of one forward pass: the final-norm [CLS] token (the
+headline, ``knn_*``), the mean of the patch tokens (``knn_gap_*``, AttMask Table A1) and both
+concatenated (``knn_clsgap_*``). :meth:`KNNMonitor.pixel_baseline` scores the raw pixels of the
+same bank and queries, the level a pretrained backbone has to beat.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.config import Config
-from attmask.data.datasets import build_dataset
 from attmask.data.augment import eval_transform
+from attmask.data.datasets import build_dataset
 from attmask.data.resumable import EpochSampler
-from attmask.data.splits import hold_out
+from attmask.data.splits import hold_out, validation_split
 from attmask.engine.distributed import is_distributed
 from attmask.eval.features import extract_features
 from attmask.eval.knn import weighted_knn
+
+#: Feature name -> key infix of the logged accuracies (``knn{infix}_top1``).
+FEATURE_KEYS = {"cls": "", "gap": "_gap", "cls+gap": "_clsgap"}
 
 
 def _first_random(dataset: Dataset, limit: int, seed: int) -> Dataset:
@@ -26,12 +35,15 @@ def _first_random(dataset: Dataset, limit: int, seed: int) -> Dataset:
 
 
 class KNNMonitor:
-    """Weighted 20-NN top-1 / top-5 of [CLS] features on the labelled train/test splits.
+    """Weighted k-NN top-1 / top-5 of [CLS], mean-patch and [CLS]+mean-patch features.
 
-    A folder without a test split is split 80 / 20 (fixed seed) so no query is in the bank.
+    Queries: the test split, or with ``data.val_images > 0`` the validation images held out of
+    the training set (the bank then comes from the rest of the training set, so recipes are
+    chosen without the test split). A folder without a test split is split 80 / 20 (fixed seed)
+    so no query is in the bank.
 
     Args:
-        config: reads ``data`` (source, data_dir) and ``train`` (knn_* settings).
+        config: reads ``data`` (source, data_dir, val_images) and ``train`` (knn_* settings).
         img_size: evaluation crop size (the global crop size).
         device: where features are extracted.
     """
@@ -47,39 +59,70 @@ class KNNMonitor:
             return False
         return (epoch + 1) % self.every == 0 or epoch + 1 == self.config.optim.epochs
 
+    @property
+    def split_name(self) -> str:
+        """``validation`` (held out of the training set) or ``test``."""
+        return "validation" if self.config.data.val_images > 0 else "test"
+
     def _load_splits(self) -> tuple[Dataset, Dataset, int]:
         if self._splits is None:
             data, train = self.config.data, self.config.train
             transform = eval_transform(self.img_size)
             bank = build_dataset(data.source, "train", transform, data.data_dir)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an unsplit folder: handled just below
-                queries = build_dataset(data.source, "test", transform, data.data_dir)
-            if getattr(queries, "paths", None) is not None and queries.paths == getattr(bank, "paths", None):
-                bank, queries = hold_out(bank, fraction=0.2, seed=train.seed)
+            if data.val_images > 0:
+                bank, queries = validation_split(bank, data.val_images)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # an unsplit folder: handled just below
+                    queries = build_dataset(data.source, "test", transform, data.data_dir)
+                if getattr(queries, "paths", None) is not None and queries.paths == getattr(bank, "paths", None):
+                    bank, queries = hold_out(bank, fraction=0.2, seed=train.seed)
+                queries = _first_random(queries, train.knn_test_samples, 1)
             classes = max(len(getattr(bank, "classes", [])), 1)
-            self._splits = (
-                _first_random(bank, train.knn_train_samples, 0),
-                _first_random(queries, train.knn_test_samples, 1),
-                classes,
-            )
+            self._splits = (_first_random(bank, train.knn_train_samples, 0), queries, classes)
         return self._splits
 
-    def _features(self, backbone: torch.nn.Module, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, backbone: torch.nn.Module, dataset: Dataset, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
         world = torch.distributed.get_world_size() if is_distributed() else 1
         rank = torch.distributed.get_rank() if is_distributed() else 0
         sampler = EpochSampler(len(dataset), world, rank, shuffle=False)  # type: ignore[arg-type]
         loader = DataLoader(dataset, batch_size=256, sampler=sampler,
                             num_workers=self.config.data.num_workers)
-        return extract_features(backbone, loader, self.device)
+        return extract_features(backbone, loader, self.device, kind=kind)
+
+    def _pixels(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flattened normalised images ``(M, C*H*W)`` and labels (every rank reads all)."""
+        loader = DataLoader(dataset, batch_size=256, num_workers=self.config.data.num_workers)
+        images, labels = zip(*loader)
+        return torch.cat(images).flatten(1).float(), torch.cat([torch.as_tensor(y) for y in labels]).long()
+
+    def _score(self, bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
+               query_labels: torch.Tensor, classes: int, prefix: str) -> dict[str, float]:
+        result = weighted_knn(bank, bank_labels, queries, query_labels, classes, k=self.config.train.knn_k)
+        return {f"{prefix}_top1": result.top1, f"{prefix}_top5": result.top5}
 
     def evaluate(self, backbone: torch.nn.Module, prefix: str = "knn") -> dict[str, float]:
-        """``{prefix_top1, prefix_top5}`` in percent (empty for unlabelled data)."""
+        """``{prefix_top1, prefix_top5}`` of [CLS] and the same with ``_gap`` / ``_clsgap`` after
+        the prefix, in percent (empty for unlabelled data)."""
         bank, queries, classes = self._load_splits()
-        bank_features, bank_labels = self._features(backbone, bank)
-        query_features, query_labels = self._features(backbone, queries)
+        bank_features, bank_labels = self._features(backbone, bank, "cls+gap")
+        query_features, query_labels = self._features(backbone, queries, "cls+gap")
         if (bank_labels < 0).any() or classes < 2:
             return {}
-        result = weighted_knn(bank_features, bank_labels, query_features, query_labels, classes,
-                              k=self.config.train.knn_k)
-        return {f"{prefix}_top1": result.top1, f"{prefix}_top5": result.top5}
+        width = bank_features.shape[1] // 2
+        parts = {"cls": slice(0, width), "gap": slice(width, None), "cls+gap": slice(None)}
+        scores: dict[str, float] = {}
+        for kind, columns in parts.items():
+            scores.update(self._score(bank_features[:, columns], bank_labels, query_features[:, columns],
+                                      query_labels, classes, f"{prefix}{FEATURE_KEYS[kind]}"))
+        return scores
+
+    def pixel_baseline(self, prefix: str = "knn_pixels") -> dict[str, float]:
+        """``{prefix_top1, prefix_top5}``: the same k-NN on the normalised pixels of the same bank
+        and queries (cosine similarity of flattened images), empty for unlabelled data."""
+        bank, queries, classes = self._load_splits()
+        bank_pixels, bank_labels = self._pixels(bank)
+        query_pixels, query_labels = self._pixels(queries)
+        if (bank_labels < 0).any() or classes < 2:
+            return {}
+        return self._score(bank_pixels, bank_labels, query_pixels, query_labels, classes, prefix)

@@ -41,11 +41,13 @@ class TrainingError(ValueError):
 
 @dataclass
 class Progress:
-    """Position in the run: ``step`` optimizer steps done in ``epoch``; ``global_step`` overall."""
+    """Position in the run: ``step`` optimizer steps done in ``epoch``; ``global_step`` overall;
+    ``train_seconds`` of wall time spent in the training loop (monitors excluded), over resumes."""
 
     epoch: int = 0
     step: int = 0
     global_step: int = 0
+    train_seconds: float = 0.0
 
 
 class Trainer:
@@ -76,7 +78,8 @@ class Trainer:
         if config.train.compile:
             compile_backbones(self.method)
         self.runner = self._wrap_student()
-        self.optimizer = build_optimizer(self.method.student, self.device, reference, config.optim.betas)
+        self.optimizer = build_optimizer(self.method.student, self.device, reference, config.optim.betas,
+                                         config.optim.last_layer_lr_scale)
         optim = config.optim
         settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, reference)
         self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
@@ -126,7 +129,7 @@ class Trainer:
             epoch_loss = self._train_epoch(epoch)
             summary = self._end_epoch(epoch, epoch_loss)
         if self.config.train.knn_baseline:
-            summary.update(self._random_init_baseline())
+            summary.update(self._baselines())
         self.logger.close()
         return summary
 
@@ -141,12 +144,14 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch}", disable=not show)
         loss_sum = torch.zeros((), device=self.device)
         tick, images = time.perf_counter(), 0
+        seconds, started = self.progress.train_seconds, time.perf_counter()
         for step in range(start, self.steps_per_epoch):
             micro = [self._to_device(next(batches)[0], index) for index in range(accumulation)]
             logs = self._optimizer_step(micro, epoch)
             loss_sum += logs["loss"]
             images += batch * accumulation * self.ctx.world_size
-            self.progress = Progress(epoch, step + 1, self.progress.global_step + 1)
+            elapsed = seconds + time.perf_counter() - started
+            self.progress = Progress(epoch, step + 1, self.progress.global_step + 1, elapsed)
             if self._should_log(step):
                 rate = images / max(time.perf_counter() - tick, 1e-9)
                 self._log_step(logs, bar, rate)
@@ -195,10 +200,15 @@ class Trainer:
         averaged = all_reduce_mean(torch.stack([logs[k].float().to(self.device) for k in keys]))
         logs = dict(zip(keys, averaged.unbind()))  # mean over ranks = the global-batch value
         record = {"epoch": self.progress.epoch, "step": self.progress.global_step, **logs,
-                  "images_per_second": images_per_second}
+                  "images_per_second": images_per_second, **self._position()}
         plain = self.logger.log(record, step=self.progress.global_step)
         bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
                         img_s=f"{images_per_second:.0f}")
+
+    def _position(self) -> dict[str, float]:
+        """Training wall time and images seen so far (the time-to-accuracy axes)."""
+        per_step = self.config.data.batch_size * self.config.optim.accumulation_steps * self.ctx.world_size
+        return {"train_seconds": self.progress.train_seconds, "images_seen": self.progress.global_step * per_step}
 
     def _check_finite(self) -> None:
         if bool(all_reduce_mean(self._nonfinite.float()) > 0):
@@ -209,12 +219,12 @@ class Trainer:
             )
 
     def _end_epoch(self, epoch: int, epoch_loss: torch.Tensor) -> dict[str, float]:
-        self.progress = Progress(epoch + 1, 0, self.progress.global_step)
+        self.progress = Progress(epoch + 1, 0, self.progress.global_step, self.progress.train_seconds)
         # Unreadable files skipped so far, as counted in this process (each loader worker
         # counts, and warns, on its own).
         skipped = getattr(self.images, "num_skipped", 0)
         record: dict = {"epoch": epoch, "epoch_done": True, "epoch_loss": epoch_loss,
-                        "skipped_images": skipped}
+                        "skipped_images": skipped, **self._position()}
         if self.knn.due(epoch):
             record.update(self.knn.evaluate(self.method.eval_backbone, prefix="knn"))
         plain = self.logger.log(record, step=self.progress.global_step)
@@ -226,10 +236,14 @@ class Trainer:
             save_atomic(self.checkpoint_state(), self.run_dir / f"checkpoint_epoch{epoch + 1:04d}.pth")
         return plain
 
-    def _random_init_baseline(self) -> dict[str, float]:
+    def _baselines(self) -> dict[str, float]:
+        """k-NN of the same architecture at random initialisation and of the raw pixels, on the
+        monitor's bank and queries."""
         torch.manual_seed(mix_seed(self.config.train.seed, 99))
         baseline = build_method(self.config, self.crops.global_size, self.crops.num_local)
         record = self.knn.evaluate(baseline.eval_backbone.to(self.device), prefix="knn_random_init")
+        record.update(self.knn.pixel_baseline(prefix="knn_pixels"))
+        record["knn_split"] = self.knn.split_name
         return self.logger.log({"epoch": self.progress.epoch - 1, **record}, step=self.progress.global_step)
 
     def checkpoint_state(self) -> dict:
