@@ -31,12 +31,20 @@ __all__ = [
 
 @dataclass
 class ModelConfig:
-    """Backbone. ``img_size`` of the ViT is the global crop size of the data config."""
+    """Backbone. ``img_size`` of the ViT is the global crop size of the data config.
+
+    ``stem_channels > 0``: a 3x3 convolution of that many channels and a GELU before the patch
+    projection (a convolutional stem, :mod:`attmask.models.conv_stem`); 0 = the plain ViT.
+    ``pos_embed_init``: ``normal`` (std 0.02, DINO / iBOT) or ``sincos`` (MAE's 2-D table as the
+    starting point of the trained position embedding).
+    """
 
     arch: str = "vit_small"
     patch_size: int = 16
     drop_path_rate: float = 0.1
     depth: int | None = None
+    stem_channels: int = 0
+    pos_embed_init: str = "normal"
 
 
 @dataclass
@@ -114,6 +122,10 @@ class DataConfig:
         decode_size: side of the decoded square with ``augment_on=device`` (shorter side resized
             to it, then centre-cropped); default the larger crop size. Crops are cut from this
             square without antialiasing, so keep it near the crop sizes.
+        val_images: training images held out of pretraining (fixed seed) as the validation
+            queries of the k-NN monitor, whose bank then comes from the rest of the training set:
+            choose recipes on this split, never on the test split. 0 (default): no hold-out; the
+            monitor uses the test split.
     """
 
     source: str = "fashion-mnist"
@@ -129,11 +141,16 @@ class DataConfig:
     num_workers: int = 4
     augment_on: str = "workers"
     decode_size: int | None = None
+    val_images: int = 0
 
 
 @dataclass
 class OptimConfig:
-    """AdamW, schedules, clipping (iBOT defaults; ``lr`` is per 256 images; MAE uses betas (0.9, 0.95))."""
+    """AdamW, schedules, clipping (iBOT defaults; ``lr`` is per 256 images; MAE uses betas (0.9, 0.95)).
+
+    ``last_layer_lr_scale`` multiplies the lr of the heads' prototype layers (``last_layer``),
+    once ``freeze_last_layer_epochs`` have passed; 1 = the original recipe.
+    """
 
     epochs: int = 100
     lr: float = 5e-4
@@ -146,6 +163,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 3.0
     freeze_last_layer_epochs: int = 1
+    last_layer_lr_scale: float = 1.0
     accumulation_steps: int = 1
 
 

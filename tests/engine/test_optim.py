@@ -35,6 +35,24 @@ def test_schedule_values_reach_the_right_groups() -> None:
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
 
 
+def test_prototype_layer_gets_its_own_lr_scale() -> None:
+    from attmask.heads import DINOHead
+
+    model = torch.nn.ModuleDict({"backbone": build_vit("vit_tiny", img_size=16, patch_size=4, depth=1),
+                                 "head": DINOHead(192, 32, 16, 8, norm_last_layer=False)})
+    assert len(parameter_groups(model)) == 2, "scale 1 keeps the original two groups"
+    optimizer = build_optimizer(model, torch.device("cpu"), last_layer_lr_scale=0.1)
+    set_hyperparameters(optimizer, 0.1, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        in_last = {"last_layer." in names[id(p)] for p in group["params"]}
+        assert len(in_last) == 1, "a group never mixes prototypes with other parameters"
+        assert group["lr"] == pytest.approx(0.01 if in_last == {True} else 0.1)
+        assert group["weight_decay"] == (0.05 if group["apply_weight_decay"] else 0.0)
+    scaled = [p for g in optimizer.param_groups if g.get("lr_scale") == 0.1 for p in g["params"]]
+    assert {names[id(p)] for p in scaled} == {n for n, p in model.named_parameters() if "last_layer." in n}
+
+
 def _gradients(*norms: float) -> list[torch.Tensor]:
     """Parameters whose gradients have the given L2 norms."""
     generator = torch.Generator().manual_seed(0)

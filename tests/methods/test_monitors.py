@@ -22,13 +22,15 @@ def test_uniform_collapse() -> None:
 def test_one_hot_collapse_and_healthy_outputs() -> None:
     logits = torch.zeros(8, 16)
     logits[:, 3] = 10.0  # all images on prototype 3
-    assert collapse_monitors(logits, torch.zeros(1, 16), 0.04)["teacher_entropy"].item() < 1e-6
+    one_hot = collapse_monitors(logits, torch.zeros(1, 16), 0.04)
+    assert one_hot["teacher_entropy"].item() < 1e-6 and one_hot["teacher_batch_entropy"].item() < 1e-6
     generator = torch.Generator().manual_seed(0)
     healthy = torch.randn(256, 16, generator=generator)
     embedding = torch.randn(256, 64, generator=generator)
     logs = collapse_monitors(healthy, healthy.mean(0, keepdim=True), 0.1, embedding)
     assert 0.1 < logs["teacher_entropy"].item() < math.log(16) - 0.1
     assert logs["teacher_kl_centre"].item() > 0.5
+    assert logs["teacher_batch_entropy"].item() > logs["teacher_entropy"].item() + 0.5, "images spread"
     assert logs["feature_std"].item() == pytest.approx(1 / math.sqrt(64), rel=0.1)
 
 
@@ -42,4 +44,6 @@ def test_matches_the_definition() -> None:
     kl = (q * (q.log() - c.log())).sum(-1).mean()
     torch.testing.assert_close(logs["teacher_entropy"], entropy)
     torch.testing.assert_close(logs["teacher_kl_centre"], kl)
+    mean = p.mean(0)
+    torch.testing.assert_close(logs["teacher_batch_entropy"], -(mean * mean.log()).sum())
     assert "feature_std" not in logs

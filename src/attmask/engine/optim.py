@@ -13,33 +13,47 @@ from attmask.engine.schedules import cosine_schedule
 _NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token")
 
 
-def parameter_groups(model: nn.Module) -> list[dict]:
-    """Split trainable parameters: weight decay on weights, none on biases, norms and tokens."""
-    decay, no_decay = [], []
+def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0) -> list[dict]:
+    """Split trainable parameters: weight decay on weights, none on biases, norms and tokens.
+
+    With ``last_layer_lr_scale != 1`` the parameters of the heads' prototype layers (names
+    containing ``last_layer.``) form groups of their own whose lr is the schedule's times that
+    scale (``lr_scale``, read by :func:`set_hyperparameters`, the key timm's layer decay uses).
+    """
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         skip = parameter.ndim <= 1 or name.endswith(".bias") or any(
             token in name for token in _NO_DECAY_NAMES
         )
-        (no_decay if skip else decay).append(parameter)
-    return [
-        {"params": decay, "apply_weight_decay": True},
-        {"params": no_decay, "apply_weight_decay": False, "weight_decay": 0.0},
-    ]
+        scale = last_layer_lr_scale if "last_layer." in name else 1.0
+        groups.setdefault((not skip, scale), []).append(parameter)
+    result = []
+    for (decayed, scale), parameters in groups.items():
+        if not parameters and scale != 1.0:
+            continue
+        group: dict = {"params": parameters, "apply_weight_decay": decayed}
+        if not decayed:
+            group["weight_decay"] = 0.0
+        if scale != 1.0:
+            group["lr_scale"] = scale
+        result.append(group)
+    return result
 
 
 def build_optimizer(model: nn.Module, device: torch.device, reference_design: bool = False,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+                    betas: tuple[float, float] = (0.9, 0.999), last_layer_lr_scale: float = 1.0) -> torch.optim.AdamW:
     """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere).
 
     ``reference_design`` keeps PyTorch's default implementation, as the original code does.
     """
+    groups = parameter_groups(model, last_layer_lr_scale)
     if reference_design:
-        return torch.optim.AdamW(parameter_groups(model), lr=0.0, weight_decay=0.0, betas=betas)
+        return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=betas)
     fused = device.type == "cuda"
     return torch.optim.AdamW(
-        parameter_groups(model), lr=0.0, weight_decay=0.0, betas=betas, fused=fused,
+        groups, lr=0.0, weight_decay=0.0, betas=betas, fused=fused,
         foreach=None if fused else True,
     )
 
@@ -83,9 +97,10 @@ def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
-    """Set this iteration's learning rate everywhere and weight decay on decayed groups."""
+    """Set this iteration's learning rate everywhere (times a group's ``lr_scale``) and weight
+    decay on decayed groups."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
         if group.get("apply_weight_decay", True):
             group["weight_decay"] = weight_decay
 

@@ -3,7 +3,9 @@
 Two failure modes threaten DINO/iBOT: every image mapped to one prototype (one-hot collapse:
 teacher entropy -> 0) and every image mapped to the same output, which centring turns into a
 uniform target (uniform collapse: teacher entropy -> log K, KL to the centre -> 0, backbone
-features identical across the batch: feature std -> 0).
+features identical across the batch: feature std -> 0). The entropy of the batch-averaged
+teacher distribution tells how many prototypes the batch uses: log K when images spread over all
+of them (healthy when each image's own entropy is low), near 0 when every image picks the same one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def collapse_monitors(teacher_logits: torch.Tensor, centre: torch.Tensor, temper
 
     Returns:
         ``teacher_entropy``: mean entropy (nats) of ``softmax((t - c) / T)``, in ``[0, log K]``;
+        ``teacher_batch_entropy``: entropy of the batch mean of those distributions, in
+        ``[teacher_entropy, log K]`` (prototype usage: ``exp`` of it is the effective number used);
         ``teacher_kl_centre``: mean ``KL(softmax(t / T) || softmax(c / T))``, 0 when every output
         equals the centre; ``feature_std`` (with ``embedding``): per-dimension standard deviation
         across the batch of the L2-normalised embeddings, averaged over dimensions (about
@@ -32,11 +36,14 @@ def collapse_monitors(teacher_logits: torch.Tensor, centre: torch.Tensor, temper
     """
     logits, centre = teacher_logits.float(), centre.float()
     log_probs = F.log_softmax((logits - centre) / temperature, dim=-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs).sum(-1).mean()
+    usage = probs.mean(0)
+    batch_entropy = -(usage * usage.clamp_min(1e-30).log()).sum()
     raw = F.log_softmax(logits / temperature, dim=-1)
     centre_log = F.log_softmax(centre / temperature, dim=-1)
     kl = (raw.exp() * (raw - centre_log)).sum(-1).mean()
-    logs = {"teacher_entropy": entropy, "teacher_kl_centre": kl}
+    logs = {"teacher_entropy": entropy, "teacher_batch_entropy": batch_entropy, "teacher_kl_centre": kl}
     if embedding is not None and embedding.shape[0] > 1:
         logs["feature_std"] = F.normalize(embedding.float(), dim=-1).std(dim=0).mean()
     return logs

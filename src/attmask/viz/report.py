@@ -18,7 +18,8 @@ PANELS = {
     "losses.png": [("loss", ["loss"])],  # plus every other loss_* key of the run
     "schedules.png": [("learning rate", ["lr"]), ("weight decay", ["weight_decay"]),
                       ("teacher momentum", ["momentum"]), ("teacher temperature", ["teacher_temp"])],
-    "monitors.png": [("teacher entropy (nats)", ["teacher_entropy"]),
+    "monitors.png": [("teacher entropy (nats): per image, of the batch mean",
+                      ["teacher_entropy", "teacher_batch_entropy"]),
                      ("KL(teacher || centre)", ["teacher_kl_centre"]),
                      ("feature std across the batch", ["feature_std"]), ("mask fraction", ["mask_fraction"])],
 }
