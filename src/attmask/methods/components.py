@@ -11,7 +11,8 @@ from attmask.models import VisionTransformer, build_vit
 def build_backbone(config: Config, img_size: int, drop_path_rate: float) -> VisionTransformer:
     """The ViT of ``config.model`` for ``img_size``-pixel inputs."""
     overrides = {"img_size": img_size, "patch_size": config.model.patch_size,
-                 "explicit_attention": config.train.reference_design}
+                 "explicit_attention": config.train.reference_design, "stem_channels": config.model.stem_channels,
+                 "pos_embed_init": config.model.pos_embed_init}
     if config.model.depth is not None:
         overrides["depth"] = config.model.depth
     return build_vit(config.model.arch, drop_path_rate=drop_path_rate, **overrides)

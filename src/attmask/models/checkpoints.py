@@ -155,8 +155,11 @@ def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | 
         sample = ", ".join(sorted(state)[:4]) or "none"
         raise ValueError(f"no ViT weights found (missing {', '.join(missing)}; keys start with "
                          f"{sample}); pass a ViT checkpoint in timm/DINO/iBOT layout")
-    proj = state["patch_embed.proj.weight"]  # (D, C, p, p)
+    proj = state["patch_embed.proj.weight"]  # (D, C, p, p); C = stem channels with a conv stem
     embed_dim, in_chans, patch_size = proj.shape[0], proj.shape[1], proj.shape[-1]
+    stem = state.get("patch_embed.stem.0.weight")  # (c, C, 3, 3) of ConvStemPatchEmbed
+    extra = {} if stem is None else {"stem_channels": stem.shape[0]}
+    in_chans = in_chans if stem is None else stem.shape[1]
     grid = math.isqrt(state["pos_embed"].shape[1] - 1)
     if grid * grid != state["pos_embed"].shape[1] - 1:
         raise ValueError(f"pos_embed holds {state['pos_embed'].shape[1]} tokens, not 1 + a square "
@@ -170,7 +173,7 @@ def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | 
         "img_size": grid * patch_size, "patch_size": patch_size, "in_chans": in_chans,
         "embed_dim": embed_dim, "depth": depth, "num_heads": heads,
         "mlp_ratio": state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
-        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state, **extra,
     }
 
 

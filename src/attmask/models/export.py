@@ -26,15 +26,23 @@ EXPORT_FORMAT = "attmask-export"
 
 
 def export_info(kwargs: dict[str, Any], source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON written beside the weights: timm model name, kwargs and provenance."""
+    """The JSON written beside the weights: timm model name, kwargs and provenance.
+
+    A backbone with a convolutional stem also names its ``embed_layer``: timm builds it with
+    ``embed_layer=functools.partial(ConvStemPatchEmbed, stem_channels=c)`` added to the kwargs.
+    """
     timm_kwargs = {**kwargs, "num_classes": 0}
     timm_kwargs.pop("drop_path_rate", None)
-    return {
+    stem_channels = timm_kwargs.pop("stem_channels", 0)
+    info = {
         "format": EXPORT_FORMAT,
         "timm_model": _TIMM_NAMES.get(int(kwargs["embed_dim"]), "vit_base_patch16_224"),
         "timm_kwargs": timm_kwargs,
         "source": source or {},
     }
+    if stem_channels:
+        info["embed_layer"] = {"class": "attmask.models.conv_stem.ConvStemPatchEmbed", "stem_channels": stem_channels}
+    return info
 
 
 def export_backbone(

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed, trunc_normal_
 from torch import nn
 
 from attmask.models.attention import Block
+from attmask.models.conv_stem import ConvStemPatchEmbed
 
 
 @dataclass
@@ -39,6 +40,12 @@ class VisionTransformer(nn.Module):
     ``explicit_attention=True`` (the reference design, no new parameters) makes every block of
     :meth:`forward` compute the full softmax attention matrix instead of fused SDPA, as the
     original DINO / iBOT ViT does; the [CLS] row then comes from that matrix.
+    ``stem_channels > 0`` puts a 3x3 convolution of that many channels before the patch
+    projection (:class:`~attmask.models.conv_stem.ConvStemPatchEmbed`); 0 is the plain ViT.
+    ``pos_embed_init``: ``normal`` (truncated normal, std 0.02, as DINO / iBOT / timm) or
+    ``sincos`` (the 2-D sine-cosine table of MAE, still trained; [CLS]'s entry 0): position
+    then weighs as much as content in every token from the first step, where a 0.02 table is
+    about 30 times smaller than the patch embeddings and takes Adam thousands of steps to grow.
     """
 
     def __init__(
@@ -53,6 +60,8 @@ class VisionTransformer(nn.Module):
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
         explicit_attention: bool = False,
+        stem_channels: int = 0,
+        pos_embed_init: str = "normal",
     ) -> None:
         super().__init__()
         if img_size % patch_size != 0:
@@ -61,10 +70,11 @@ class VisionTransformer(nn.Module):
             )
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.explicit_attention = explicit_attention
-        self.patch_embed = PatchEmbed(
-            img_size, patch_size, in_chans, embed_dim, strict_img_size=False
-        )
+        self.explicit_attention, self.stem_channels = explicit_attention, stem_channels
+        if stem_channels > 0:  # a 3x3 convolution before the patch projection (conv_stem.py)
+            self.patch_embed: PatchEmbed = ConvStemPatchEmbed(img_size, patch_size, in_chans, embed_dim, stem_channels)
+        else:
+            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
         self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)  # type: ignore[assignment]
         num_patches = self.grid_size[0] * self.grid_size[1]
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -75,10 +85,18 @@ class VisionTransformer(nn.Module):
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=rate) for rate in rates
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self._init_weights()
+        self._init_weights(pos_embed_init)
 
-    def _init_weights(self) -> None:
-        trunc_normal_(self.pos_embed, std=0.02)
+    def _init_weights(self, pos_embed_init: str) -> None:
+        if pos_embed_init == "sincos":  # MAE's fixed table, here only the starting point
+            table = build_sincos2d_pos_embed(list(self.grid_size), self.embed_dim)  # (N, D)
+            with torch.no_grad():
+                self.pos_embed.zero_()
+                self.pos_embed[0, 1:] = table.reshape(-1, self.embed_dim)
+        elif pos_embed_init == "normal":
+            trunc_normal_(self.pos_embed, std=0.02)
+        else:
+            raise ValueError(f"unknown pos_embed_init {pos_embed_init!r}; choose normal or sincos")
         trunc_normal_(self.cls_token, std=0.02)
         for module in self.blocks.modules():
             if isinstance(module, nn.Linear):
