@@ -160,3 +160,18 @@ def test_baselines_and_time_to_accuracy_axes_are_logged(tmp_path) -> None:
     assert lines[0].startswith("weighted 20-NN top-1 on the validation split")
     assert [line.split()[0] for line in lines[1:]] == ["pretrained", "raw", "random"]
     assert f"{summary['knn_pixels_top1']:6.2f}%" in lines[2]
+
+
+def test_uniform_teacher_targets_raise_one_collapse_warning_per_epoch(tmp_path, capsys) -> None:
+    # A teacher temperature of 100 makes every target uniform: the guard must say so, from the
+    # second epoch on (the first is left to warm up), once per epoch.
+    config = tiny_config("optim.epochs=3", "loss.teacher_temp=100", "loss.warmup_teacher_temp=100",
+                         "loss.teacher_patch_temp=100", "loss.warmup_teacher_patch_temp=100")
+    Trainer(config, tmp_path).fit()
+    warnings = [r for r in read_log(tmp_path) if "collapse_warning" in r]
+    assert [r["epoch"] for r in warnings] == [1, 2]
+    assert "uniform" in warnings[0]["collapse_warning"]
+    assert capsys.readouterr().err.count("warning: teacher targets are close to uniform") == 2
+    healthy = tmp_path / "healthy"
+    Trainer(tiny_config("optim.epochs=3"), healthy).fit()
+    assert not [r for r in read_log(healthy) if "collapse_warning" in r]

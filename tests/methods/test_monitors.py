@@ -47,3 +47,14 @@ def test_matches_the_definition() -> None:
     mean = p.mean(0)
     torch.testing.assert_close(logs["teacher_batch_entropy"], -(mean * mean.log()).sum())
     assert "feature_std" not in logs
+
+
+def test_collapse_warning_names_the_mode_and_the_remedy() -> None:
+    from attmask.methods.monitors import collapse_warning
+
+    log_k = math.log(1024)
+    assert collapse_warning(0.5 * log_k, 0.8 * log_k, 1024) is None, "sharp per image, spread over the batch"
+    uniform = collapse_warning(0.9 * log_k, 0.95 * log_k, 1024)
+    assert "uniform" in uniform and "teacher_temp" in uniform and "\n" not in uniform
+    one_hot = collapse_warning(0.01, 0.1 * log_k, 1024)
+    assert "same few prototypes" in one_hot and "center_momentum" in one_hot

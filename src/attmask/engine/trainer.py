@@ -13,6 +13,7 @@ runs on the device, seeded by (seed, rank, step, micro-batch).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from attmask.engine.optim import build_optimizer, training_schedules
 from attmask.engine.precision import resolve_precision
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.methods import build_method
+from attmask.methods.monitors import collapse_warning
 
 
 class TrainingError(ValueError):
@@ -95,6 +97,7 @@ class Trainer:
         self.knn = KNNMonitor(config, self.crops.global_size, self.device)
         self.figures = FigureMonitor(config, self.crops.global_size, self.run_dir)
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._collapse_epoch = -1  # the epoch of the last collapse warning
         self._resume_or_start()
 
     # ----------------------------------------------------------------- set-up
@@ -202,8 +205,23 @@ class Trainer:
         record = {"epoch": self.progress.epoch, "step": self.progress.global_step, **logs,
                   "images_per_second": images_per_second, **self._position()}
         plain = self.logger.log(record, step=self.progress.global_step)
+        self._warn_collapse(plain)
         bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
                         img_s=f"{images_per_second:.0f}")
+
+    def _warn_collapse(self, record: dict) -> None:
+        """Once per epoch from the second on: a line (logged and printed) when the collapse
+        monitors show the teacher's targets uniform or concentrated on a few prototypes."""
+        epoch = self.progress.epoch
+        if epoch < 1 or epoch == self._collapse_epoch or "teacher_batch_entropy" not in record:
+            return
+        message = collapse_warning(record["teacher_entropy"], record["teacher_batch_entropy"],
+                                   self.config.head.out_dim)
+        if message:
+            self._collapse_epoch = epoch
+            self.logger.log({"epoch": epoch, "step": self.progress.global_step, "collapse_warning": message})
+            if self.ctx.is_main:
+                tqdm.write(f"warning: {message}", file=sys.stderr)
 
     def _position(self) -> dict[str, float]:
         """Training wall time and images seen so far (the time-to-accuracy axes)."""

@@ -10,8 +10,14 @@ of them (healthy when each image's own entropy is low), near 0 when every image 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+#: Fraction of log K above which the teacher's targets count as uniform (and below which, for the
+#: batch-mean distribution, as one prototype for everything).
+COLLAPSE_FRACTION = 0.85
 
 
 @torch.no_grad()
@@ -47,3 +53,26 @@ def collapse_monitors(teacher_logits: torch.Tensor, centre: torch.Tensor, temper
     if embedding is not None and embedding.shape[0] > 1:
         logs["feature_std"] = F.normalize(embedding.float(), dim=-1).std(dim=0).mean()
     return logs
+
+
+def collapse_warning(entropy: float, batch_entropy: float, num_prototypes: int,
+                     fraction: float = COLLAPSE_FRACTION) -> str | None:
+    """One line naming a collapse the logged monitors show, with what to change; None if healthy.
+
+    Args:
+        entropy: ``teacher_entropy`` (nats).
+        batch_entropy: ``teacher_batch_entropy`` (nats).
+        num_prototypes: K, the head's output dimension.
+        fraction: uniform collapse when ``entropy >= fraction * log K``; one-hot collapse when
+            ``batch_entropy <= (1 - fraction) * log K``.
+    """
+    log_k = math.log(num_prototypes)
+    if entropy >= fraction * log_k:
+        return (f"teacher targets are close to uniform (entropy {entropy:.2f} of log K = {log_k:.2f} nats): "
+                "the run is collapsing; lower loss.teacher_temp, keep the prototypes frozen longer "
+                "(optim.freeze_last_layer_epochs) or slow them (optim.last_layer_lr_scale), or lower optim.lr")
+    if batch_entropy <= (1 - fraction) * log_k:
+        return (f"the teacher sends every image to the same few prototypes (batch entropy {batch_entropy:.2f} of "
+                f"log K = {log_k:.2f} nats): the run is collapsing; lower loss.center_momentum (the centre follows "
+                "faster), raise loss.teacher_temp or use a larger data.batch_size")
+    return None

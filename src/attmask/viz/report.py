@@ -23,7 +23,7 @@ PANELS = {
                      ("KL(teacher || centre)", ["teacher_kl_centre"]),
                      ("feature std across the batch", ["feature_std"]), ("mask fraction", ["mask_fraction"])],
 }
-KNN_PANEL = [("weighted k-NN top-1 (%)", ["knn_top1", "knn_random_init_top1"])]
+KNN_PANEL = [("weighted k-NN top-1 (%)", ["knn_top1", "knn_gap_top1", "knn_random_init_top1", "knn_pixels_top1"])]
 
 
 def _embed(path: Path) -> str:
@@ -77,9 +77,10 @@ def _summary(records: list[dict]) -> str:
     knn = [r for r in records if "knn_top1" in r]
     if knn:
         parts.append(f"last weighted k-NN top-1 {knn[-1]['knn_top1']:.2f}%")
-    baseline = [r for r in records if "knn_random_init_top1" in r]
-    if baseline:
-        parts.append(f"random init {baseline[-1]['knn_random_init_top1']:.2f}%")
+    for key, label in (("knn_random_init_top1", "random init"), ("knn_pixels_top1", "raw pixels")):
+        baseline = [r for r in records if key in r]
+        if baseline:
+            parts.append(f"{label} {baseline[-1][key]:.2f}%")
     return ", ".join(parts)
 
 
