@@ -133,8 +133,9 @@ def plot(records: dict[str, dict], path: Path) -> Path:
     """Teacher [CLS] 20-NN against training minutes and images seen, with the raw-pixel and
     random-init levels of the same bank and queries."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    levels: dict[str, float] = {}
-    for name, record in records.items():
+    levels: dict[tuple[str, float], list[str]] = {}  # (kind, value) -> recipes sharing that level
+    order = list(RECIPES)
+    for name, record in sorted(records.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99):
         points = record["points"]
         minutes = [p["train_seconds"] / 60 for p in points]
         images = [p["images_seen"] / 1000 for p in points]
@@ -145,12 +146,13 @@ def plot(records: dict[str, dict], path: Path) -> Path:
         if all(value is not None for value in gap):
             axes[0].plot(minutes, gap, "x:", color=line.get_color(), alpha=0.7, label=f"{name} GAP")
             axes[1].plot(images, gap, "x:", color=line.get_color(), alpha=0.7)
-        for key, label in (("knn_pixels_top1", "raw pixels"), ("knn_random_init_top1", f"random init ({name})")):
+        for key, kind in (("knn_pixels_top1", "raw pixels"), ("knn_random_init_top1", "random init")):
             if key in record["baselines"]:
-                levels[label] = record["baselines"][key]
-    for label, value in levels.items():
+                levels.setdefault((kind, record["baselines"][key]), []).append(name)
+    for (kind, value), names in levels.items():
+        label = kind if kind == "raw pixels" else f"{kind} ({', '.join(names)})"
         for axis in axes:
-            axis.axhline(value, linestyle="--", linewidth=1, color="black" if label == "raw pixels" else "grey")
+            axis.axhline(value, linestyle="--", linewidth=1, color="black" if kind == "raw pixels" else "grey")
         axes[0].annotate(f"{label} {value:.1f}%", (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8)
     axes[0].set(xlabel="training wall-clock (minutes, 2 CPU cores)", ylabel="weighted 20-NN top-1 (%)",
                 title="Teacher k-NN vs time (Fashion-MNIST test queries)")
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-run", nargs="*", default=[], metavar="NAME=RUN_DIR",
                         help="take recipe NAME's curve from a finished run folder (e.g. demo=out/demo/run after "
                         "make demo) instead of training it; only these recipes are then recorded")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON and exit")
     args = parser.parse_args(argv)
     for item in args.from_run:
         if "=" not in item or item.split("=", 1)[0] not in RECIPES:
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     target = args.out / f"{stem}.json"
     work = args.work or (Path(tempfile.mkdtemp()) if args.smoke else ROOT / "out" / "tta")
     record = json.loads(target.read_text()) if target.is_file() else {"benchmark": "tta", "recipes": {}}
+    if args.replot:
+        return 0 if plot(record["recipes"], args.out / f"{stem}.png") else 1
     ingested = dict(item.split("=", 1) for item in args.from_run)
     for name in list(ingested) if ingested else args.recipes:
         if name in ingested:
