@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = "configs/fashion_mnist_ibot_attmask_tiny.yaml"
+DEMO = "benchmarks/presets/fashion_mnist_ibot_attmask_tiny_v1.yaml"  # the demo preset the search started from
+NEW_DEMO = "configs/fashion_mnist_ibot_attmask_tiny.yaml"
 
 #: Search protocol shared by every recipe: full training set minus 2,000 validation images,
 #: 4 "epochs" of 150 steps (600 steps of 64 images), k-NN on the validation split after each.
@@ -65,6 +66,11 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
                     ("model.stem_channels=32", "optim.epochs=16", "train.knn_every_epochs=2")),
     "demo_long": ("demo preset, 2,400 steps (16 x 150; k-NN every 300)",
                   ("optim.epochs=16", "train.knn_every_epochs=2")),
+    "demo2": ("the chosen demo preset (stem; 6 x 300 = 1800 steps; k-NN every 600)",
+              ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300", "train.knn_every_epochs=2")),
+    "demo2_mom099": ("the chosen demo preset with the teacher momentum held at 0.99 (not annealed to 1)",
+                     ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300",
+                      "train.knn_every_epochs=2", "optim.teacher_momentum_end=0.99")),
     "no_mim": ("no masking (iBOT without its MIM term: DINO loss on [CLS] only)", ("masking.strategy=none",)),
 }
 
@@ -136,6 +142,13 @@ def write_table(results: Path, document: Path) -> None:
     document.write_text(f"{head}{TABLE_START}\n{table(records)}\n{TABLE_END}{tail}")
 
 
+def _base_of(overrides: tuple[str, ...], default: str) -> tuple[str, tuple[str, ...]]:
+    """A recipe's base preset (``"--base-preset", PATH`` at the start of its overrides) and the rest."""
+    if overrides[:1] == ("--base-preset",):
+        return overrides[1], overrides[2:]
+    return default, overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="recipes to run (default: all not yet finished)")
@@ -171,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         claim.parent.mkdir(parents=True, exist_ok=True)
         claim.touch()
         what, overrides = RECIPES[name]
+        base, overrides = _base_of(overrides, args.base)
         threads = (f"train.num_threads={args.threads}",) if args.threads else ()
-        record = run_recipe(name, (*overrides, *threads), args.base, args.work)
+        record = run_recipe(name, (*overrides, *threads), base, args.work)
         record["what"] = what
         record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         target.write_text(json.dumps(record, indent=1) + "\n")

@@ -46,3 +46,13 @@ def test_recipe_is_scored_on_the_validation_split_and_tabled(tmp_path, monkeypat
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
     assert cells[1] == "lr 2e-3" and cells[2] == "4"  # 2 epochs x 2 steps of 8 images
     assert float(cells[3]) == record["curve"][-1]["knn_top1"]
+
+
+def test_a_recipe_may_name_its_own_base_preset() -> None:
+    search = _module()
+    assert search._base_of(("optim.lr=1",), "a.yaml") == ("a.yaml", ("optim.lr=1",))
+    assert search._base_of(("--base-preset", "b.yaml", "optim.lr=1"), "a.yaml") == ("b.yaml", ("optim.lr=1",))
+    for name, (_, overrides) in search.RECIPES.items():
+        base, rest = search._base_of(overrides, search.DEMO)
+        assert (REPO_ROOT / base).is_file(), name
+        assert all("=" in item for item in rest), name

@@ -5,7 +5,9 @@ grid) a 3x3 convolution before it gives every token a local non-linear feature a
 locality prior, as the convolutional stems of Xiao et al. ("Early Convolutions Help Transformers
 See Better", NeurIPS 2021) do. Here: ``Conv3x3(C -> c, stride 1) -> GELU -> Conv pxp (c -> D,
 stride p)``: the grid is the same as without the stem, so masking, position embeddings and the
-k-NN protocol do not change.
+k-NN protocol do not change. One thing does: the 3x3 window reaches one pixel into each
+neighbouring patch, so a token hidden by the mask still leaks its border pixels into the tokens
+around it (masked image modeling gets a one-pixel hint; not measured).
 
 It subclasses timm's ``PatchEmbed`` (the second convolution is timm's ``proj``), so timm's
 ``VisionTransformer(embed_layer=partial(ConvStemPatchEmbed, stem_channels=c))`` builds the same
