@@ -87,3 +87,13 @@ def test_sincos_position_init_is_maes_table_and_stays_trainable() -> None:
         build_vit("vit_tiny", img_size=28, patch_size=7, depth=1, pos_embed_init="zeros")
     config = load_config(None, ["model.arch=vit_tiny", "model.patch_size=7", "model.pos_embed_init=sincos"])
     torch.testing.assert_close(build_backbone(config, 28, 0.0).pos_embed[0, 1:].detach(), table)
+
+
+def test_negative_stem_channels_and_validation_images_are_one_line_errors() -> None:
+    from attmask.data.datasets import DatasetError, build_dataset
+    from attmask.data.splits import validation_split
+
+    with pytest.raises(ValueError, match="stem_channels must be >= 0"):
+        build_vit("vit_tiny", img_size=28, patch_size=7, depth=1, stem_channels=-1)
+    with pytest.raises(DatasetError, match="val_images must be >= 0"):
+        validation_split(build_dataset("digits", "train"), -5)

@@ -45,15 +45,17 @@ VALIDATION_SEED = 2022
 
 def validation_split(dataset: ImageDataset, count: int) -> tuple[ImageDataset, ImageDataset]:
     """Split a training set into ``(rest, validation)``: ``count`` images drawn with the fixed
-    :data:`VALIDATION_SEED`, disjoint from the rest; order kept. ``count <= 0`` holds nothing out.
+    :data:`VALIDATION_SEED`, disjoint from the rest; order kept. ``count == 0`` holds nothing out.
 
     Pretraining uses ``rest`` only, and recipes are chosen on k-NN with a bank from ``rest`` and
     the validation images as queries, so the test split is never looked at while choosing.
 
     Raises:
-        DatasetError: ``count`` leaves fewer than one image for pretraining.
+        DatasetError: ``count`` negative, or leaving fewer than one image for pretraining.
     """
-    if count <= 0:
+    if count < 0:
+        raise DatasetError(f"data.val_images must be >= 0 (0 = no validation hold-out), got {count}")
+    if count == 0:
         return dataset, dataset.select(np.zeros(0, dtype=np.int64))
     if count >= len(dataset):
         raise DatasetError(f"data.val_images={count} holds out the whole training set of {len(dataset)} "

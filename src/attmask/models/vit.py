@@ -71,6 +71,8 @@ class VisionTransformer(nn.Module):
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.explicit_attention, self.stem_channels = explicit_attention, stem_channels
+        if stem_channels < 0:
+            raise ValueError(f"stem_channels must be >= 0 (0 = no convolutional stem), got {stem_channels}")
         if stem_channels > 0:  # a 3x3 convolution before the patch projection (conv_stem.py)
             self.patch_embed: PatchEmbed = ConvStemPatchEmbed(img_size, patch_size, in_chans, embed_dim, stem_channels)
         else:
