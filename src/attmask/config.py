@@ -22,7 +22,10 @@ from attmask.typed_yaml import (
     to_dict,
 )
 
+FIDELITIES = ("default", "original")
+
 __all__ = [
+    "FIDELITIES",
     "Config", "ConfigError", "DataConfig", "HeadConfig", "LUTConfig", "LossConfig", "ModelConfig",
     "OptimConfig", "ReconstructionConfig", "TrainConfig", "apply_overrides", "from_dict",
     "load_config", "parse_override", "read_yaml", "save_config", "to_dict",
@@ -37,12 +40,16 @@ class ModelConfig:
     projection (a convolutional stem, :mod:`attmask.models.conv_stem`); 0 = the plain ViT.
     ``pos_embed_init``: ``normal`` (std 0.02, DINO / iBOT) or ``sincos`` (MAE's 2-D table as the
     starting point of the trained position embedding).
+    ``depth``, ``embed_dim``, ``num_heads``: override the named ``arch`` (None = its value), so
+    any ViT of the original code can be built (e.g. width 48 with 3 heads).
     """
 
     arch: str = "vit_small"
     patch_size: int = 16
     drop_path_rate: float = 0.1
     depth: int | None = None
+    embed_dim: int | None = None
+    num_heads: int | None = None
     stem_channels: int = 0
     pos_embed_init: str = "normal"
 
@@ -172,6 +179,14 @@ class TrainConfig:
     """Run-level settings.
 
     Attributes:
+        fidelity: ``default`` (this project's numerics) or ``original`` (the original AttMask / iBOT /
+            DINO code's numerics, step for step: local-crop position embeddings resized with
+            ``scale_factor = (n + 0.1) / N`` and no antialiasing, weight decay on ``cls_token``,
+            ``pos_embed`` and ``mask_token``, each parameter's gradient clipped on its own, one
+            masking ratio per batch and AttMask-Hint's hint ratio drawn as ``show_max`` times a
+            second masking ratio). README "Fidelity to the original code" lists each difference
+            and its measured effect. Independent of ``reference_design``, which reproduces the
+            original's costs.
         compile: ``torch.compile`` the student's and the teacher's backbone with dynamic shapes
             (batch size and crop resolution are symbolic: no recompilation per size). Off by
             default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
@@ -208,6 +223,7 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False
     reference_design: bool = False
+    fidelity: str = "default"
 
 
 @dataclass

@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from attmask.cli import evaluate, experiment, export, pretrain, report, visualize
+from attmask.cli import convert, evaluate, experiment, export, pretrain, report, visualize
 
 SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export,
                "visualize": visualize, "report": report,
-               "experiment": experiment}
+               "experiment": experiment, "convert": convert}
 
 
 def build_parser() -> argparse.ArgumentParser:

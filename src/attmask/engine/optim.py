@@ -13,8 +13,12 @@ from attmask.engine.schedules import cosine_schedule
 _NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token")
 
 
-def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0) -> list[dict]:
+def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0, decay_tokens: bool = False) -> list[dict]:
     """Split trainable parameters: weight decay on weights, none on biases, norms and tokens.
+
+    ``decay_tokens=True`` decays ``cls_token``, ``pos_embed`` and ``mask_token`` too, as the
+    original DINO / iBOT ``get_params_groups`` does (it exempts only biases and 1-D parameters;
+    ``train.fidelity=original``). Decayed groups come first, as there.
 
     With ``last_layer_lr_scale != 1`` the parameters of the heads' prototype layers (names
     containing ``last_layer.``) form groups of their own whose lr is the schedule's times that
@@ -24,8 +28,8 @@ def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0) -> list
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        skip = parameter.ndim <= 1 or name.endswith(".bias") or any(
-            token in name for token in _NO_DECAY_NAMES
+        skip = parameter.ndim <= 1 or name.endswith(".bias") or (
+            not decay_tokens and any(token in name for token in _NO_DECAY_NAMES)
         )
         scale = last_layer_lr_scale if "last_layer." in name else 1.0
         groups.setdefault((not skip, scale), []).append(parameter)
@@ -43,12 +47,13 @@ def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0) -> list
 
 
 def build_optimizer(model: nn.Module, device: torch.device, reference_design: bool = False,
-                    betas: tuple[float, float] = (0.9, 0.999), last_layer_lr_scale: float = 1.0) -> torch.optim.AdamW:
+                    betas: tuple[float, float] = (0.9, 0.999), last_layer_lr_scale: float = 1.0,
+                    decay_tokens: bool = False) -> torch.optim.AdamW:
     """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere).
 
     ``reference_design`` keeps PyTorch's default implementation, as the original code does.
     """
-    groups = parameter_groups(model, last_layer_lr_scale)
+    groups = parameter_groups(model, last_layer_lr_scale, decay_tokens)
     if reference_design:
         return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=betas)
     fused = device.type == "cuda"
@@ -72,20 +77,25 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
     return torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True).detach()
 
 
-def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float, host_sync: bool = True) -> torch.Tensor:
     """DINO / iBOT's ``utils.clip_gradients``: each parameter's own gradient norm at most ``max_norm``.
 
-    One norm, one host sync (``.item()``) and one comparison per parameter, as upstream; only
-    the reference design uses it. Identical to :func:`clip_global_norm` while the global norm is
-    at most ``max_norm`` (then neither scales anything).
+    Each gradient with norm ``n`` is multiplied by ``c = max_norm / (n + 1e-6)`` when ``c < 1``.
+    ``host_sync=True`` does it as upstream, one norm, one host sync (``.item()``) and one
+    comparison per parameter (the reference design's cost); ``False`` computes the same
+    coefficients in a few batched kernels without a sync (``train.fidelity=original``).
+    Identical to :func:`clip_global_norm` while the global norm is at most ``max_norm``.
 
     Args:
         parameters: parameters with gradients.
         max_norm: threshold; ``<= 0`` only measures.
+        host_sync: the upstream loop (True) or the batched form (False).
 
     Returns:
         The global gradient norm before clipping, ``sqrt(sum of squared parameter norms)``.
     """
+    if not host_sync:
+        return _clip_each_batched([p.grad for p in parameters], max_norm)
     norms = []
     for parameter in parameters:
         norm = parameter.grad.data.norm(2)
@@ -94,6 +104,17 @@ def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch
         if max_norm > 0 and clip_coef < 1:
             parameter.grad.data.mul_(clip_coef)
     return torch.tensor(math.sqrt(sum(value * value for value in norms)))
+
+
+def _clip_each_batched(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Per-parameter clipping of ``grads`` in place without host syncs; returns the global norm."""
+    norms = torch.stack(torch._foreach_norm(grads, 2))  # (P,)
+    if max_norm > 0:
+        coefficients = max_norm / (norms + 1e-6)
+        factors = torch.where(coefficients < 1, coefficients, torch.ones_like(coefficients))
+        for grad, factor in zip(grads, factors.unbind()):  # 0-d factors: no host sync
+            grad.mul_(factor)
+    return norms.double().square().sum().sqrt().float()
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

@@ -30,12 +30,16 @@ class StepSettings:
         clip_grad: gradient clipping threshold (``<= 0``: off).
         freeze_last_layer_epochs: epochs during which the heads' last layers get no update.
         reference_design: the original code's clipping and per-step loss read (see module doc).
+        per_parameter_clip: clip each parameter's gradient on its own, as the original code
+            does (``train.fidelity=original``), without its host syncs; the reference design
+            always clips so, with them.
     """
 
     precision: str = "fp32"
     clip_grad: float = 3.0
     freeze_last_layer_epochs: int = 1
     reference_design: bool = False
+    per_parameter_clip: bool = False
 
 
 class OptimizerStep:
@@ -96,8 +100,10 @@ class OptimizerStep:
     def _clip_and_step(self, epoch: int) -> torch.Tensor:
         self.scaler.unscale_(self.optimizer)
         parameters = [p for p in self.method.student.parameters() if p.grad is not None]
-        clip = clip_per_parameter if self.settings.reference_design else clip_global_norm
-        norm = clip(parameters, self.settings.clip_grad)
+        if self.settings.reference_design or self.settings.per_parameter_clip:
+            norm = clip_per_parameter(parameters, self.settings.clip_grad, self.settings.reference_design)
+        else:
+            norm = clip_global_norm(parameters, self.settings.clip_grad)
         if epoch < self.settings.freeze_last_layer_epochs:
             for parameter in self.last_layer:
                 parameter.grad = None

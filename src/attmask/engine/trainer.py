@@ -33,7 +33,7 @@ from attmask.engine.logging import RunLogger
 from attmask.engine.optim import build_optimizer, training_schedules
 from attmask.engine.precision import resolve_precision
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
-from attmask.methods import build_method
+from attmask.methods import build_method, original_numerics
 from attmask.methods.monitors import collapse_warning
 
 
@@ -80,10 +80,10 @@ class Trainer:
         if config.train.compile:
             compile_backbones(self.method)
         self.runner = self._wrap_student()
-        self.optimizer = build_optimizer(self.method.student, self.device, reference, config.optim.betas,
-                                         config.optim.last_layer_lr_scale)
-        optim = config.optim
-        settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, reference)
+        original, optim = original_numerics(config), config.optim
+        self.optimizer = build_optimizer(self.method.student, self.device, reference, optim.betas,
+                                         optim.last_layer_lr_scale, decay_tokens=original)
+        settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, reference, original)
         self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
         self.scaler = self.train_step.scaler
         batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps
@@ -293,6 +293,7 @@ class Trainer:
         check_compatible(state["config"], to_dict(self.config), path)
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty: saved without fp16 (or converted from such an original run)
+            self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
         self.logger.log({"resumed_from": str(path), **dataclasses.asdict(self.progress)})

@@ -91,14 +91,21 @@ def validate_masking_config(config: MaskingConfig) -> None:
 class MaskingStrategy:
     """Callable that produces one view's masks from its shape and (optionally) attention.
 
+    ``ratio_per_batch=False`` (default): every row draws its own ratio ``r ~ U(ratio)`` and
+    AttMask-Hint its own hint ratio ``s ~ U(show_ratio)``. ``True``: the original code's draws
+    (``train.fidelity=original``): one ratio for all rows of a call (``get_pred_ratio()`` once
+    per batch) and one hint ratio ``show_max * r'`` with ``r'`` a second, independent draw of the
+    masking ratio (equal to ``show_max * r`` when the ratio is fixed).
+
     Example:
         >>> strategy = build_masking(MaskingConfig(strategy="attmask_high"))
         >>> mask = strategy(batch_size=8, grid=(14, 14), scores=scores, generator=g)
     """
 
-    def __init__(self, config: MaskingConfig) -> None:
+    def __init__(self, config: MaskingConfig, ratio_per_batch: bool = False) -> None:
         validate_masking_config(config)
         self.config = config
+        self.ratio_per_batch = ratio_per_batch
 
     @property
     def requires_attention(self) -> bool:
@@ -128,7 +135,7 @@ class MaskingStrategy:
         config = self.config
         if config.strategy == "none":
             return torch.zeros(batch_size, num_tokens, dtype=torch.bool)
-        ratios = sample_ratios(batch_size, *config.ratio, generator=generator)
+        ratios = self._ratios(batch_size, config.ratio, generator)
         keep = sample_keep_rows(batch_size, config.probability, generator=generator)
         ratios = torch.where(keep, ratios, torch.zeros_like(ratios))
         if self.requires_attention:
@@ -140,6 +147,12 @@ class MaskingStrategy:
                 batch_size, (height, width), ratios, generator, min_aspect=config.min_aspect
             )
         return mask
+
+    def _ratios(self, batch_size: int, bounds: tuple[float, float], generator: torch.Generator | None) -> torch.Tensor:
+        """Ratios ``(B,)`` drawn from ``U(bounds)``: one per row, or one for all rows."""
+        if self.ratio_per_batch:
+            return sample_ratios(1, *bounds, generator=generator).expand(batch_size).clone()
+        return sample_ratios(batch_size, *bounds, generator=generator)
 
     def _attention_mask(
         self,
@@ -163,12 +176,16 @@ class MaskingStrategy:
             return attmask_low(scores, ratios)
         if self.config.strategy == "attmask_high":
             return attmask_high(scores, ratios)
-        shows = sample_ratios(batch_size, *self.config.show_ratio, generator=generator)
+        if self.ratio_per_batch:
+            shows = self.config.show_max * self._ratios(batch_size, self.config.ratio, generator)
+        else:
+            shows = sample_ratios(batch_size, *self.config.show_ratio, generator=generator)
         return attmask_hint(scores, ratios, shows, self.config.show_max, generator)
 
 
-def build_masking(config: MaskingConfig | dict | str) -> MaskingStrategy:
-    """Build a masking strategy from a config, a dict of its fields, or a strategy name."""
+def build_masking(config: MaskingConfig | dict | str, ratio_per_batch: bool = False) -> MaskingStrategy:
+    """Build a masking strategy from a config, a dict of its fields, or a strategy name
+    (``ratio_per_batch``: see :class:`MaskingStrategy`)."""
     if isinstance(config, str):
         config = MaskingConfig(strategy=config)
     elif isinstance(config, dict):
@@ -179,4 +196,4 @@ def build_masking(config: MaskingConfig | dict | str) -> MaskingStrategy:
                 f"{sorted(MaskingConfig.__dataclass_fields__)}"
             )
         config = MaskingConfig(**config)
-    return MaskingStrategy(config)
+    return MaskingStrategy(config, ratio_per_batch)

@@ -2,6 +2,7 @@
 
 from attmask.methods.base import Encoder, EncoderOutput, StepOutput, unwrap
 from attmask.methods.build import METHODS, MethodSpec, build_method, method_spec
+from attmask.methods.components import original_numerics
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.ema import ema_update, make_teacher
 from attmask.methods.method import BackboneOnly, PretrainingMethod
@@ -23,5 +24,6 @@ __all__ = [
     "ema_update",
     "make_teacher",
     "method_spec",
+    "original_numerics",
     "unwrap",
 ]

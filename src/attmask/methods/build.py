@@ -8,13 +8,12 @@ from typing import Callable
 from attmask.config import Config, ConfigError
 from attmask.heads import DINOHead, MSTDecoder
 from attmask.losses import DINOLoss, IBOTLoss
-from attmask.masking import build_masking
 from attmask.methods.base import Encoder
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.method import PretrainingMethod
 from attmask.methods.mst import DEFAULT_RESTORE_WEIGHT, MST
 from attmask.methods.build_pixel import build_lut, build_lut_simmim, build_mae, build_simmim
-from attmask.methods.components import build_backbone
+from attmask.methods.components import build_backbone, masking_strategy
 
 
 def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: bool) -> Encoder:
@@ -56,7 +55,7 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
         lambda_patch=loss_config.lambda_patch, mim_start_epoch=loss_config.mim_start_epoch,
     )
     student, teacher = _pair(config, img_size, patch_head=True)
-    return IBOT(student, teacher, build_masking(config.masking), loss, seed, loss_config.mim_start_epoch,
+    return IBOT(student, teacher, masking_strategy(config), loss, seed, loss_config.mim_start_epoch,
                 reference_design=config.train.reference_design)
 
 
@@ -71,7 +70,7 @@ def _dino_loss(config: Config, num_local_crops: int) -> DINOLoss:
 
 def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
     student, teacher = _pair(config, img_size, patch_head=False)
-    return DINO(student, teacher, build_masking(config.masking), _dino_loss(config, num_local_crops), seed,
+    return DINO(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed,
                 reference_design=config.train.reference_design)
 
 
@@ -82,7 +81,7 @@ def _build_mst(config: Config, img_size: int, num_local_crops: int, seed: int) -
     decoder = MSTDecoder(backbone.embed_dim, backbone.patch_size, backbone.in_chans)
     student = Encoder(backbone, student.head, decoder=decoder)
     weight = DEFAULT_RESTORE_WEIGHT if config.recon.weight is None else config.recon.weight
-    return MST(student, teacher, build_masking(config.masking), _dino_loss(config, num_local_crops), seed,
+    return MST(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed,
                weight, reference_design=config.train.reference_design)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from attmask.config import Config, ConfigError
 from attmask.heads import LUTMLP, MAEDecoder, SimMIMHead
-from attmask.masking import build_masking, check_fixed_count, paired_visible_count
-from attmask.methods.components import attention_teacher, build_backbone
+from attmask.masking import check_fixed_count, paired_visible_count
+from attmask.methods.components import attention_teacher, build_backbone, masking_strategy
 from attmask.methods.lut import LUT, LUTStudent, LUTTeacher
 from attmask.methods.lut_simmim import LUTSimMIM, LUTSimMIMStudent
 from attmask.methods.mae import MAE, MaskedAutoencoder
@@ -20,7 +20,7 @@ def _mae_decoder(config: Config, embed_dim: int) -> MAEDecoder:
 def build_mae(config: Config, img_size: int, num_local_crops: int, seed: int) -> MAE:
     """MAE with ``config.masking`` (fixed count per image) and ``config.recon``'s decoder."""
     check_fixed_count(config.masking, "mae")
-    masking = build_masking(config.masking)
+    masking = masking_strategy(config)
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
     student = MaskedAutoencoder(backbone, _mae_decoder(config, backbone.embed_dim))
     weight = 1.0 if config.recon.weight is None else config.recon.weight
@@ -52,7 +52,7 @@ def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int)
     if config.masking.strategy == "none":
         raise ConfigError("simmim with masking.strategy=none hides nothing, so it has no loss; use random "
                           "(SimMIM's choice), block or an attmask strategy")
-    masking = build_masking(config.masking)
+    masking = masking_strategy(config)
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
     head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
     student = SimMIMModel(backbone, head)
@@ -93,7 +93,7 @@ def build_lut(config: Config, img_size: int, num_local_crops: int, seed: int) ->
     projector, predictor, teacher = _lut_parts(config, img_size, backbone.embed_dim)
     student = LUTStudent(backbone, _mae_decoder(config, backbone.embed_dim), projector, predictor)
     pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
-    return LUT(student, teacher, build_masking(config.masking), seed, config.recon.norm_pix_loss,
+    return LUT(student, teacher, masking_strategy(config), seed, config.recon.norm_pix_loss,
                pixel_weight, config.lut.weight)
 
 
@@ -112,5 +112,5 @@ def build_lut_simmim(config: Config, img_size: int, num_local_crops: int, seed: 
     head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
     student = LUTSimMIMStudent(backbone, head, projector, predictor)
     pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
-    return LUTSimMIM(student, teacher, build_masking(config.masking), seed, factor, pixel_weight,
+    return LUTSimMIM(student, teacher, masking_strategy(config), seed, factor, pixel_weight,
                      config.lut.weight)

@@ -1,21 +1,38 @@
-"""Parts every method builder shares: the configured ViT and the EMA attention source."""
+"""Parts every method builder shares: the configured ViT, the masking strategy, the EMA attention
+source, and the reading of ``train.fidelity``."""
 
 from __future__ import annotations
 
-from attmask.config import Config
-from attmask.masking import MaskingStrategy
+from attmask.config import FIDELITIES, Config, ConfigError
+from attmask.masking import MaskingStrategy, build_masking
 from attmask.methods.method import BackboneOnly
 from attmask.models import VisionTransformer, build_vit
 
 
+def original_numerics(config: Config) -> bool:
+    """True for ``train.fidelity=original``; a one-line ``ConfigError`` for an unknown value."""
+    if config.train.fidelity not in FIDELITIES:
+        raise ConfigError(f"unknown train.fidelity {config.train.fidelity!r}; choose one of {', '.join(FIDELITIES)}")
+    return config.train.fidelity == "original"
+
+
 def build_backbone(config: Config, img_size: int, drop_path_rate: float) -> VisionTransformer:
     """The ViT of ``config.model`` for ``img_size``-pixel inputs."""
-    overrides = {"img_size": img_size, "patch_size": config.model.patch_size,
-                 "explicit_attention": config.train.reference_design, "stem_channels": config.model.stem_channels,
-                 "pos_embed_init": config.model.pos_embed_init}
-    if config.model.depth is not None:
-        overrides["depth"] = config.model.depth
-    return build_vit(config.model.arch, drop_path_rate=drop_path_rate, **overrides)
+    model = config.model
+    overrides = {"img_size": img_size, "patch_size": model.patch_size,
+                 "explicit_attention": config.train.reference_design, "stem_channels": model.stem_channels,
+                 "pos_embed_init": model.pos_embed_init,
+                 "pos_embed_resize": "original" if original_numerics(config) else "timm"}
+    for name in ("depth", "embed_dim", "num_heads"):
+        if getattr(model, name) is not None:
+            overrides[name] = getattr(model, name)
+    return build_vit(model.arch, drop_path_rate=drop_path_rate, **overrides)
+
+
+def masking_strategy(config: Config) -> MaskingStrategy:
+    """The masking strategy of ``config.masking`` (with the original's ratio draws under
+    ``train.fidelity=original``)."""
+    return build_masking(config.masking, ratio_per_batch=original_numerics(config))
 
 
 def attention_teacher(config: Config, img_size: int, masking: MaskingStrategy) -> BackboneOnly | None:

@@ -38,8 +38,12 @@ class SelfDistillation(PretrainingMethod):
         super().__init__(student, teacher, masking, seed, reference_design)
 
     def make_masks(self, global_views: torch.Tensor, target: EncoderOutput) -> torch.Tensor:
-        """Masks ``(G*B, N)`` for the global views, from the teacher's attention if needed."""
+        """Masks ``(G*B, N)`` for the global views, from the teacher's attention if needed (or the
+        :meth:`fixed_masks` given)."""
         grid = self.student.backbone.grid_for(*global_views.shape[-2:])
+        given = self.given_masks(global_views.shape[0], grid[0] * grid[1], global_views.device)
+        if given is not None:
+            return given
         scores = None
         if self.masking.requires_attention:
             scores = scores_from_cls_attention(target.cls_attention)

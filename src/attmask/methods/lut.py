@@ -131,6 +131,9 @@ class LUT(PretrainingMethod):
         (either view: both have its size): one shuffle from ``self.generator`` on the CPU, disjoint
         visible sets, moved to the views' device."""
         rows, cols = self.student.backbone.grid_for(*views.shape[-2:])
+        given = self.given_masks(2 * views.shape[0], rows * cols, views.device)  # (2B, N), view-major
+        if given is not None:
+            return given[: views.shape[0]], given[views.shape[0]:]
         masks = disjoint_visible_masks(views.shape[0], rows * cols, self.masking.config.ratio[0], self.generator)
         return masks[0].to(views.device), masks[1].to(views.device)
 

@@ -81,6 +81,9 @@ class LUTSimMIM(LUT):
     def draw_view_masks(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token masks ``(mask_1, mask_2)`` ``(B, N)``: disjoint visible sets of cells, one shuffle."""
         grid = self.student.backbone.grid_for(*views.shape[-2:])
+        given = self.given_masks(2 * views.shape[0], grid[0] * grid[1], views.device)  # (2B, N), view-major
+        if given is not None:
+            return given[: views.shape[0]], given[views.shape[0]:]
         cells = coarse_grid(grid, self.mask_factor)
         pair = disjoint_visible_masks(views.shape[0], cells[0] * cells[1], self.masking.config.ratio[0],
                                       self.generator)

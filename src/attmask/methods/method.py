@@ -7,6 +7,9 @@ views, then ``update_teacher``, and evaluates ``eval_backbone``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -44,12 +47,49 @@ class PretrainingMethod(nn.Module):
         self.masking = masking
         self.generator = torch.Generator().manual_seed(seed)
         self.reference_design = reference_design
-        self._student_runner: nn.Module = student
+        object.__setattr__(self, "_student_runner", student)  # not a submodule: no second copy in state_dict
         self._ema_pairs: Pairs | None = None  # teacher / student parameters by name, found once
+        self._fixed_masks: torch.Tensor | None = None  # set by fixed_masks()
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """Loss and logs of one batch of views ``[view_1, view_2, ...]``, each ``(B, C, H, W)``."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def fixed_masks(self, masks: torch.Tensor) -> Iterator[None]:
+        """Use ``masks`` instead of drawing them, inside the ``with`` block (tests, debugging, figures).
+
+        Every mask the method would draw in the block is ``masks``: bool ``(R, N)``, True = hidden,
+        one row per masked view row (``G*B`` global-view rows, view-major, for iBOT / DINO / MST;
+        ``B`` for MAE / SimMIM; ``2B`` for LUT's two views), N patch tokens of the view's grid. Neither the teacher's attention
+        nor the masking generator is consulted, so the generator's state is left as it was.
+
+        Example:
+            >>> with method.fixed_masks(masks):
+            ...     out = method.training_step(crops, epoch)
+        """
+        if masks.dtype != torch.bool or masks.dim() != 2:
+            raise ValueError(f"fixed masks must be a bool tensor (rows, tokens), got {masks.dtype} {tuple(masks.shape)}")
+        previous, self._fixed_masks = self._fixed_masks, masks
+        try:
+            yield
+        finally:
+            self._fixed_masks = previous
+
+    def given_masks(self, rows: int, num_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """The masks of :meth:`fixed_masks` on ``device`` if set (checked against ``(rows, num_tokens)``), else None."""
+        if self._fixed_masks is None:
+            return None
+        if tuple(self._fixed_masks.shape) != (rows, num_tokens):
+            raise ValueError(f"fixed masks have shape {tuple(self._fixed_masks.shape)}, but this step masks "
+                             f"({rows}, {num_tokens}) (view rows, patch tokens)")
+        return self._fixed_masks.to(device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """``nn.Module.load_state_dict``, ignoring the ``_student_runner.*`` duplicate of the student
+        that checkpoints written before 2026-11-30 carry."""
+        state = {key: value for key, value in state_dict.items() if not key.startswith("_student_runner.")}
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def set_student_runner(self, runner: nn.Module) -> None:
         """Run the student through ``runner`` (e.g. its DDP wrapper) without changing state keys."""
@@ -92,11 +132,13 @@ class PretrainingMethod(nn.Module):
             attention = self.teacher.backbone(views, return_cls_attention=True).cls_attention
         return scores_from_cls_attention(attention)
 
-
     def draw_masks(self, views: torch.Tensor) -> torch.Tensor:
         """Masks ``(B, N)`` of ``views`` ``(B, C, H, W)`` from the strategy (scored by the teacher's
         attention when the strategy needs it), on the views' device."""
         grid = self.student.backbone.grid_for(*views.shape[-2:])
+        given = self.given_masks(views.shape[0], grid[0] * grid[1], views.device)
+        if given is not None:
+            return given
         masks = self.masking(views.shape[0], grid, self.attention_scores(views), self.generator)
         return masks.to(views.device)
 

@@ -92,6 +92,9 @@ class SimMIM(PretrainingMethod):
         """Token masks ``(B, N)`` of ``views`` ``(B, C, H, W)``, drawn on the coarse grid of cells
         (attention strategies rank cells by the teacher's attention summed over each cell)."""
         grid = self.student.backbone.grid_for(*views.shape[-2:])
+        given = self.given_masks(views.shape[0], grid[0] * grid[1], views.device)
+        if given is not None:
+            return given
         cells = coarse_grid(grid, self.mask_factor)
         scores = self.attention_scores(views)
         if scores is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed, trunc_normal_
 from torch import nn
 
@@ -46,6 +47,10 @@ class VisionTransformer(nn.Module):
     ``sincos`` (the 2-D sine-cosine table of MAE, still trained; [CLS]'s entry 0): position
     then weighs as much as content in every token from the first step, where a 0.02 table is
     about 30 times smaller than the patch embeddings and takes Adam thousands of steps to grow.
+    ``pos_embed_resize``: how the position table is resized for another grid (local crops).
+    ``timm`` (default): ``timm.layers.resample_abs_pos_embed``, bicubic with antialiasing to the
+    exact target size. ``original``: the DINO / iBOT / AttMask code's ``interpolate_pos_encoding``,
+    bicubic with ``scale_factor = (n + 0.1) / N`` and no antialiasing (``train.fidelity=original``).
     """
 
     def __init__(
@@ -62,8 +67,12 @@ class VisionTransformer(nn.Module):
         explicit_attention: bool = False,
         stem_channels: int = 0,
         pos_embed_init: str = "normal",
+        pos_embed_resize: str = "timm",
     ) -> None:
         super().__init__()
+        if pos_embed_resize not in ("timm", "original"):
+            raise ValueError(f"unknown pos_embed_resize {pos_embed_resize!r}; choose timm or original")
+        self.pos_embed_resize = pos_embed_resize
         if img_size % patch_size != 0:
             raise ValueError(
                 f"img_size ({img_size}) must be divisible by patch_size ({patch_size})"
@@ -141,9 +150,27 @@ class VisionTransformer(nn.Module):
     def _position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
         if grid == self.grid_size:
             return self.pos_embed
+        if self.pos_embed_resize == "original":
+            return self._original_resize(grid)
         return resample_abs_pos_embed(
             self.pos_embed, new_size=list(grid), old_size=list(self.grid_size), num_prefix_tokens=1
         )
+
+    def _original_resize(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The original ``interpolate_pos_encoding``: table ``(1, 1 + N, D)`` -> ``(1, 1 + h*w, D)``.
+
+        Bicubic ``F.interpolate`` of the ``(gh, gw)`` grid with ``scale_factor = (n + 0.1) / g``
+        (DINO's "+0.1" against floor rounding of the output size), ``align_corners=False``, no
+        antialiasing; the interpolation weights follow the scale factor, not the exact size ratio.
+        """
+        dim = self.embed_dim
+        table = self.pos_embed[:, 1:].reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
+        scale = tuple((n + 0.1) / g for n, g in zip(grid, self.grid_size))
+        resized = F.interpolate(table, scale_factor=scale, mode="bicubic")
+        if tuple(resized.shape[-2:]) != tuple(grid):  # cannot happen for grids below 10x the table
+            raise ValueError(f"position table resize gave {tuple(resized.shape[-2:])}, not {grid}")
+        resized = resized.permute(0, 2, 3, 1).reshape(1, -1, dim)
+        return torch.cat([self.pos_embed[:, :1], resized], dim=1)
 
     def embed(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Patch-embed, apply the mask token, prepend [CLS], add position embeddings.
