@@ -25,6 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = "benchmarks/presets/fashion_mnist_ibot_attmask_tiny_v1.yaml"  # the demo preset the search started from
 NEW_DEMO = "configs/fashion_mnist_ibot_attmask_tiny.yaml"
+SMALL = "configs/fashion_mnist_ibot_attmask_small.yaml"  # the 60-minute preset
+_SMALL_SCHEDULE = ("--base-preset", SMALL, "optim.epochs=13", "train.max_steps_per_epoch=600",
+                   "train.knn_every_epochs=1", "optim.teacher_momentum_end=1.0")
 
 #: Search protocol shared by every recipe: full training set minus 2,000 validation images,
 #: 4 "epochs" of 150 steps (600 steps of 64 images), k-NN on the validation split after each.
@@ -67,10 +70,15 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "demo_long": ("demo preset, 2,400 steps (16 x 150; k-NN every 300)",
                   ("optim.epochs=16", "train.knn_every_epochs=2")),
     "demo2": ("the chosen demo preset (stem; 6 x 300 = 1800 steps; k-NN every 600)",
-              ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300", "train.knn_every_epochs=2")),
+              ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300", "train.knn_every_epochs=2",
+               "optim.teacher_momentum_end=1.0")),  # as it ran, before the preset held the momentum
     "demo2_mom099": ("the chosen demo preset with the teacher momentum held at 0.99 (not annealed to 1)",
                      ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300",
                       "train.knn_every_epochs=2", "optim.teacher_momentum_end=0.99")),
+    "small": ("the 60-minute preset (13 x 600 = 7800 steps; k-NN every 600), teacher momentum 0.99 -> 1",
+              _SMALL_SCHEDULE),
+    "small_mom099": ("the 60-minute preset with the teacher momentum held at 0.99 (not annealed to 1)",
+                     (*_SMALL_SCHEDULE, "optim.teacher_momentum_end=0.99")),
     "no_mim": ("no masking (iBOT without its MIM term: DINO loss on [CLS] only)", ("masking.strategy=none",)),
 }
 
