@@ -58,7 +58,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "small": ("configs/fashion_mnist_ibot_attmask_small.yaml", ()),
 }
 MONITOR = ("train.knn_every_epochs=1", "train.knn_baseline=true", "train.progress=false")
-SMOKE = ("optim.epochs=2", "train.max_steps_per_epoch=2", "data.subset=20", "train.knn_train_samples=200",
+SMOKE = ("optim.epochs=2", "train.max_steps_per_epoch=2", "data.subset=null", "data.per_class=20", "train.knn_train_samples=200",
          "train.knn_test_samples=100", "data.num_workers=0")
 
 

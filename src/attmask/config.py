@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from attmask.config_checks import check_values
 from attmask.masking import MaskingConfig
 from attmask.typed_yaml import (
     ConfigError,
@@ -129,6 +130,11 @@ class DataConfig:
         decode_size: side of the decoded square with ``augment_on=device`` (shorter side resized
             to it, then centre-cropped); default the larger crop size. Crops are cut from this
             square without antialiasing, so keep it near the crop sizes.
+        subset: the first fraction (in (0, 1], 1 = all) of each class's images; None = all.
+        per_class: the first that many images of each class instead (a count, never a fraction).
+        max_image_pixels: images with more pixels are skipped as unreadable (with one warning
+            naming the file) instead of being decoded: PIL's decompression-bomb guard, whose
+            default (about 179 million pixels) this is.
         val_images: training images held out of pretraining (fixed seed) as the validation
             queries of the k-NN monitor, whose bank then comes from the rest of the training set:
             choose recipes on this split, never on the test split. 0 (default): no hold-out; the
@@ -137,7 +143,8 @@ class DataConfig:
 
     source: str = "fashion-mnist"
     data_dir: str | None = None
-    subset: int | float | None = None
+    subset: float | None = None
+    per_class: int | None = None
     crops: str = "imagenet"
     global_size: int | None = None
     global_scale: tuple[float, float] | None = None
@@ -149,6 +156,7 @@ class DataConfig:
     augment_on: str = "workers"
     decode_size: int | None = None
     val_images: int = 0
+    max_image_pixels: int = 178_956_970
 
 
 @dataclass
@@ -245,10 +253,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML config (missing keys keep their defaults) and apply overrides.
 
     Raises:
-        ConfigError: missing file, invalid YAML, unknown key or wrong type.
+        ConfigError: missing file, invalid YAML, unknown key, wrong type or a value out of its
+            range (:mod:`attmask.config_checks`).
     """
     values = read_yaml(path, "config file", "configs/") if path is not None else {}
-    return from_dict(Config, apply_overrides(values, overrides or []))
+    config = from_dict(Config, apply_overrides(values, overrides or []))
+    check_values(config)
+    return config
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -34,9 +34,13 @@ def _coerce_scalar(value: Any, hint: type, key: str) -> Any:
             return int(value)
     elif hint is float and not isinstance(value, bool):
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             pass
+        else:
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ConfigError(f"config key {key} must be a finite number, got {value!r}")
+            return number
     elif hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     raise ConfigError(f"config key {key} expects {_type_name(hint)}, got {value!r}")
@@ -115,7 +119,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. optim.lr=1e-3")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        first = str(error).strip().splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({first}); quote it or "
+                          "write a number, true/false, [a, b] or a plain word") from None
     return key.strip().split("."), value
 
 
@@ -143,6 +152,12 @@ def read_yaml(path: str | Path, kind: str, presets: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{kind} not found: {path}; see {presets} for the presets")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{kind} {path} is not valid YAML: {error}".replace("\n", " ")) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{kind} {path} is not a text file; pass a YAML file") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{kind} {path} must hold a mapping of sections (e.g. 'optim: {{lr: 1e-3}}'), "
+                          f"not a {type(values).__name__}")
+    return values

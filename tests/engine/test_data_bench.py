@@ -20,7 +20,7 @@ def test_counts_batches_times_batch_size_and_every_crop(one_thread) -> None:
 
 
 def test_continues_into_later_epochs_when_one_is_too_short(one_thread) -> None:
-    config = tiny_config("data.subset=2")  # 10 classes x 2 = 20 images: 2 batches of 8 per epoch
+    config = tiny_config("data.per_class=2")  # 10 classes x 2 = 20 images: 2 batches of 8 per epoch
     loader = pretraining_loader(config, torch.device("cpu"))
     assert len(loader) == 2
     result = time_loader(loader, 5, torch.device("cpu"))

@@ -35,9 +35,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as error:
         if args.debug:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"attmask {args.command}: error: {message}", file=sys.stderr)
+        print(f"attmask {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: BaseException) -> str:
+    """The error's own message on one line.
+
+    An error raised in a DataLoader worker arrives re-raised as ``Caught X in DataLoader worker
+    process N. Original Traceback ...``: only its last line (the original message, without the
+    exception's module path) is kept.
+    """
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        head, _, rest = last.partition(": ")
+        text = rest if rest and " " not in head else last
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

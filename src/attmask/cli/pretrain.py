@@ -51,6 +51,10 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
                         "required unless --data-bench")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="resume a run even though settings that change training (lr, seed, masking, batch "
+                        "size, schedules, ...) differ from its checkpoint's; the change is logged and "
+                        "config.yaml rewritten (without this flag such a resume is refused)")
     parser.add_argument("--data-bench", action="store_true",
                         help="measure images/s of the pretraining data loader alone (same data, the method's "
                         "augmentation, workers and batch size; no model) and exit without training")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from attmask.engine.trainer import Trainer
 
     try:
-        trainer = Trainer(config, args.out)
+        trainer = Trainer(config, args.out, allow_config_change=args.allow_config_change)
         summary = trainer.fit()
     finally:
         shutdown()

@@ -91,17 +91,18 @@ class FolderDataset(ImageDataset):
     readable file (cyclically) is returned in its place, so a batch never fails."""
 
     def __init__(self, paths: list[Path], targets: np.ndarray, classes: list[str],
-                 transform: Callable[[Image.Image], Any] | None = None) -> None:
+                 transform: Callable[[Image.Image], Any] | None = None, max_pixels: int | None = None) -> None:
         super().__init__(transform)
         self.paths, self.targets, self.classes = paths, np.asarray(targets, dtype=np.int64), classes
+        self.max_pixels = max_pixels  # larger images are skipped (load_image)
         self._unreadable: set[int] = set()
 
     def image(self, index: int) -> Image.Image:
-        return load_image(self.paths[index])
+        return load_image(self.paths[index], self.max_pixels)
 
     def select(self, indices: np.ndarray) -> FolderDataset:
         return FolderDataset([self.paths[i] for i in indices], self.targets[indices], self.classes,
-                             self.transform)
+                             self.transform, self.max_pixels)
 
     def _readable(self, index: int) -> tuple[Image.Image, int]:
         for offset in range(len(self.paths)):
@@ -138,7 +139,7 @@ def _split_folder(path: Path, split: str) -> Path:
     return path / "train" if split == "train" else held_out[0]
 
 
-def _folder(path: Path, split: str, transform: Callable | None) -> FolderDataset:
+def _folder(path: Path, split: str, transform: Callable | None, max_pixels: int | None = None) -> FolderDataset:
     """An ImageFolder (one subfolder per class) or a flat folder of unlabelled images."""
     root = _split_folder(path, split)
     if root == path and split == "test":
@@ -149,11 +150,11 @@ def _folder(path: Path, split: str, transform: Callable | None) -> FolderDataset
     if class_files:
         paths = [p for files in class_files.values() for p in files]
         targets = np.repeat(np.arange(len(class_files)), [len(f) for f in class_files.values()])
-        return FolderDataset(paths, targets, list(class_files), transform)
+        return FolderDataset(paths, targets, list(class_files), transform, max_pixels)
     files = _scan(root)
     if not files:
         raise DatasetError(f"no images found in {root} (looked for {' '.join(IMAGE_EXTENSIONS)})")
-    return FolderDataset(files, np.full(len(files), -1), [], transform)
+    return FolderDataset(files, np.full(len(files), -1), [], transform, max_pixels)
 
 
 def _digits(split: str, transform: Callable | None) -> ArrayDataset:
@@ -220,7 +221,8 @@ def _resolve(source: str) -> Path:
 
 
 def build_dataset(source: str, split: str = "train", transform: Callable[[Image.Image], Any] | None = None,
-                  data_dir: str | None = None, subset: float | int | None = None) -> ImageDataset:
+                  data_dir: str | None = None, subset: float | int | None = None,
+                  max_pixels: int | None = None) -> ImageDataset:
     """A built-in data set by name, or an image folder (class subfolders or flat).
 
     Args:
@@ -232,6 +234,7 @@ def build_dataset(source: str, split: str = "train", transform: Callable[[Image.
         data_dir: folder holding Fashion-MNIST's IDX files (looked in before
             ``$ATTMASK_DATA_DIR`` and the Debian package's folder).
         subset: the first fraction (in (0, 1]) or count (int) of images of every class.
+        max_pixels: image files with more pixels are skipped as unreadable (None: PIL's limit).
 
     Returns:
         A data set whose item ``i`` is ``(transform(image), label)``.
@@ -247,5 +250,5 @@ def build_dataset(source: str, split: str = "train", transform: Callable[[Image.
     elif name == "digits":
         dataset = _digits(split, transform)
     else:
-        dataset = _folder(_resolve(source), split, transform)
+        dataset = _folder(_resolve(source), split, transform, max_pixels)
     return subset_per_class(dataset, subset) if subset is not None else dataset

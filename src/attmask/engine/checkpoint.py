@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from attmask.files import write_atomic
+from attmask.models.checkpoints import checkpoint_read_error
 
 CHECKPOINT_NAME = "checkpoint.pth"
 FORMAT = "attmask-checkpoint"
@@ -34,7 +35,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files
-        raise ValueError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+        raise ValueError(checkpoint_read_error(path, error)) from None
 
 
 def check_compatible(saved_config: dict, config: dict, path: Path) -> None:

@@ -63,9 +63,12 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
         transform = MultiCropAugmentation(crops)
     else:
         transform = CropFlipViews(crops, spec.num_views)
-    dataset, _ = validation_split(build_dataset(data.source, "train", data_dir=data.data_dir), data.val_images)
-    if data.subset is not None:
-        dataset = subset_per_class(dataset, data.subset)
+    images = build_dataset(data.source, "train", data_dir=data.data_dir, max_pixels=data.max_image_pixels)
+    dataset, _ = validation_split(images, data.val_images)
+    if data.subset is not None:  # a fraction (1.0 = all), never a count
+        dataset = subset_per_class(dataset, float(data.subset)) if data.subset < 1 else dataset
+    if data.per_class is not None:
+        dataset = subset_per_class(dataset, int(data.per_class))
     return dataset, transform, crops
 
 

@@ -68,13 +68,13 @@ class KNNMonitor:
         if self._splits is None:
             data, train = self.config.data, self.config.train
             transform = eval_transform(self.img_size)
-            bank = build_dataset(data.source, "train", transform, data.data_dir)
+            bank = build_dataset(data.source, "train", transform, data.data_dir, max_pixels=data.max_image_pixels)
             if data.val_images > 0:
                 bank, queries = validation_split(bank, data.val_images)
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # an unsplit folder: handled just below
-                    queries = build_dataset(data.source, "test", transform, data.data_dir)
+                    queries = build_dataset(data.source, "test", transform, data.data_dir, max_pixels=data.max_image_pixels)
                 if getattr(queries, "paths", None) is not None and queries.paths == getattr(bank, "paths", None):
                     bank, queries = hold_out(bank, fraction=0.2, seed=train.seed)
                 queries = _first_random(queries, train.knn_test_samples, 1)

@@ -61,8 +61,22 @@ class RunLogger:
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of a run's JSONL log."""
+    """All records of a run's JSONL log.
+
+    Raises:
+        ValueError: a line that is not JSON, naming the file and the line (a resumed run repairs
+            a partial last line itself; other damage is the user's to fix).
+    """
     path = Path(run_dir) / LOG_NAME
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} line {number} is not valid JSON ({error.msg}); delete or repair that "
+                             "line (a cut-off last line is repaired by resuming the run)") from None
+    return records

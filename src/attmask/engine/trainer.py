@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from attmask.config import Config, save_config, to_dict
 from attmask.data.resumable import mix_seed
-from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, check_compatible, load_checkpoint, save_atomic
+from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
 from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader
 from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.engine.figure_monitor import FigureMonitor
@@ -32,13 +32,13 @@ from attmask.engine.knn_monitor import KNNMonitor
 from attmask.engine.logging import RunLogger
 from attmask.engine.optim import build_optimizer, training_schedules
 from attmask.engine.precision import resolve_precision
+from attmask.engine.resume import (TrainingError, drop_rows_after, nonfinite_message, read_resumable, resume_record,
+                                   tidy_run_dir)
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.methods import build_method, original_numerics
 from attmask.methods.monitors import collapse_warning
 
-
-class TrainingError(ValueError):
-    """Training cannot go on (diverged loss, data smaller than a batch, ...)."""
+__all__ = ["Progress", "Trainer", "TrainingError"]
 
 
 @dataclass
@@ -59,10 +59,14 @@ class Trainer:
         config: the resolved configuration.
         run_dir: run folder (config, log, checkpoints); an existing checkpoint is resumed.
         context: distributed context (default: from torchrun's environment).
+        allow_config_change: resume a checkpoint even when settings that change the trajectory
+            differ from those it was trained with (the change is then logged and ``config.yaml``
+            rewritten); otherwise such a resume is refused, naming the keys.
     """
 
-    def __init__(self, config: Config, run_dir: str | Path, context: DistributedContext | None = None) -> None:
-        self.config, self.run_dir = config, Path(run_dir)
+    def __init__(self, config: Config, run_dir: str | Path, context: DistributedContext | None = None,
+                 allow_config_change: bool = False) -> None:
+        self.config, self.run_dir, self.allow_config_change = config, Path(run_dir), allow_config_change
         self.ctx = context or init_distributed(config.train.device)
         if config.train.num_threads > 0:  # e.g. 1 on a 2-core laptop, the other core augments
             torch.set_num_threads(config.train.num_threads)
@@ -97,6 +101,7 @@ class Trainer:
         self.knn = KNNMonitor(config, self.crops.global_size, self.device)
         self.figures = FigureMonitor(config, self.crops.global_size, self.run_dir)
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
         self._collapse_epoch = -1  # the epoch of the last collapse warning
         self._resume_or_start()
 
@@ -145,13 +150,12 @@ class Trainer:
         batches = iter(self.loader)
         show = self.ctx.is_main and self.config.train.progress
         bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch}", disable=not show)
-        loss_sum = torch.zeros((), device=self.device)
         tick, images = time.perf_counter(), 0
         seconds, started = self.progress.train_seconds, time.perf_counter()
         for step in range(start, self.steps_per_epoch):
             micro = [self._to_device(next(batches)[0], index) for index in range(accumulation)]
             logs = self._optimizer_step(micro, epoch)
-            loss_sum += logs["loss"]
+            self._loss_sum += logs["loss"]
             images += batch * accumulation * self.ctx.world_size
             elapsed = seconds + time.perf_counter() - started
             self.progress = Progress(epoch, step + 1, self.progress.global_step + 1, elapsed)
@@ -164,7 +168,8 @@ class Trainer:
                 self.save()
             bar.update(1)
         bar.close()
-        return loss_sum / max(self.steps_per_epoch - start, 1)
+        epoch_loss, self._loss_sum = self._loss_sum / self.steps_per_epoch, torch.zeros_like(self._loss_sum)
+        return epoch_loss
 
     def _to_device(self, batch: list[torch.Tensor] | torch.Tensor, micro_index: int = 0) -> list[torch.Tensor]:
         """The micro-batch's crops on the device: the workers' crops moved, or (``augment_on=device``)
@@ -203,7 +208,7 @@ class Trainer:
         averaged = all_reduce_mean(torch.stack([logs[k].float().to(self.device) for k in keys]))
         logs = dict(zip(keys, averaged.unbind()))  # mean over ranks = the global-batch value
         record = {"epoch": self.progress.epoch, "step": self.progress.global_step, **logs,
-                  "images_per_second": images_per_second, **self._position()}
+                  "weight_norm": self._weight_norm(), "images_per_second": images_per_second, **self._position()}
         plain = self.logger.log(record, step=self.progress.global_step)
         self._warn_collapse(plain)
         bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
@@ -228,13 +233,14 @@ class Trainer:
         per_step = self.config.data.batch_size * self.config.optim.accumulation_steps * self.ctx.world_size
         return {"train_seconds": self.progress.train_seconds, "images_seen": self.progress.global_step * per_step}
 
+    def _weight_norm(self) -> torch.Tensor:
+        """Global L2 norm of the student's weights (logged: a checkpoint's norm tells if it already diverged)."""
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(self.method.student.parameters()))))
+
     def _check_finite(self) -> None:
         if bool(all_reduce_mean(self._nonfinite.float()) > 0):
-            raise TrainingError(
-                f"loss became NaN/inf before epoch {self.progress.epoch} step {self.progress.step}; "
-                f"the last good checkpoint in {self.run_dir} is intact. Lower optim.lr, raise "
-                "optim.warmup_epochs or use train.precision=fp32"
-            )
+            written = (self.run_dir / CHECKPOINT_NAME).is_file()
+            raise TrainingError(nonfinite_message(self.run_dir, self.progress.epoch, self.progress.step, written))
 
     def _end_epoch(self, epoch: int, epoch_loss: torch.Tensor) -> dict[str, float]:
         self.progress = Progress(epoch + 1, 0, self.progress.global_step, self.progress.train_seconds)
@@ -271,6 +277,7 @@ class Trainer:
             "evaluated_branch": self.method.evaluated_branch if self.method.teacher is not None else "student",
             "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "config": to_dict(self.config),
+            "world_size": self.ctx.world_size, "epoch_loss_sum": float(self._loss_sum),
         }
 
     def save(self) -> None:
@@ -278,22 +285,28 @@ class Trainer:
         self._check_finite()
         if self.ctx.is_main:
             save_atomic(self.checkpoint_state(), self.run_dir / CHECKPOINT_NAME)
+            self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": self._weight_norm()})
         barrier()
 
     def _resume_or_start(self) -> None:
         path = self.run_dir / CHECKPOINT_NAME
         if not path.is_file():
             if self.ctx.is_main:
+                tidy_run_dir(self.run_dir)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 save_config(self.config, self.run_dir / "config.yaml")
+                drop_rows_after(self.run_dir, 0)  # rows of an earlier start killed before its first checkpoint
             return
-        state = load_checkpoint(path, map_location=self.device)
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise TrainingError(f"{path} is not an attmask pretraining checkpoint; use a new --out folder")
-        check_compatible(state["config"], to_dict(self.config), path)
+        state, changes = read_resumable(path, self.device, to_dict(self.config), self.allow_config_change)
+        notes = tidy_run_dir(self.run_dir) if self.ctx.is_main else []
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty: saved without fp16 (or converted from such an original run)
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
-        self.logger.log({"resumed_from": str(path), **dataclasses.asdict(self.progress)})
+        self._loss_sum.fill_(state.get("epoch_loss_sum", 0.0))
+        if self.ctx.is_main:
+            record = resume_record(state, path, notes, changes, self.ctx.world_size)
+            if changes:
+                save_config(self.config, self.run_dir / "config.yaml")
+            self.logger.log({**record, **dataclasses.asdict(self.progress)})

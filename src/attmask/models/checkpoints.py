@@ -90,8 +90,28 @@ def read_checkpoint(path: str | Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch / safetensors raise several types for bad files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot read checkpoint {path}: {first}") from None
+        raise ValueError(checkpoint_read_error(path, error)) from None
+
+
+def checkpoint_read_error(path: Path, error: BaseException) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed, without torch's advice to
+    retry with ``weights_only=False`` (unsafe: unpickling may run code)."""
+    size = path.stat().st_size if path.is_file() else 0
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    text = str(error)
+    if size == 0:
+        return f"checkpoint {path} is empty (0 bytes): it was never written; pass another file"
+    if head == b"PK\x03\x04" and ("central directory" in text or "zip archive" in text or "file_reader" in text):
+        return (f"checkpoint {path} is truncated ({size} bytes, the end of its zip archive is missing): its "
+                "write was cut off; use an earlier checkpoint")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80" and path.suffix != ".safetensors":
+        return f"{path} is not a PyTorch checkpoint (it starts with the bytes {head!r})"
+    if "Weights only load failed" in text or "Unsupported global" in text:
+        return (f"checkpoint {path} holds Python objects besides tensors and plain containers, which are not "
+                "loaded because unpickling them could run code; re-save it with tensors only")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"cannot read checkpoint {path}: {first}"
 
 
 def _strip(state: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +161,14 @@ def _rename(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], li
         state["mask_token"] = state.pop("masked_embed").reshape(1, 1, -1)
     dropped = sorted(k for k in state if k.startswith(_DROPPED))
     return {k: v for k, v in state.items() if k not in dropped}, dropped
+
+
+def _refuse_nonfinite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """One line when weights hold NaN or inf (a diverged run): evaluating or exporting them is meaningless."""
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"{path} holds NaN/inf weights in {len(bad)} of {len(state)} tensors (e.g. {bad[0]}): the "
+                         "run diverged before this checkpoint; use an earlier one")
 
 
 def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
@@ -231,6 +259,8 @@ def load_backbone(
     """
     if which not in ("teacher", "student", None):
         raise ValueError(f"which must be 'teacher' or 'student', got {which!r}")
+    if num_heads is not None and num_heads < 1:
+        raise ValueError(f"--num-heads must be >= 1, got {num_heads}")
     file = resolve_checkpoint(path)
     checkpoint = read_checkpoint(file)
     state, layout, branch, config = _select(checkpoint, which)
@@ -240,6 +270,7 @@ def load_backbone(
         if kwargs.get(key) != value:
             raise ValueError(f"{file} holds a ViT with {key}={kwargs.get(key)!r}, expected "
                              f"{value!r}; pass a checkpoint of that architecture")
+    _refuse_nonfinite(state, file)
     model = VisionTransformer(**kwargs)
     _load_into(model, state, file)
     layout = "safetensors" if file.suffix == ".safetensors" else layout

@@ -1,0 +1,155 @@
+"""Resuming a run safely: what may change between the first run and the resumed one, and the
+housekeeping of a run folder that a killed process left behind.
+
+* Settings that change the trajectory (lr, seed, masking, batch size, schedules, model, ...) must
+  be those the checkpoint was trained with: :func:`changed_settings` names the keys that differ,
+  and the trainer refuses them unless the user allows the change (``--allow-config-change``), in
+  which case ``config.yaml`` is rewritten and the change is logged.
+* Monitoring, logging and machine settings (:data:`FREE_KEYS`) may change freely.
+* A killed write leaves ``.*.tmp`` files (removed), a partial last line in ``log.jsonl``
+  (dropped), and rows of steps that are trained again after the resume (dropped, so every step
+  is logged once).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attmask.engine.checkpoint import FORMAT, check_compatible, load_checkpoint
+from attmask.engine.logging import LOG_NAME
+from attmask.files import remove_stale_temporaries, write_atomic
+
+
+class TrainingError(ValueError):
+    """Training cannot go on (diverged loss, data smaller than a batch, a resume with other settings, ...)."""
+
+#: Keys whose change does not change what is trained (where, how often it is monitored or logged).
+FREE_KEYS = frozenset({
+    "train.progress", "train.log_every_steps", "train.knn_every_epochs", "train.knn_k", "train.knn_train_samples",
+    "train.knn_test_samples", "train.knn_baseline", "train.figures_every_epochs", "train.figure_images",
+    "train.num_threads", "train.save_every_steps", "train.keep_every_epochs", "train.device", "data.num_workers",
+    "data.data_dir", "data.max_image_pixels",
+})
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved value, requested value)}`` for every trajectory-changing key that differs.
+
+    Keys absent from ``saved`` (added to the config after the checkpoint was written) count as
+    unchanged when the requested value is the default the old run implicitly had.
+    """
+    old, new = _flatten(saved), _flatten(wanted)
+    return {key: (old.get(key), value) for key, value in new.items()
+            if key in old and old[key] != value and key not in FREE_KEYS}
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """``optim.lr 0.0005 -> 0.001, train.seed 0 -> 1``."""
+    return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+
+
+def read_resumable(path: Path, device: torch.device, wanted: dict[str, Any], allow_change: bool) -> tuple[dict, str]:
+    """The checkpoint at ``path`` and its described setting changes (``""`` if none).
+
+    Raises:
+        TrainingError: not a pretraining checkpoint, or trajectory-changing settings differ and
+            ``allow_change`` is False (naming the keys and the ways out).
+        ValueError: another architecture or method (:func:`check_compatible`), unreadable file.
+    """
+    state = load_checkpoint(path, map_location=device)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise TrainingError(f"{path} is not an attmask pretraining checkpoint; use a new --out folder")
+    check_compatible(state["config"], wanted, path)
+    changes = describe_changes(changed_settings(state["config"], wanted))
+    if changes and not allow_change:
+        raise TrainingError(f"{path} was trained with other settings ({changes}); resume with --config "
+                            f"{path.parent / 'config.yaml'}, use a new --out folder, or pass --allow-config-change "
+                            "to go on with the new settings")
+    return state, changes
+
+
+def resume_record(state: dict, path: Path, notes: list[str], changes: str, world_size: int) -> dict[str, Any]:
+    """The log row of a resume: repairs made, rows of re-run steps dropped, settings and world size changed
+    (the latter also printed as a warning)."""
+    record: dict[str, Any] = {"resumed_from": str(path), "repairs": notes,
+                              "dropped_rows": drop_rows_after(path.parent, state["progress"]["global_step"])}
+    if changes:
+        record["config_changed"] = changes
+    trained_with = state.get("world_size", world_size)
+    if trained_with != world_size:
+        record["world_size_changed"] = (f"resumed with {world_size} processes, trained with {trained_with}: the "
+                                        "global batch and the data order change from here on")
+        print(f"warning: {record['world_size_changed']}", file=sys.stderr)
+    return record
+
+
+def tidy_run_dir(run_dir: Path) -> list[str]:
+    """Remove stale temporary files and a partial last log line; one note per repair."""
+    notes = [f"removed {path.name}, left by a write that was killed" for path in remove_stale_temporaries(run_dir)]
+    log = run_dir / LOG_NAME
+    if log.is_file():
+        data = log.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data[: data.rfind(b"\n") + 1]
+            write_atomic(log, lambda stream: stream.write(keep))
+            notes.append(f"dropped a partial last line of {len(data) - len(keep)} bytes from {log.name} "
+                         "(its write was cut off)")
+    return notes
+
+
+def drop_rows_after(run_dir: Path, global_step: int) -> int:
+    """Remove the log rows of steps after ``global_step`` (trained again after a resume); returns how many."""
+    log = run_dir / LOG_NAME
+    if not log.is_file():
+        return 0
+    lines = log.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= global_step]
+    if len(kept) != len(lines):
+        write_atomic(log, lambda stream: stream.write("".join(kept).encode()))
+    return len(lines) - len(kept)
+
+
+def nonfinite_message(run_dir: Path, epoch: int, step: int, checkpoint_written: bool) -> str:
+    """Why training stops after a NaN/inf loss, and which checkpoint to trust (from the logged weight norms)."""
+    where = f"loss became NaN/inf before epoch {epoch} step {step}"
+    advice = "Lower optim.lr, raise optim.warmup_epochs or use train.precision=fp32"
+    if not checkpoint_written:
+        return f"{where}; no checkpoint was written yet, so there is nothing to resume from. {advice}"
+    saves = [r for r in _rows(run_dir) if "checkpoint_weight_norm" in r]
+    first = next((r["weight_norm"] for r in _rows(run_dir) if "weight_norm" in r), None)
+    if not saves or not first:
+        return f"{where}; the last checkpoint in {run_dir} is intact. {advice}"
+    last = saves[-1]
+    ratio = last["checkpoint_weight_norm"] / first
+    state = "sane" if ratio < 10 else "already exploding: do not resume from it"
+    return (f"{where}; the last checkpoint in {run_dir} (step {last['step']}) has weight norm "
+            f"{last['checkpoint_weight_norm']:.4g}, {ratio:.2f}x the first logged ({first:.4g}): {state}. {advice}")
+
+
+def _rows(run_dir: Path) -> list[dict[str, Any]]:
+    log = run_dir / LOG_NAME
+    if not log.is_file():
+        return []
+    rows = []
+    for line in log.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
