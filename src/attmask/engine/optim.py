@@ -106,6 +106,12 @@ def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float, host_syn
     return torch.tensor(math.sqrt(sum(value * value for value in norms)))
 
 
+def weight_norm(model: nn.Module) -> torch.Tensor:
+    """Global L2 norm of ``model``'s parameters (0-d, no host sync): logged with every step and
+    checkpoint, so a diverging run shows which checkpoint still had sane weights."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()])))
+
+
 def _clip_each_batched(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Per-parameter clipping of ``grads`` in place without host syncs; returns the global norm."""
     norms = torch.stack(torch._foreach_norm(grads, 2))  # (P,)

@@ -30,15 +30,13 @@ from attmask.engine.distributed import DistributedContext, all_reduce_mean, barr
 from attmask.engine.figure_monitor import FigureMonitor
 from attmask.engine.knn_monitor import KNNMonitor
 from attmask.engine.logging import RunLogger
-from attmask.engine.optim import build_optimizer, training_schedules
+from attmask.engine.optim import build_optimizer, training_schedules, weight_norm
 from attmask.engine.precision import resolve_precision
 from attmask.engine.resume import (TrainingError, drop_rows_after, nonfinite_message, read_resumable, resume_record,
                                    tidy_run_dir)
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.methods import build_method, original_numerics
 from attmask.methods.monitors import collapse_warning
-
-__all__ = ["Progress", "Trainer", "TrainingError"]
 
 
 @dataclass
@@ -208,7 +206,7 @@ class Trainer:
         averaged = all_reduce_mean(torch.stack([logs[k].float().to(self.device) for k in keys]))
         logs = dict(zip(keys, averaged.unbind()))  # mean over ranks = the global-batch value
         record = {"epoch": self.progress.epoch, "step": self.progress.global_step, **logs,
-                  "weight_norm": self._weight_norm(), "images_per_second": images_per_second, **self._position()}
+                  "weight_norm": weight_norm(self.method.student), "images_per_second": images_per_second, **self._position()}
         plain = self.logger.log(record, step=self.progress.global_step)
         self._warn_collapse(plain)
         bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
@@ -232,10 +230,6 @@ class Trainer:
         """Training wall time and images seen so far (the time-to-accuracy axes)."""
         per_step = self.config.data.batch_size * self.config.optim.accumulation_steps * self.ctx.world_size
         return {"train_seconds": self.progress.train_seconds, "images_seen": self.progress.global_step * per_step}
-
-    def _weight_norm(self) -> torch.Tensor:
-        """Global L2 norm of the student's weights (logged: a checkpoint's norm tells if it already diverged)."""
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(self.method.student.parameters()))))
 
     def _check_finite(self) -> None:
         if bool(all_reduce_mean(self._nonfinite.float()) > 0):
@@ -285,7 +279,7 @@ class Trainer:
         self._check_finite()
         if self.ctx.is_main:
             save_atomic(self.checkpoint_state(), self.run_dir / CHECKPOINT_NAME)
-            self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": self._weight_norm()})
+            self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": weight_norm(self.method.student)})
         barrier()
 
     def _resume_or_start(self) -> None:
