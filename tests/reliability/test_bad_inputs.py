@@ -61,6 +61,14 @@ def test_decompression_bomb_is_skipped_like_any_unreadable_image(tmp_path, capsy
     with pytest.warns(UserWarning, match="skipping unreadable image .*bomb0.png"):
         code = main(["pretrain", "--out", str(tmp_path / "run"), *_sets(f"data.source={folder}")])
     assert code == 0
+    with warnings.catch_warnings():  # the worker process warns on its own
+        warnings.simplefilter("ignore")
+        assert main(["pretrain", "--out", str(tmp_path / "run1"), *_sets(f"data.source={folder}",
+                                                                         "data.num_workers=1")]) == 0
+    with warnings.catch_warnings():  # eval's loader workers warn on their own
+        warnings.simplefilter("ignore")
+        assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run"), "--data", str(folder),
+                     "--img-size", "16"]) == 0
     with pytest.raises(ValueError, match=r"too large to decode safely.*2500000000 pixels.*data.max_image_pixels"):
         load_image(folder / "a" / "bomb0.png")
     with pytest.raises(ValueError, match=r"20x20 pixels, more than the limit of 100"):
@@ -83,6 +91,32 @@ def test_a_folder_of_unreadable_files_is_one_line_even_from_a_worker(tmp_path, c
     assert code == 2
     line = _one_line(capsys)
     assert "none of the 20 image files of the data set is readable" in line and "DataLoader" not in line
+    if workers == 0:
+        assert main(["pretrain", "--out", str(tmp_path / "ok"), *_sets()]) == 0
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(["eval", "knn", "--checkpoint", str(tmp_path / "ok"), "--data", str(folder),
+                         "--img-size", "16"]) == 2
+        assert "is readable" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("override", ["optim.lr=1e-3", "train.seed=1", "masking.strategy=random",
+                                      "data.batch_size=4", "optim.warmup_epochs=0"])
+def test_resume_with_a_changed_training_setting_is_refused(tmp_path, capsys, override) -> None:
+    run = tmp_path / "run"
+    assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2", "train.max_steps_per_epoch=1")]) == 0
+    state = torch.load(run / "checkpoint.pth", weights_only=True)
+    state["progress"]["epoch"] = 1  # as if stopped after the first epoch
+    torch.save(state, run / "checkpoint.pth")
+    before = (run / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2", "train.max_steps_per_epoch=1", override)]) == 2
+    line = _one_line(capsys)
+    assert f"{override.split('=')[0]} " in line and "--allow-config-change" in line
+    assert (run / "config.yaml").read_text() == before
+    assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2", "train.max_steps_per_epoch=1",
+                                                       "train.log_every_steps=5")]) == 0  # monitoring may change
 
 
 @pytest.mark.parametrize(("text", "message"), [
