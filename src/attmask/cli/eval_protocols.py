@@ -159,6 +159,28 @@ def _finetune(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
     return finetune_protocol(session, config)
 
 
+# ---------------------------------------------------------------- revisited Oxford / Paris
+
+
+def _revisited_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", help="roxford5k, rparis6k, ... (default: the one gnd_<dataset>.pkl in --data)")
+    parser.add_argument("--max-side", type=int, default=224, help="images shrunk to at most this many pixels a side")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.7071, 0.5], help="feature scales, averaged")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="k of mP@k")
+
+
+def _revisited(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from attmask.eval.revisited_run import revisited_retrieval
+
+    if args.max_side < 1 or any(s <= 0 for s in args.scales) or any(k < 1 for k in args.k):
+        raise ValueError("--max-side, --scales and --k must be positive")
+    result = revisited_retrieval(session.backbone.eval(), args.data, args.dataset, args.max_side, args.scales,
+                                 args.k, session.device)
+    maps = " / ".join(f"{result[f'map_{p}']:.2f}" for p in "EMH")
+    return result, (f"{result['dataset']}: mAP E / M / H {maps} ({result['num_queries']} queries, "
+                    f"{result['num_database']} database images)")
+
+
 #: protocol -> (help, add its arguments, run it on a session)
 PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], tuple[dict, str]]]] = {
     "knn": ("weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)", _knn_args, _knn),
@@ -167,4 +189,6 @@ PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
     "finetune": ("fine-tune the whole ViT with layer-wise lr decay", _finetune_args, _finetune),
     "retrieval": ("Recall@k and mAP of every image against the others", _retrieval_args, _retrieval),
     "robustness": ("k-NN accuracy with the most attended patches blacked out", _robustness_args, _robustness),
+    "revisited": ("revisited Oxford / Paris retrieval: mAP and mP@k, Easy / Medium / Hard (--data ROOT with "
+                  "gnd_<dataset>.pkl and jpg/)", _revisited_args, _revisited),
 }
