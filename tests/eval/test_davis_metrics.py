@@ -52,5 +52,5 @@ def test_a_predicted_object_above_the_first_frames_is_one_line() -> None:
     gt[:, 2:4, 2:4] = 1
     pred = gt.copy()
     pred[1, 5:7, 5:7] = 2
-    with pytest.raises(ValueError, match="holds object 2, but the first frame has only 1"):
+    with pytest.raises(ValueError, match="predictions hold object 2, but the first frame has only 1"):
         score_sequence(gt, pred, "toy")
