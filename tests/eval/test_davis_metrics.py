@@ -54,3 +54,43 @@ def test_a_predicted_object_above_the_first_frames_is_one_line() -> None:
     pred[1, 5:7, 5:7] = 2
     with pytest.raises(ValueError, match="predictions hold object 2, but the first frame has only 1"):
         score_sequence(gt, pred, "toy")
+
+
+def _moving_square_video(root, frames: int = 8, size: int = 64) -> None:
+    """A red square moving 3 px a frame over grey noise, with its annotation (label 1), DAVIS layout."""
+    rng = np.random.default_rng(0)
+    images, notes = root / "JPEGImages" / "480p" / "toy", root / "Annotations" / "480p" / "toy"
+    images.mkdir(parents=True)
+    notes.mkdir(parents=True)
+    from PIL import Image
+
+    for t in range(frames):
+        pixels = rng.integers(90, 130, (size, size, 3), dtype=np.uint8)
+        labels = np.zeros((size, size), np.uint8)
+        top, left = 16 + t, 8 + 3 * t
+        pixels[top:top + 20, left:left + 20] = (220, 30, 30)
+        labels[top:top + 20, left:left + 20] = 1
+        Image.fromarray(pixels).save(images / f"{t:05d}.jpg", quality=95)
+        annotation = Image.fromarray(labels, mode="L").convert("P")
+        annotation.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+        annotation.save(notes / f"{t:05d}.png")
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("toy\n")
+
+
+def test_eval_davis_follows_a_moving_object_end_to_end(tmp_path, capsys) -> None:
+    import json
+
+    from attmask.cli.main import main
+    from tests.engine.tiny import TINY
+
+    run = tmp_path / "run"
+    assert main(["pretrain", "--out", str(run), *[a for s in (*TINY, "optim.epochs=1") for a in ("--set", s)]]) == 0
+    _moving_square_video(tmp_path / "davis")
+    capsys.readouterr()
+    assert main(["eval", "davis", "--checkpoint", str(run), "--data", str(tmp_path / "davis"), "--scale", "64",
+                 "--radius", "4", "--save-masks", str(tmp_path / "masks")]) == 0
+    assert "DAVIS J&F-Mean" in capsys.readouterr().out
+    result = json.loads((run / "eval" / "davis.json").read_text())
+    assert result["J-Mean"] > 50, result  # the propagated mask follows the square
+    assert len(list((tmp_path / "masks" / "toy").glob("*.png"))) == 8

@@ -181,6 +181,32 @@ def _revisited(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
                     f"{result['num_database']} database images)")
 
 
+# ---------------------------------------------------------------- DAVIS 2017
+
+
+def _davis_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", type=int, default=480, help="shorter frame side in pixels")
+    parser.add_argument("--n-last", type=int, default=7, help="previous frames used as context")
+    parser.add_argument("--radius", type=int, default=12, help="neighbourhood radius in patches (0 = whole frame)")
+    parser.add_argument("--topk", type=int, default=5, help="source patches kept per target patch")
+    parser.add_argument("--sequences", nargs="+", help="sequences to run (default: ImageSets/2017/val.txt)")
+    parser.add_argument("--save-masks", help="folder for the predicted indexed PNGs")
+
+
+def _davis(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
+    from pathlib import Path
+
+    from attmask.eval.davis import PropagationSettings, evaluate_davis
+
+    if min(args.scale, args.n_last, args.topk) < 1 or args.radius < 0:
+        raise ValueError("--scale, --n-last and --topk must be >= 1 and --radius >= 0")
+    settings = PropagationSettings(args.scale, args.n_last, args.radius, args.topk)
+    result = evaluate_davis(session.backbone, args.data, settings, args.sequences,
+                            Path(args.save_masks) if args.save_masks else None)
+    return result, (f"DAVIS J&F-Mean {result['J&F-Mean']:.2f} (J {result['J-Mean']:.2f}, F {result['F-Mean']:.2f}) "
+                    f"over {len(result['sequences'])} sequences")
+
+
 #: protocol -> (help, add its arguments, run it on a session)
 PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], tuple[dict, str]]]] = {
     "knn": ("weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)", _knn_args, _knn),
@@ -191,4 +217,6 @@ PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
     "robustness": ("k-NN accuracy with the most attended patches blacked out", _robustness_args, _robustness),
     "revisited": ("revisited Oxford / Paris retrieval: mAP and mP@k, Easy / Medium / Hard (--data ROOT with "
                   "gnd_<dataset>.pkl and jpg/)", _revisited_args, _revisited),
+    "davis": ("DAVIS 2017 video object segmentation by label propagation: J&F (--data the DAVIS root)",
+              _davis_args, _davis),
 }
