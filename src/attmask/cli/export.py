@@ -16,6 +16,11 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--out", required=True, help="destination FILE.safetensors")
     parser.add_argument("--student", action="store_true", help="export the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
+    parser.add_argument("--format", default="timm", choices=("timm", "mmseg"),
+                        help="timm: FILE.safetensors + FILE.json (default); mmseg: FILE.pth in mmsegmentation's "
+                        "VisionTransformer key layout + FILE.py config snippet, for segmentation fine-tuning")
+    parser.add_argument("--img-size", type=int, help="mmseg: the fine-tuning crop size; the position table is "
+                        "resampled to its grid (default: the backbone's own size)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,8 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
     source = {"checkpoint": str(loaded.path), "layout": loaded.layout, "which": loaded.which}
-    weights, sidecar = export_backbone(loaded.model, loaded.kwargs, args.out, source)
     kwargs = loaded.kwargs
+    if args.format == "mmseg":
+        from attmask.models.export_dense import export_mmseg
+
+        weights, sidecar = export_mmseg(loaded.model, kwargs, args.out, args.img_size or int(kwargs["img_size"]))
+        print(f"exported {loaded.which or 'backbone'} for mmsegmentation to {weights} (config: {sidecar})")
+        return 0
+    weights, sidecar = export_backbone(loaded.model, kwargs, args.out, source)
     print(f"exported {loaded.which or 'backbone'} (ViT width {kwargs['embed_dim']}, depth {kwargs['depth']}, "
           f"patch {kwargs['patch_size']}, {kwargs['img_size']} px) to {weights} and {sidecar}")
     return 0
