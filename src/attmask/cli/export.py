@@ -16,9 +16,11 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--out", required=True, help="destination FILE.safetensors")
     parser.add_argument("--student", action="store_true", help="export the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
-    parser.add_argument("--format", default="timm", choices=("timm", "mmseg"),
-                        help="timm: FILE.safetensors + FILE.json (default); mmseg: FILE.pth in mmsegmentation's "
-                        "VisionTransformer key layout + FILE.py config snippet, for segmentation fine-tuning")
+    parser.add_argument("--format", default="timm", choices=("timm", "hf", "onnx", "mmseg"),
+                        help="timm: FILE.safetensors + FILE.json (default); hf: a FOLDER (config.json + "
+                        "model.safetensors) that timm.create_model('local-dir:FOLDER' or 'hf-hub:...') loads; "
+                        "onnx: FILE.onnx with a dynamic batch, checked against PyTorch with onnxruntime; "
+                        "mmseg: FILE.pth in mmsegmentation's VisionTransformer key layout + FILE.py config snippet")
     parser.add_argument("--img-size", type=int, help="mmseg: the fine-tuning crop size; the position table is "
                         "resampled to its grid (default: the backbone's own size)")
 
@@ -31,6 +33,19 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
     source = {"checkpoint": str(loaded.path), "layout": loaded.layout, "which": loaded.which}
     kwargs = loaded.kwargs
+    if args.format == "hf":
+        from attmask.models.export_hf import export_hf
+
+        folder = export_hf(loaded.model, kwargs, args.out)
+        print(f"exported {loaded.which or 'backbone'} to {folder}: timm.create_model('local-dir:{folder}', pretrained=True)")
+        return 0
+    if args.format == "onnx":
+        from attmask.models.export_onnx import export_onnx
+
+        check = export_onnx(loaded.model, args.out, args.img_size or int(kwargs["img_size"]))
+        print(f"exported {loaded.which or 'backbone'} to {check.path} (inputs (batch, {check.channels}, {check.size}, "
+              f"{check.size}); onnxruntime vs PyTorch max abs difference {check.max_abs_diff:.2e})")
+        return 0
     if args.format == "mmseg":
         from attmask.models.export_dense import export_mmseg
 
