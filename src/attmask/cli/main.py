@@ -3,35 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
-from attmask.cli import convert, evaluate, experiment, export, pretrain, report, visualize
+#: subcommand -> (module under attmask.cli, one line for ``attmask --help``). A module is imported
+#: only when its subcommand runs, so ``attmask --help`` and a mistyped command never load torch.
+SUBCOMMANDS = {
+    "pretrain": ("pretrain", "pretrain a ViT (iBOT, DINO, MST, MAE, SimMIM, LUT; AttMask or other masking)"),
+    "eval": ("evaluate", "evaluate a checkpoint: knn, fewshot, linear, finetune, retrieval, robustness, "
+                         "revisited, davis"),
+    "export": ("export", "export a backbone: timm safetensors + JSON, a Hugging Face folder, ONNX, mmseg"),
+    "visualize": ("visualize", "draw attention maps per head, every strategy's masks, or reconstructions"),
+    "report": ("report", "write RUN_DIR/report/index.html: curves, schedules, k-NN, monitors, figures, config"),
+    "experiment": ("experiment", "reproducible experiments (masking ablation of AttMask)"),
+    "convert": ("convert", "turn an original DINO/iBOT/AttMask training checkpoint into a run folder to continue"),
+}
 
-SUBCOMMANDS = {"pretrain": pretrain, "eval": evaluate, "export": export,
-               "visualize": visualize, "report": report,
-               "experiment": experiment, "convert": convert}
+
+def command_module(name: str) -> ModuleType:
+    """The ``attmask.cli`` module of subcommand ``name`` (imported now)."""
+    return importlib.import_module(f"attmask.cli.{SUBCOMMANDS[name][0]}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s own arguments are built (every other subcommand is
+    listed with its one line)."""
     parser = argparse.ArgumentParser(
         prog="attmask",
         description="Attention-guided masked image modeling (AttMask) for Vision Transformers.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
-        module.add_parser(commands, name)
+    for name, (_, summary) in SUBCOMMANDS.items():
+        if name == command:
+            command_module(name).add_parser(commands, name)
+        else:
+            commands.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((item for item in argv if not item.startswith("-")), None)
+    parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        return int(SUBCOMMANDS[args.command].run(args) or 0)
+        return int(command_module(args.command).run(args) or 0)
     except (ValueError, OSError, KeyError) as error:
         if args.debug:
             raise
