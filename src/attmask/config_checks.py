@@ -44,7 +44,7 @@ RULES: tuple[Rule, ...] = (
     ("data.val_images", lambda v: v >= 0, ">= 0 (0 = no validation hold-out)"),
     ("data.max_image_pixels", lambda v: v >= 1, ">= 1 pixels"),
     ("optim.epochs", lambda v: v >= 1, ">= 1"),
-    ("optim.lr", lambda v: v >= 0, ">= 0 (per 256 images)"),
+    ("optim.lr", lambda v: v >= 0, ">= 0, per 256 images: a step uses lr x global batch / 256"),
     ("optim.min_lr", lambda v: v >= 0, ">= 0"),
     ("optim.warmup_epochs", lambda v: v >= 0, ">= 0"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),

@@ -45,6 +45,12 @@ def test_help_documents_every_config_key(capsys) -> None:
 
     for method in METHODS:  # every registered method is named in the description
         assert method in text.split("config keys")[0]
+    reference = text.split("config keys")[1]
+    for key, values in (("masking.strategy", "attmask_hint"), ("data.crops", "small28"),
+                        ("data.augment_on", "workers, device"), ("train.method", "lut_simmim"),
+                        ("optim.lr", "per 256 images"), ("optim.teacher_momentum", "in [0, 1]")):
+        line = reference.split(key, 1)[1].splitlines()[1]  # the line under the key
+        assert values in line, (key, line)
 
 
 def test_pretrain_on_an_image_folder_with_a_corrupt_file(tmp_path, capsys) -> None:

@@ -6,11 +6,33 @@ import argparse
 import dataclasses
 import typing
 
-from attmask.config import Config, load_config
+from attmask.config import FIDELITIES, Config, load_config
+from attmask.config_checks import RULES
+from attmask.data.augment import MULTICROP_PRESETS
+from attmask.engine.data import AUGMENT_ON
+from attmask.engine.precision import PRECISIONS
+from attmask.masking.registry import STRATEGIES
+from attmask.methods import METHODS
+from attmask.models import VIT_ARCHITECTURES
+
+#: The accepted values of the keys that name a choice (from the registries that check them).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.arch": tuple(VIT_ARCHITECTURES), "model.pos_embed_init": ("normal", "sincos"),
+    "masking.strategy": STRATEGIES, "data.crops": tuple(MULTICROP_PRESETS), "data.augment_on": AUGMENT_ON,
+    "train.method": tuple(METHODS), "train.precision": PRECISIONS, "train.fidelity": FIDELITIES,
+    "train.device": ("auto", "cpu", "cuda", "cuda:N"),
+}
+_RANGES = {key: words for key, _, words in RULES}
+
+
+def _accepted(key: str) -> str:
+    if key in CHOICES:
+        return "one of " + ", ".join(CHOICES[key])
+    return _RANGES.get(key, "")
 
 
 def _config_reference(cls: type = Config, prefix: str = "") -> list[str]:
-    """One line per config key: ``section.key (type, default value)``."""
+    """Two lines per config key: ``section.key type default``, then its accepted values or range."""
     lines = []
     defaults = cls()
     hints = typing.get_type_hints(cls)
@@ -24,6 +46,8 @@ def _config_reference(cls: type = Config, prefix: str = "") -> list[str]:
             kind = getattr(hint, "__name__", None) if isinstance(hint, type) else None
             kind = kind or str(hint).replace("typing.", "")
             lines.append(f"  {key:38s} {kind:28s} default: {value!r}")
+            if _accepted(key):
+                lines.append(f"      {_accepted(key)}")
     return lines
 
 
