@@ -89,3 +89,14 @@ def test_bad_input_is_one_line_and_builds_nothing(tmp_path, capsys, case: str, m
     assert code == 2
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+def test_progress_shows_the_loss_from_the_first_step_and_announces_each_knn(tmp_path, capsys) -> None:
+    code, _, err = _run(_sets("train.progress=true", "train.log_every_steps=20", "train.knn_every_epochs=1",
+                              "train.knn_baseline=true", "train.knn_train_samples=100", "train.knn_test_samples=50"),
+                        tmp_path, capsys)
+    assert code == 0
+    steps = [r["step"] for r in read_log(tmp_path / "run") if "loss" in r and "epoch_done" not in r]
+    assert steps[0] == 1 and "loss=" in err  # the bar shows the loss from the first step, not from step 20
+    for prefix in ("knn:", "knn_random_init:"):
+        assert f"{prefix} 20-NN of 50 test queries against 100 images" in err

@@ -8,6 +8,7 @@ same bank and queries, the level a pretrained backbone has to beat.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -105,6 +106,8 @@ class KNNMonitor:
         """``{prefix_top1, prefix_top5}`` of [CLS] and the same with ``_gap`` / ``_clsgap`` after
         the prefix, in percent (empty for unlabelled data)."""
         bank, queries, classes = self._load_splits()
+        self._announce(f"{prefix}: {self.config.train.knn_k}-NN of {len(queries)} {self.split_name} queries "
+                       f"against {len(bank)} images ...")
         bank_features, bank_labels = self._features(backbone, bank, "cls+gap")
         query_features, query_labels = self._features(backbone, queries, "cls+gap")
         if (bank_labels < 0).any() or classes < 2:
@@ -116,6 +119,11 @@ class KNNMonitor:
             scores.update(self._score(bank_features[:, columns], bank_labels, query_features[:, columns],
                                       query_labels, classes, f"{prefix}{FEATURE_KEYS[kind]}"))
         return scores
+
+    def _announce(self, message: str) -> None:
+        """One line on stderr while a k-NN runs (the progress bar is closed then), with train.progress."""
+        if self.config.train.progress and (not is_distributed() or torch.distributed.get_rank() == 0):
+            print(message, file=sys.stderr, flush=True)
 
     def pixel_baseline(self, prefix: str = "knn_pixels") -> dict[str, float]:
         """``{prefix_top1, prefix_top5}``: the same k-NN on the normalised pixels of the same bank

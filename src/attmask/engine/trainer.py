@@ -198,7 +198,7 @@ class Trainer:
     # ------------------------------------------------------- logging and state
     def _should_log(self, step: int) -> bool:
         every = max(self.config.train.log_every_steps, 1)
-        return (step + 1) % every == 0 or step + 1 == self.steps_per_epoch
+        return step == 0 or (step + 1) % every == 0 or step + 1 == self.steps_per_epoch  # step 0: loss shown at once
 
     def _log_step(self, logs: dict[str, torch.Tensor], bar: tqdm, images_per_second: float) -> None:
         self._check_finite()
@@ -210,7 +210,7 @@ class Trainer:
         plain = self.logger.log(record, step=self.progress.global_step)
         self._warn_collapse(plain)
         bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
-                        img_s=f"{images_per_second:.0f}")
+                        img_s=f"{images_per_second:.0f}", refresh=False)  # drawn by the next update
 
     def _warn_collapse(self, record: dict) -> None:
         """Once per epoch from the second on: a line (logged and printed) when the collapse
