@@ -100,3 +100,20 @@ def test_reconstruction_of_other_checkpoints_is_one_line(tmp_path, capsys, kind,
     assert code == 2
     assert message in error and len(error.splitlines()) == 1, error
     assert not (tmp_path / "figs").exists()
+
+
+def test_attention_figure_title_names_the_run_and_the_last_block(tmp_path, monkeypatch) -> None:
+    import attmask.viz.render as render
+
+    Trainer(tiny_config("optim.epochs=1"), tmp_path / "my_run").fit()
+    titles = []
+    original = render.render_attention
+
+    def spy(image, attention, patch_size, title, path, mass=0.6):
+        titles.append(title)
+        return original(image, attention, patch_size, title, path, mass)
+
+    monkeypatch.setattr(render, "render_attention", spy)
+    assert main(["visualize", "attention", "--checkpoint", str(tmp_path / "my_run"), "--data", "digits",
+                 "--num-images", "1", "--out", str(tmp_path / "figures")]) == 0
+    assert titles and "teacher of my_run, last block" in titles[0] and str(tmp_path) not in titles[0]

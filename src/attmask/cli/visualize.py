@@ -67,7 +67,8 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
 
     if args.checkpoint:
         loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
-        label = f"{loaded.which or 'backbone'} of {loaded.path}"
+        source = loaded.path.parent.name if loaded.path.name == "checkpoint.pth" else loaded.path.name
+        label = f"{loaded.which or 'backbone'} of {source}"  # the run folder's name, not a full path
         return loaded.model, args.img_size or int(loaded.kwargs["img_size"]), label
     torch.manual_seed(args.seed)
     size = args.img_size or 224

@@ -74,7 +74,8 @@ def draw_figures(
             device = next(model.parameters()).device
             attention = attention_maps(model, inputs[None].to(device), block)[0].cpu()  # (heads, N)
             picture = pixels.permute(1, 2, 0).numpy()
-            title = f"{name}: {label}, block {block}"
+            where = "last block" if block == -1 else f"block {block}"
+            title = f"{name}: {label}, {where}"
             if "attention" in kinds:
                 written.append(render_attention(picture, attention, model.patch_size, title,
                                                 Path(out_dir) / f"{name}_attention.png", mass))

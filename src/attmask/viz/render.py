@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from attmask.viz.masks import attention_heatmap, overlay_mask  # noqa: E402
+from attmask.viz.masks import attention_heatmap, overlay_mask, upsample_patches  # noqa: E402
 
 def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     """Lay out, write ``path`` (parents created) and close ``figure``."""
@@ -77,6 +77,10 @@ def render_mask_grid(
     return save_figure(figure, path, dpi=110)
 
 
+#: Share of patches outlined on the mean attention map (what AttMask-High hides at ratio 0.3).
+TOP_SHARE = 0.3
+
+
 def render_attention(
     image: np.ndarray,
     attention: torch.Tensor,
@@ -101,28 +105,42 @@ def render_attention(
     Returns:
         The written path.
     """
-    from attmask.viz.attention import head_colour_map, threshold_by_mass
+    from matplotlib.patches import Patch, Rectangle
+
+    from attmask.viz.attention import HEAD_COLOURS, head_colour_map, threshold_by_mass
 
     grid = (image.shape[0] // patch_size, image.shape[1] // patch_size)
     heads = attention.shape[0]
     columns = 3 + heads
-    figure, axes = plt.subplots(1, columns, figsize=(2.0 * columns, 2.5), squeeze=False)
+    figure, axes = plt.subplots(1, columns, figsize=(2.1 * columns, 3.0), squeeze=False)
     axes = axes[0]
     axes[0].imshow(image)
     axes[0].set_title("Image", fontsize=9)
+    mean = attention.mean(0)
     axes[1].imshow(image)
-    axes[1].imshow(attention_heatmap(attention, grid, patch_size), cmap="inferno", alpha=0.6)
-    axes[1].set_title("mean [CLS] attention", fontsize=9)
+    shown = axes[1].imshow(upsample_patches(mean, grid, patch_size), cmap="viridis", alpha=0.75, vmin=0)
+    figure.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    top = torch.topk(mean, max(1, int(len(mean) * TOP_SHARE))).indices.tolist()  # what AttMask-High hides at r=0.3
+    for index in top:
+        row, col = divmod(index, grid[1])
+        axes[1].add_patch(Rectangle((col * patch_size - 0.5, row * patch_size - 0.5), patch_size, patch_size,
+                                    fill=False, edgecolor="white", linewidth=1.2))
+    axes[1].set_title(f"mean [CLS] attention\n(white: top {TOP_SHARE:.0%} of patches)", fontsize=8)
     axes[2].imshow(image * 0.5 + 0.25)
     axes[2].imshow(head_colour_map(threshold_by_mass(attention, mass), grid, patch_size))
-    axes[2].set_title(f"heads, top {mass:.0%} mass", fontsize=9)
+    axes[2].set_title(f"patches holding {mass:.0%} of\neach head's attention", fontsize=8)
+    axes[2].legend(handles=[Patch(color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}") for h in range(heads)],
+                   fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(heads, 3), frameon=False)
+    scale = float(attention.max())
     for head in range(heads):
-        axes[3 + head].imshow(attention_heatmap(attention[head], grid, patch_size), cmap="inferno")
+        axes[3 + head].imshow(upsample_patches(attention[head], grid, patch_size), cmap="viridis", vmin=0, vmax=scale)
         axes[3 + head].set_title(f"head {head}", fontsize=9)
+    figure.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, scale), "viridis"), ax=axes[3 + heads - 1],
+                    fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
     for axis in axes:
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(f"{title}  (colour: share of the [CLS] query's attention)", fontsize=9)
     return save_figure(figure, path, dpi=110)
 
 
