@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
         assert f"<h2>{title}</h2>" in page
     assert page.count("data:image/png;base64,") == 4 + 2 * 2  # 4 curve figures, 2 images x 2 figures
     assert "random init" in page and "finished epochs" in page
+    assert f"<h1>Pretraining run {run}</h1>" in page  # the folder as given, not "Run run"
+    assert "4 optimizer steps (" in page and "min of training" in page and "images seen" in page
+    from attmask.viz.report import CAPTIONS
+
+    assert all(html.escape(caption) in page for caption in CAPTIONS.values())  # a sentence under every figure
     for name in ("losses.png", "schedules.png", "monitors.png", "knn.png"):
         with Image.open(run / "report" / name) as image:
             assert image.size[0] >= 400 and image.size[1] >= 300

@@ -44,3 +44,28 @@ def plot_panels(records: Sequence[dict[str, Any]], panels: Sequence[tuple[str, S
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     return save_figure(figure, path, dpi=100)
+
+
+#: The k-NN curves (feature: log key) and the levels drawn as horizontal lines.
+KNN_CURVES = {"teacher [CLS]": "knn_top1", "teacher GAP": "knn_gap_top1", "teacher [CLS]+GAP": "knn_clsgap_top1"}
+KNN_LEVELS = {"random init [CLS]": "knn_random_init_top1", "raw pixels": "knn_pixels_top1"}
+
+
+def plot_knn(records: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    """Weighted k-NN top-1 against images seen (thousands), with the random-init and raw-pixel
+    levels of the same bank and queries as dashed lines; None when the run logged no k-NN."""
+    curves = {label: series(records, key, "images_seen") for label, key in KNN_CURVES.items()}
+    curves = {label: points for label, points in curves.items() if points[0]}
+    if not curves:
+        return None
+    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    for label, (xs, ys) in curves.items():
+        axis.plot([x / 1000 for x in xs], ys, marker="o", markersize=4, label=label)
+    for (label, key), style in zip(KNN_LEVELS.items(), ("--", ":")):
+        values = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+        if values:
+            axis.axhline(values[-1], linestyle=style, color="grey", label=f"{label} {values[-1]:.2f}%")
+    axis.set(xlabel="images seen (thousands)", ylabel="weighted k-NN top-1 (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save_figure(figure, path, dpi=100)

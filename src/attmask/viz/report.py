@@ -23,7 +23,18 @@ PANELS = {
                      ("KL(teacher || centre)", ["teacher_kl_centre"]),
                      ("feature std across the batch", ["feature_std"]), ("mask fraction", ["mask_fraction"])],
 }
-KNN_PANEL = [("weighted k-NN top-1 (%)", ["knn_top1", "knn_gap_top1", "knn_random_init_top1", "knn_pixels_top1"])]
+#: A sentence under each figure saying what it shows.
+CAPTIONS = {
+    "losses": "Training losses at every logged step (iBOT: total, [CLS] term L_[CLS] and masked-patch term L_MIM).",
+    "schedules": "Per-step schedules: the learning rate actually used (lr x global batch / 256), weight decay, "
+                 "EMA momentum of the teacher and the teacher temperature.",
+    "monitors": "Collapse monitors: a teacher entropy near log K (uniform targets) or a batch entropy near 0 "
+                "(one prototype for every image) means collapse; the mask fraction is the share of hidden patches.",
+    "knn": "Weighted k-NN top-1 of the teacher's features on the monitor's bank and queries, against training "
+           "images seen; grey lines: the same architecture at random initialisation (dashed) and the raw pixels (dotted).",
+    "figures": "The evaluated backbone's last-block [CLS] attention on fixed images, and the masks each "
+               "strategy draws from it.",
+}
 
 
 def _embed(path: Path) -> str:
@@ -73,7 +84,12 @@ def _reconstruction(run_dir: Path, images: list, path: Path) -> list[Path]:
 def _summary(records: list[dict]) -> str:
     steps = [r for r in records if "loss" in r and "step" in r]
     epochs = [r for r in records if r.get("epoch_done")]
-    parts = [f"{len(steps)} logged steps", f"{len(epochs)} finished epochs"]
+    last_step = max((r["step"] for r in steps), default=0)
+    parts = [f"{last_step} optimizer steps ({len(steps)} logged)", f"{len(epochs)} finished epochs"]
+    timed = [r for r in records if isinstance(r.get("train_seconds"), (int, float)) and r.get("images_seen")]
+    if timed:
+        seconds, images = timed[-1]["train_seconds"], timed[-1]["images_seen"]
+        parts.append(f"{seconds / 60:.1f} min of training, {images:,} images seen ({images / max(seconds, 1e-9):.0f}/s)")
     knn = [r for r in records if "knn_top1" in r]
     if knn:
         parts.append(f"last weighted k-NN top-1 {knn[-1]['knn_top1']:.2f}%")
@@ -90,25 +106,26 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
     Raises:
         FileNotFoundError: ``run_dir`` holds no ``log.jsonl``.
     """
-    from attmask.viz.curves import plot_panels
+    from attmask.viz.curves import plot_knn, plot_panels
 
     run_dir = Path(run_dir)
     records = read_log(run_dir)
     if not records:
         raise FileNotFoundError(f"{run_dir} has no log.jsonl; pass a pretraining run folder")
     out = run_dir / "report"
-    sections = [f"<h1>Run {html.escape(run_dir.name)}</h1><p>{html.escape(_summary(records))}</p>"]
+    sections = [f"<h1>Pretraining run {html.escape(str(run_dir))}</h1><p>{html.escape(_summary(records))}</p>"]
     panels_by_file = dict(PANELS, **{"losses.png": [("loss", _loss_keys(records))]})
     for name, panels in panels_by_file.items():
         path = plot_panels(records, panels, out / name)
         if path is not None:
-            sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}")
-    knn = plot_panels(records, KNN_PANEL, out / "knn.png", x="epoch")
+            sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}<p>{html.escape(CAPTIONS[name[:-4]])}</p>")
+    knn = plot_knn(records, out / "knn.png")
     if knn is not None:
-        sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}")
+        sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}<p>{html.escape(CAPTIONS['knn'])}</p>")
     if figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file():
         which, drawn = _figures(run_dir, out, num_images)
-        sections.append(f"<h2>attention and masks ({which})</h2>" + "".join(_embed(p) for p in drawn))
+        sections.append(f"<h2>attention and masks ({which})</h2><p>{html.escape(CAPTIONS['figures'])}</p>"
+                        + "".join(_embed(p) for p in drawn))
     if (run_dir / "config.yaml").is_file():
         sections.append(f"<h2>config</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
     last = next((r for r in reversed(records) if "loss" in r), {})
