@@ -53,3 +53,20 @@ def test_render_mask_grid_writes_a_real_figure(tmp_path) -> None:
     with Image.open(path) as figure:
         width, height = figure.size
     assert width > 1.5 * height > 300, (width, height)  # 7 columns by 2 rows
+
+
+def test_mask_figure_says_when_hint_reveals_nothing(tmp_path, monkeypatch) -> None:
+    import attmask.viz.render as render
+
+    figures = []
+    monkeypatch.setattr(render, "save_figure", lambda figure, path, dpi=110: figures.append(figure) or path)
+    scores = torch.rand(16)
+    image = np.zeros((16, 16, 3), dtype=np.float32)
+    small = strategy_masks(scores, (4, 4), [0.3], torch.Generator().manual_seed(0))  # floor(16 x 0.03) = 0
+    render.render_mask_grid(image, scores, small, [0.3], 4, "t", tmp_path / "a.png")
+    labels = [axis.get_xlabel() for axis in figures[-1].axes]
+    assert "no hint shown: floor(16 x s) = 0" in labels
+    large = strategy_masks(torch.rand(196), (14, 14), [0.3], torch.Generator().manual_seed(0))  # 5 revealed
+    render.render_mask_grid(np.zeros((56, 56, 3), np.float32), torch.rand(196), large, [0.3], 4, "t",
+                            tmp_path / "b.png")
+    assert not any("no hint" in axis.get_xlabel() for axis in figures[-1].axes)

@@ -96,3 +96,18 @@ def test_load_method_refuses_other_files(tmp_path: Path) -> None:
         load_method(tmp_path / "plain.pth")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_method(tmp_path / "missing.pth")
+
+
+def test_reconstruction_of_a_gray_image_is_drawn_gray() -> None:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    gray = torch.rand(1, 1, 8, 8).expand(1, 3, 8, 8)
+    images = (gray - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    tinted = images.clone()
+    tinted[:, 2] += 0.5  # the model's blue channel a little off
+    panels = reconstruction_panels(Reconstruction(images, torch.zeros(1, 4, dtype=torch.bool), tinted, 4), mean, std)
+    output = panels[0, 2]
+    assert np.allclose(output, output[..., :1])  # no tint: every channel equal
+    colour = torch.rand(1, 3, 8, 8)  # a colour original keeps the reconstruction's colours
+    panels = reconstruction_panels(Reconstruction(colour, torch.zeros(1, 4, dtype=torch.bool), colour, 4),
+                                   (0.0,) * 3, (1.0,) * 3)
+    np.testing.assert_allclose(panels[0, 2], colour[0].permute(1, 2, 0).numpy(), atol=1e-6)

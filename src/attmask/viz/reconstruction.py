@@ -58,7 +58,9 @@ def reconstruction_panels(reconstruction: Reconstruction, mean: tuple[float, ...
     """The figure's panels: per image, the original, the masked input and the reconstruction.
 
     Images are de-normalised with ``mean`` / ``std`` and clipped to ``[0, 1]``; in the masked
-    input every pixel of a hidden patch is exactly ``viz.masks.HIDDEN_GREY``.
+    input every pixel of a hidden patch is exactly ``viz.masks.HIDDEN_GREY``. When the original is
+    gray (equal channels), the reconstruction is drawn gray too (its channel mean): the model's
+    small per-channel differences, amplified by the per-channel std, would tint it.
 
     Returns:
         ``(B, 3, H, W, 3)`` float32 in ``[0, 1]``, columns in :data:`COLUMNS` order.
@@ -69,7 +71,10 @@ def reconstruction_panels(reconstruction: Reconstruction, mean: tuple[float, ...
     rows = []
     for image, mask, output in zip(reconstruction.images, reconstruction.masks, reconstruction.reconstruction):
         original = denormalize(image, mean, std)
-        rows.append([original, overlay_mask(original, mask, grid, patch), denormalize(output, mean, std)])
+        restored = denormalize(output, mean, std)
+        if np.allclose(original, original[..., :1], atol=1e-3):  # a gray image
+            restored = np.repeat(restored.mean(axis=-1, keepdims=True), restored.shape[-1], axis=-1)
+        rows.append([original, overlay_mask(original, mask, grid, patch), restored])
     return np.asarray(rows, dtype=np.float32)
 
 

@@ -67,6 +67,9 @@ def render_mask_grid(
             axes[row, column].imshow(overlay_mask(image, per_ratio[row], grid, patch_size))
             if row == 0:
                 axes[row, column].set_title(STRATEGY_TITLES.get(name, name), fontsize=9)
+            high = masks.get("attmask_high")
+            if name == "attmask_hint" and high is not None and torch.equal(per_ratio[row], high[row]):
+                axes[row, column].set_xlabel(f"no hint shown: floor({grid[0] * grid[1]} x s) = 0", fontsize=7)
         axes[row, 0].set_ylabel(f"r = {ratio:g}", fontsize=10)
     axes[0, 0].set_title("Image", fontsize=9)
     axes[0, 1].set_title("[CLS] attention", fontsize=9)
