@@ -13,7 +13,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,demo,onnx]"
+	$(PY) -m pip install --quiet -e ".[dev,demo,onnx,trackers]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -195,6 +195,8 @@ class TrainConfig:
             second masking ratio). README "Fidelity to the original code" lists each difference
             and its measured effect. Independent of ``reference_design``, which reproduces the
             original's costs.
+        loggers: where the metrics go besides ``log.jsonl`` (always written): ``tensorboard``
+            (default, when installed), ``wandb``, ``mlflow`` (:mod:`attmask.engine.trackers`).
         compile: ``torch.compile`` the student's and the teacher's backbone with dynamic shapes
             (batch size and crop resolution are symbolic: no recompilation per size). Off by
             default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
@@ -232,6 +234,7 @@ class TrainConfig:
     compile: bool = False
     reference_design: bool = False
     fidelity: str = "default"
+    loggers: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
 
 
 @dataclass

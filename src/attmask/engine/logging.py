@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from attmask.engine.trackers import TensorBoardTracker, build_trackers
 
 LOG_NAME = "log.jsonl"
 
@@ -21,25 +24,23 @@ def _plain(value: Any) -> Any:
 
 
 class RunLogger:
-    """Appends one JSON object per record to ``run_dir/log.jsonl``; mirrors scalars to TensorBoard.
+    """Appends one JSON object per record to ``run_dir/log.jsonl`` and mirrors its scalars to the
+    trackers (:mod:`attmask.engine.trackers`: TensorBoard, Weights & Biases, MLflow).
 
     Args:
         run_dir: the run folder.
         enabled: False on ranks other than 0 (every call is then a no-op).
-        tensorboard: write ``run_dir/tensorboard`` too when ``tensorboard`` is importable.
+        loggers: ``train.loggers`` (``jsonl`` is always written; the others are trackers).
+        config: the run's config as a dict (wandb's config, MLflow's parameters).
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, enabled: bool = True, loggers: Sequence[str] = ("jsonl", "tensorboard"),
+                 config: dict[str, Any] | None = None) -> None:
         self.enabled = enabled
         self.path = Path(run_dir) / LOG_NAME
-        self.writer = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                self.writer = None
+        self.trackers = build_trackers(list(loggers), Path(run_dir), config or {}) if enabled else []
+        tensorboard = [t for t in self.trackers if isinstance(t, TensorBoardTracker)]
+        self.writer = tensorboard[0].writer if tensorboard else None  # figures go there too
 
     def log(self, record: dict[str, Any], step: int | None = None) -> dict[str, Any]:
         """Write one record (tensor values are converted to numbers here, the only sync)."""
@@ -48,16 +49,17 @@ class RunLogger:
             return plain
         with self.path.open("a") as stream:
             stream.write(json.dumps(plain) + "\n")
-        if self.writer is not None and step is not None:
-            for key, value in plain.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.writer.add_scalar(key, value, step)
+        step = step if step is not None else plain.get("step")
+        if isinstance(step, int):
+            for tracker in self.trackers:
+                tracker.log(plain, step)
         return plain
 
     def close(self) -> None:
-        """Flush TensorBoard."""
-        if self.writer is not None:
-            self.writer.close()
+        """Flush and close every tracker."""
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:

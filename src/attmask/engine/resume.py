@@ -33,7 +33,7 @@ FREE_KEYS = frozenset({
     "train.progress", "train.log_every_steps", "train.knn_every_epochs", "train.knn_k", "train.knn_train_samples",
     "train.knn_test_samples", "train.knn_baseline", "train.figures_every_epochs", "train.figure_images",
     "train.num_threads", "train.save_every_steps", "train.keep_every_epochs", "train.device", "data.num_workers",
-    "data.data_dir", "data.max_image_pixels",
+    "data.data_dir", "data.max_image_pixels", "train.loggers",
 })
 
 

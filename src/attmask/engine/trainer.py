@@ -95,7 +95,7 @@ class Trainer:
             optim.epochs, self.steps_per_epoch,
         )
         self.progress = Progress()
-        self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main)
+        self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
         self.knn = KNNMonitor(config, self.crops.global_size, self.device)
         self.figures = FigureMonitor(config, self.crops.global_size, self.run_dir)
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
@@ -241,7 +241,7 @@ class Trainer:
         # Unreadable files skipped so far, as counted in this process (each loader worker
         # counts, and warns, on its own).
         skipped = getattr(self.images, "num_skipped", 0)
-        record: dict = {"epoch": epoch, "epoch_done": True, "epoch_loss": epoch_loss,
+        record: dict = {"epoch": epoch, "step": self.progress.global_step, "epoch_done": True, "epoch_loss": epoch_loss,
                         "skipped_images": skipped, **self._position()}
         if self.knn.due(epoch):
             record.update(self.knn.evaluate(self.method.eval_backbone, prefix="knn"))
@@ -262,7 +262,8 @@ class Trainer:
         record = self.knn.evaluate(baseline.eval_backbone.to(self.device), prefix="knn_random_init")
         record.update(self.knn.pixel_baseline(prefix="knn_pixels"))
         record["knn_split"] = self.knn.split_name
-        return self.logger.log({"epoch": self.progress.epoch - 1, **record}, step=self.progress.global_step)
+        return self.logger.log({"epoch": self.progress.epoch - 1, "step": self.progress.global_step, **record},
+                               step=self.progress.global_step)
 
     def checkpoint_state(self) -> dict:
         """Everything needed to resume: weights, optimizer, scaler, progress, config."""
