@@ -28,6 +28,9 @@ def test_presets_load_and_resolve_their_pretraining_preset(path: Path) -> None:
     assert preset.is_file()
     pretrain = load_config(preset, config.pretrain.overrides)
     assert pretrain.train.method == "ibot"
+    if path.name == "masking_gpu_short.yaml":  # the few-minute GPU session: a subset, one seed
+        assert {"block", "attmask_high"} <= set(config.arms) <= set(ARMS) and pretrain.data.augment_on == "device"
+        return
     assert set(config.arms) == set(ARMS), "the presets run every arm of Table 1"
     assert len(config.seeds) == 3
 
