@@ -43,6 +43,14 @@ class ModelConfig:
     starting point of the trained position embedding).
     ``depth``, ``embed_dim``, ``num_heads``: override the named ``arch`` (None = its value), so
     any ViT of the original code can be built (e.g. width 48 with 3 heads).
+
+    Attributes:
+        arch: named ViT (timm's widths and depths).
+        patch_size: pixels per patch side.
+        drop_path_rate: stochastic depth of the student's last block (linear from 0).
+        depth, embed_dim, num_heads: override the architecture's (null: keep it).
+        stem_channels: channels of a 3x3 convolutional stem before the patches (0: none).
+        pos_embed_init: start of the position table (normal: std 0.02; sincos: MAE's table).
     """
 
     arch: str = "vit_small"
@@ -57,7 +65,14 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    """Projection head (DINO head; iBOT shares it between [CLS] and patch tokens)."""
+    """Projection head (DINO head; iBOT shares it between [CLS] and patch tokens).
+
+    Attributes:
+        out_dim, patch_out_dim: prototypes K of the [CLS] and of the patch head.
+        hidden_dim, bottleneck_dim: MLP width and the L2-normalised bottleneck before the prototypes.
+        norm_last_layer: keep the prototypes' weight-norm magnitudes frozen at 1.
+        shared_head: one head for [CLS] and patch tokens (iBOT); false: a second head for patches.
+    """
 
     out_dim: int = 8192
     patch_out_dim: int = 8192
@@ -69,7 +84,17 @@ class HeadConfig:
 
 @dataclass
 class LossConfig:
-    """Temperatures, centring and term weights (iBOT / DINO defaults)."""
+    """Temperatures, centring and term weights (iBOT / DINO defaults).
+
+    Attributes:
+        student_temp: temperature of the student's softmax.
+        warmup_teacher_temp, teacher_temp: teacher [CLS] temperature, linear from the first to the second.
+        warmup_teacher_patch_temp, teacher_patch_temp: the same for the patch tokens (L_MIM).
+        warmup_teacher_temp_epochs: epochs of that linear warm-up.
+        center_momentum: EMA of the centre subtracted from the teacher's outputs.
+        lambda_cls, lambda_patch: weights of L_[CLS] and L_MIM.
+        mim_start_epoch: epochs before masking and L_MIM start.
+    """
 
     student_temp: float = 0.1
     warmup_teacher_temp: float = 0.04
@@ -163,8 +188,17 @@ class DataConfig:
 class OptimConfig:
     """AdamW, schedules, clipping (iBOT defaults; ``lr`` is per 256 images; MAE uses betas (0.9, 0.95)).
 
-    ``last_layer_lr_scale`` multiplies the lr of the heads' prototype layers (``last_layer``),
-    once ``freeze_last_layer_epochs`` have passed; 1 = the original recipe.
+    Attributes:
+        epochs: passes (or train.max_steps_per_epoch steps) of the schedules.
+        lr, min_lr: peak lr per 256 images and the cosine's end.
+        warmup_epochs: linear lr warm-up.
+        weight_decay, weight_decay_end: cosine from one to the other.
+        teacher_momentum, teacher_momentum_end: EMA momentum of the teacher, cosine from one to the other.
+        betas: AdamW's.
+        clip_grad: gradient norm limit (0: none).
+        freeze_last_layer_epochs: epochs during which the prototypes get no update.
+        last_layer_lr_scale: lr multiplier of the prototypes after that (1: the original recipe).
+        accumulation_steps: micro-batches per optimizer step.
     """
 
     epochs: int = 100

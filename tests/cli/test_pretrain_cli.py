@@ -48,7 +48,9 @@ def test_help_documents_every_config_key(capsys) -> None:
     reference = text.split("config keys")[1]
     for key, values in (("masking.strategy", "attmask_hint"), ("data.crops", "small28"),
                         ("data.augment_on", "workers, device"), ("train.method", "lut_simmim"),
-                        ("optim.lr", "per 256 images"), ("optim.teacher_momentum", "in [0, 1]")):
+                        ("optim.lr", "per 256 images"), ("optim.teacher_momentum", "in [0, 1]"),
+                        ("optim.clip_grad", "gradient norm limit"), ("masking.probability", "chance that an image"),
+                        ("model.stem_channels", "convolutional stem")):
         line = reference.split(key, 1)[1].splitlines()[1]  # the line under the key
         assert values in line, (key, line)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import textwrap
 import typing
 
 from attmask.config import FIDELITIES, Config, load_config
@@ -31,11 +32,35 @@ def _accepted(key: str) -> str:
     return _RANGES.get(key, "")
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: description}`` from the ``Attributes:`` section of a config dataclass's docstring
+    (``name: text`` lines and their indented continuations; ``a, b: text`` documents both)."""
+    docs: dict[str, str] = {}
+    lines = (cls.__doc__ or "").splitlines()
+    if not any(line.strip() == "Attributes:" for line in lines):
+        return docs
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:") + 1
+    names: list[str] = []
+    for line in lines[start:]:
+        text = line.strip()
+        head, sep, rest = text.partition(": ")
+        if sep and all(part.strip().isidentifier() for part in head.split(",")):
+            names = [part.strip() for part in head.split(",")]
+            for name in names:
+                docs[name] = rest
+        elif text and names:
+            for name in names:
+                docs[name] += " " + text
+    return docs
+
+
 def _config_reference(cls: type = Config, prefix: str = "") -> list[str]:
-    """Two lines per config key: ``section.key type default``, then its accepted values or range."""
+    """Per config key: ``section.key type default``, then its description (from the dataclass's
+    ``Attributes:``) and its accepted values or range."""
     lines = []
     defaults = cls()
     hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
     for item in dataclasses.fields(cls):
         key = f"{prefix}{item.name}"
         value = getattr(defaults, item.name)
@@ -46,8 +71,10 @@ def _config_reference(cls: type = Config, prefix: str = "") -> list[str]:
             kind = getattr(hint, "__name__", None) if isinstance(hint, type) else None
             kind = kind or str(hint).replace("typing.", "")
             lines.append(f"  {key:38s} {kind:28s} default: {value!r}")
-            if _accepted(key):
-                lines.append(f"      {_accepted(key)}")
+            described = docs.get(item.name, "").replace("``", "")
+            described = "" if key in CHOICES and described.startswith("one of") else described
+            notes = [text.rstrip(".") for text in (described, _accepted(key)) if text]
+            lines.extend(f"      {text}" for text in textwrap.wrap("; ".join(notes), 96))
     return lines
 
 
