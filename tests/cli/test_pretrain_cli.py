@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,8 +53,9 @@ def test_help_documents_every_config_key(capsys) -> None:
                         ("optim.lr", "per 256 images"), ("optim.teacher_momentum", "in [0, 1]"),
                         ("optim.clip_grad", "gradient norm limit"), ("masking.probability", "chance that an image"),
                         ("model.stem_channels", "convolutional stem")):
-        line = reference.split(key, 1)[1].splitlines()[1]  # the line under the key
-        assert values in line, (key, line)
+        lines = reference.split(f"  {key} ", 1)[1].splitlines()[1:]
+        notes = " ".join(l.strip() for l in itertools.takewhile(lambda l: l.startswith("      "), lines))
+        assert values in notes, (key, notes)  # the indented lines under the key
 
 
 def test_pretrain_on_an_image_folder_with_a_corrupt_file(tmp_path, capsys) -> None:
