@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_step.py
 	$(PY) benchmarks/bench_knn.py
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_tta.py  # time to accuracy: about 80 min on 2 CPU cores
 
 clean:

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from attmask.engine.checkpoint import FORMAT, check_compatible, load_checkpoint
-from attmask.engine.logging import LOG_NAME
+from attmask.engine.logging import LOG_NAME, read_log
 from attmask.files import remove_stale_temporaries, write_atomic
+from attmask.typed_yaml import flatten
 
 
 class TrainingError(ValueError):
@@ -37,24 +38,13 @@ FREE_KEYS = frozenset({
 })
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved value, requested value)}`` for every trajectory-changing key that differs.
 
     Keys absent from ``saved`` (added to the config after the checkpoint was written) count as
     unchanged when the requested value is the default the old run implicitly had.
     """
-    old, new = _flatten(saved), _flatten(wanted)
+    old, new = flatten(saved), flatten(wanted)
     return {key: (old.get(key), value) for key, value in new.items()
             if key in old and old[key] != value and key not in FREE_KEYS}
 
@@ -131,8 +121,12 @@ def nonfinite_message(run_dir: Path, epoch: int, step: int, checkpoint_written: 
     advice = "Lower optim.lr, raise optim.warmup_epochs or use train.precision=fp32"
     if not checkpoint_written:
         return f"{where}; no checkpoint was written yet, so there is nothing to resume from. {advice}"
-    saves = [r for r in _rows(run_dir) if "checkpoint_weight_norm" in r]
-    first = next((r["weight_norm"] for r in _rows(run_dir) if "weight_norm" in r), None)
+    try:
+        rows = read_log(run_dir)
+    except ValueError:  # a damaged log: say only what is certain
+        rows = []
+    saves = [r for r in rows if "checkpoint_weight_norm" in r]
+    first = next((r["weight_norm"] for r in rows if "weight_norm" in r), None)
     if not saves or not first:
         return f"{where}; the last checkpoint in {run_dir} is intact. {advice}"
     last = saves[-1]
@@ -140,16 +134,3 @@ def nonfinite_message(run_dir: Path, epoch: int, step: int, checkpoint_written: 
     state = "sane" if ratio < 10 else "already exploding: do not resume from it"
     return (f"{where}; the last checkpoint in {run_dir} (step {last['step']}) has weight norm "
             f"{last['checkpoint_weight_norm']:.4g}, {ratio:.2f}x the first logged ({first:.4g}): {state}. {advice}")
-
-
-def _rows(run_dir: Path) -> list[dict[str, Any]]:
-    log = run_dir / LOG_NAME
-    if not log.is_file():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows

@@ -17,21 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from attmask.typed_yaml import flatten
+
 LOGGERS = ("jsonl", "tensorboard", "wandb", "mlflow")
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 class TensorBoardTracker:
@@ -81,7 +73,7 @@ class MLflowTracker:
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment("attmask")
         self.run = mlflow.start_run(run_name=run_dir.name)
-        mlflow.log_params({k: str(v)[:250] for k, v in _flat(config).items()})
+        mlflow.log_params({k: str(v)[:250] for k, v in flatten(config).items()})
 
     def log(self, record: dict[str, Any], step: int) -> None:
         self.mlflow.log_metrics(_numbers(record), step=step)
