@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from attmask.environment import environment
+from attmask.core.environment import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

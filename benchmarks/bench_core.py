@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark
 
-from attmask.environment import environment
+from attmask.core.environment import environment
 from attmask.masking import MaskingConfig, build_masking
 from attmask.models import build_vit
 

@@ -2,7 +2,7 @@
 loader workers (``data.augment_on=workers``) against decoding in the workers and batched
 augmentation on the training device (``data.augment_on=device``).
 
-Both paths run the loader the trainer builds (:func:`attmask.engine.data_bench.measure_pretraining_loader`:
+Both paths run the loader the trainer builds (:func:`attmask.runs.data_bench.measure_pretraining_loader`:
 same data, crops, workers, batch size and threads, the device path augmenting inside the timed
 loop), interleaved A B A B over several rounds so that drifting machine load hits both. Reports
 the median over rounds of the steady images/s (after the first batch, which includes worker
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from attmask.config import load_config
-from attmask.engine.data_bench import measure_pretraining_loader
-from attmask.environment import environment
+from attmask.runs.data_bench import measure_pretraining_loader
+from attmask.core.environment import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

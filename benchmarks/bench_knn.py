@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attmask.environment import environment
+from attmask.core.environment import environment
 from attmask.eval.knn import nearest_neighbours, weighted_knn
 from attmask.viz.render import plt, save_figure
 

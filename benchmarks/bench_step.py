@@ -33,7 +33,7 @@ from attmask.config import Config, load_config
 from attmask.engine.optim import build_optimizer
 from attmask.engine.precision import resolve_precision
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
-from attmask.environment import environment
+from attmask.core.environment import environment
 from attmask.methods import PretrainingMethod, build_method
 from flops import count_flops, gemm_probe, peak_flops, synchronize  # benchmarks/flops.py, beside this script
 

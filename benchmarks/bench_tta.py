@@ -39,7 +39,7 @@ from attmask.data.augment import eval_transform
 from attmask.data.splits import labelled_splits
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
-from attmask.environment import environment
+from attmask.core.environment import environment
 from attmask.eval.features import extract_features
 from attmask.eval.fewshot import few_shot_knn
 from attmask.experiments.cells import initial_backbone

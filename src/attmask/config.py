@@ -14,7 +14,7 @@ import yaml
 
 from attmask.config_checks import check_values
 from attmask.masking import MaskingConfig
-from attmask.typed_yaml import (
+from attmask.core.typed_yaml import (
     ConfigError,
     apply_overrides,
     from_dict,

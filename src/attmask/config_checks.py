@@ -1,6 +1,6 @@
 """Range checks of config values: every out-of-range setting is one line naming the key and the range.
 
-Types are checked while the YAML is read (:mod:`attmask.typed_yaml`); this module checks what a
+Types are checked while the YAML is read (:mod:`attmask.core.typed_yaml`); this module checks what a
 type cannot say (a negative learning rate, a momentum above 1, a zero patch size), so that a bad
 value stops the run before anything is built or written, instead of a ``ZeroDivisionError`` deep
 inside or a run that silently trains with it.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from attmask.typed_yaml import ConfigError
+from attmask.core.typed_yaml import ConfigError
 
 Rule = tuple[str, Callable[[Any], bool], str]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attmask.engine.checkpoint import check_compatible, load_checkpoint, save_atomic
+from attmask.core.checkpoint import load_checkpoint, save_atomic
+from attmask.engine.resume import check_compatible
 
 
 def test_save_and_load_round_trip(tmp_path) -> None:

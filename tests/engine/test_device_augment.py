@@ -10,7 +10,7 @@ import torch
 from attmask.config import ConfigError
 from attmask.data.batched import BatchedCropFlip, BatchedMultiCrop
 from attmask.engine.data import batch_augmentation, pretraining_loader
-from attmask.engine.data_bench import measure_pretraining_loader
+from attmask.runs.data_bench import measure_pretraining_loader
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from tests.engine.tiny import TINY_MAE, crash_and_resume, losses_by_step, tiny_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attmask.engine.checkpoint import load_checkpoint
+from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from tests.engine.tiny import losses_by_step, tiny_config, train_on_gloo
 

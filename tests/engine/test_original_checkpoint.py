@@ -10,7 +10,7 @@ import torch
 
 from attmask.cli.main import main
 from attmask.config import load_config
-from attmask.engine.checkpoint import load_checkpoint
+from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from attmask.engine.optim import build_optimizer, parameter_groups
 from attmask.engine.original import convert_original_checkpoint, original_names, project_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attmask.engine.schedules import cosine_schedule, teacher_temperature_schedule
+from attmask.core.schedules import cosine_schedule, teacher_temperature_schedule
 from tests.conftest import load_reference
 
 

@@ -8,7 +8,7 @@ import pytest
 from attmask.cli.main import main
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
-from tests.engine.tiny import TINY, tiny_config
+from tests.engine.tiny import monitored_trainer, TINY, tiny_config
 
 
 def _expected(run) -> dict[tuple[str, int], float]:
@@ -27,7 +27,7 @@ def test_mlflow_file_store_holds_the_log(tmp_path, monkeypatch) -> None:
     mlflow = pytest.importorskip("mlflow")  # the trackers extra
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run = tmp_path / "run"
-    Trainer(tiny_config("train.loggers=[jsonl, mlflow]", "train.knn_every_epochs=1",
+    monitored_trainer(tiny_config("train.loggers=[jsonl, mlflow]", "train.knn_every_epochs=1",
                         "train.knn_train_samples=100", "train.knn_test_samples=50"), run).fit()
     client = mlflow.tracking.MlflowClient(tracking_uri=(run / "mlruns").resolve().as_uri())
     [found] = client.search_runs([client.get_experiment_by_name("attmask").experiment_id])

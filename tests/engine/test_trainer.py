@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from attmask.engine.checkpoint import load_checkpoint
+from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer, TrainingError
 from attmask.masking import STRATEGIES
-from tests.engine.tiny import losses_by_step, tiny_config
+from tests.engine.tiny import monitored_trainer, losses_by_step, tiny_config
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -145,7 +145,7 @@ def test_baselines_and_time_to_accuracy_axes_are_logged(tmp_path) -> None:
 
     config = tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true", "data.val_images=40",
                          "train.knn_train_samples=100")
-    summary = Trainer(config, tmp_path).fit()
+    summary = monitored_trainer(config, tmp_path).fit()
     records = read_log(tmp_path)
     steps = [r for r in records if "loss" in r]
     seconds = [r["train_seconds"] for r in steps]

@@ -14,6 +14,14 @@ TINY = [
 ]
 
 
+def monitored_trainer(config, run_dir, **kwargs):
+    """A Trainer with the monitors the CLI gives it (k-NN and figures, as the config asks)."""
+    from attmask.engine.trainer import Trainer
+    from attmask.runs.monitors import build_monitors
+
+    return Trainer(config, run_dir, callbacks=build_monitors(config, run_dir), **kwargs)
+
+
 def tiny_config(*overrides: str) -> Config:
     """The tiny config with extra ``key=value`` overrides."""
     return load_config(None, [*TINY, *overrides])
@@ -51,9 +59,9 @@ def crash_and_resume(overrides: tuple[str, ...], run_dir, crash_step: int, monke
 
     monkeypatch.setattr(Trainer, "_log_step", crash)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(tiny_config(*overrides), run_dir).fit()
+        monitored_trainer(tiny_config(*overrides), run_dir).fit()
     monkeypatch.setattr(Trainer, "_log_step", original)
-    Trainer(tiny_config(*overrides), run_dir).fit()
+    monitored_trainer(tiny_config(*overrides), run_dir).fit()
     return losses_by_step(read_log(run_dir))
 
 
@@ -62,14 +70,14 @@ def _gloo_worker(rank: int, world_size: int, port: int, run_dir: str, overrides:
 
     import torch
 
-    from attmask.engine.distributed import shutdown
+    from attmask.core.distributed import shutdown
     from attmask.engine.trainer import Trainer
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     try:
-        Trainer(tiny_config(*overrides), run_dir).fit()
+        monitored_trainer(tiny_config(*overrides), run_dir).fit()
     finally:
         shutdown()
 

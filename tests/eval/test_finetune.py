@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from attmask.data.augment import eval_transform
 from attmask.data.datasets import build_dataset
-from attmask.engine.schedules import cosine_schedule
+from attmask.core.schedules import cosine_schedule
 from attmask.eval.finetune import (
     Classifier,
     FinetuneConfig,

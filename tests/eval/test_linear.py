@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.data.datasets import build_dataset
-from attmask.engine.schedules import cosine_schedule
+from attmask.core.schedules import cosine_schedule
 from attmask.eval.features import extract_features
 from attmask.eval.linear import (
     LinearProbeConfig,

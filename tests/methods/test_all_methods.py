@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from attmask.engine.checkpoint import load_checkpoint
+from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer

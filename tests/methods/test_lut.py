@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attmask.config import ConfigError, load_config
-from attmask.engine.checkpoint import load_checkpoint
+from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from attmask.losses import mae_loss

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attmask.engine.checkpoint import load_checkpoint
+from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from attmask.heads import DINOHead, MSTDecoder

@@ -15,7 +15,7 @@ from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from attmask.masking import STRATEGIES, build_masking
 from attmask.methods import BackboneOnly, build_method
-from attmask.methods.build_pixel import mask_factor
+from attmask.methods.build.pixel import mask_factor
 from attmask.methods.simmim import SimMIM, SimMIMModel
 from attmask.models import build_vit
 from attmask.models.checkpoints import load_backbone

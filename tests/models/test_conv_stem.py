@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from attmask.config import load_config
-from attmask.methods.components import build_backbone
+from attmask.methods.build.parts import build_backbone
 from attmask.models import build_vit, timm_kwargs, to_timm_state_dict
 from attmask.models.checkpoints import load_backbone
 from attmask.models.conv_stem import ConvStemPatchEmbed

@@ -17,7 +17,7 @@ from PIL import Image
 
 from attmask.cli.main import main
 from attmask.data.images import load_image
-from attmask.engine.checkpoint import save_atomic
+from attmask.core.checkpoint import save_atomic
 from attmask.engine.logging import read_log
 from tests.engine.tiny import TINY
 

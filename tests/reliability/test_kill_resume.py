@@ -27,7 +27,7 @@ SETTINGS = (*TINY, "optim.epochs=3", "train.max_steps_per_epoch=3", "train.save_
 #: is complete, before it is renamed over the checkpoint (the worst moment of a write).
 DRIVER = """
 import os, signal, sys
-import attmask.files as files
+import attmask.core.files as files
 kill_at, count, rename = int(os.environ["KILL_AT_WRITE"]), [0], files.os.replace
 def replace(source, target):
     count[0] += 1

@@ -17,14 +17,14 @@ from attmask.models import patchify
 from attmask.viz.figures import sample_images
 from attmask.viz.masks import HIDDEN_GREY, denormalize
 from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images, reconstruction_panels
-from tests.engine.tiny import TINY_MAE, tiny_config
+from tests.engine.tiny import monitored_trainer, TINY_MAE, tiny_config
 
 
 @pytest.fixture(scope="module")
 def mae_run(tmp_path_factory) -> Path:
     """A tiny MAE run that drew its figures after both epochs."""
     run = tmp_path_factory.mktemp("mae") / "run"
-    Trainer(tiny_config(*TINY_MAE, "train.figures_every_epochs=1", "train.figure_images=2"), run).fit()
+    monitored_trainer(tiny_config(*TINY_MAE, "train.figures_every_epochs=1", "train.figure_images=2"), run).fit()
     return run
 
 

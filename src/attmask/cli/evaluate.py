@@ -62,7 +62,7 @@ def _default_out(args: argparse.Namespace) -> Path:
 
 
 def _write(result: dict[str, Any], out: Path) -> None:
-    from attmask.files import write_atomic
+    from attmask.core.files import write_atomic
 
     text = (json.dumps(result, indent=2, default=str) + "\n").encode()
     write_atomic(out, lambda stream: stream.write(text))
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the backbone, run the protocol, write the JSON, print the summary (rank 0)."""
     import torch
 
-    from attmask.engine.distributed import init_distributed, shutdown
+    from attmask.core.distributed import init_distributed, shutdown
     from attmask.eval.session import DataOptions, EvalSession
     from attmask.models.checkpoints import load_backbone
 

@@ -115,7 +115,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
 
 def _data_bench(config: Config, batches: int) -> int:
     """Time the pretraining data loader and print one line."""
-    from attmask.engine.data_bench import describe, measure_pretraining_loader
+    from attmask.runs.data_bench import describe, measure_pretraining_loader
 
     print(describe(measure_pretraining_loader(config, batches)))
     return 0
@@ -133,11 +133,13 @@ def run(args: argparse.Namespace) -> int:
         return _data_bench(config, args.data_bench_batches)
     if args.out is None:
         raise ValueError("--out is required (the run folder), except with --data-bench")
-    from attmask.engine.distributed import shutdown
+    from attmask.core.distributed import shutdown
     from attmask.engine.trainer import Trainer
+    from attmask.runs.monitors import build_monitors
 
     try:
-        trainer = Trainer(config, args.out, allow_config_change=args.allow_config_change)
+        trainer = Trainer(config, args.out, allow_config_change=args.allow_config_change,
+                          callbacks=build_monitors(config, args.out))
         summary = trainer.fit()
     finally:
         shutdown()

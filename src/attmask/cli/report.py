@@ -17,7 +17,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report and print its path."""
-    from attmask.viz.report import build_report
+    from attmask.runs.report import build_report
 
     print(f"wrote {build_report(args.run_dir, args.num_images, not args.no_figures)}")
     return 0

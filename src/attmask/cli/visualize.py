@@ -90,17 +90,13 @@ def _images(args: argparse.Namespace) -> list:
 
 def _reconstruction(args: argparse.Namespace) -> int:
     """One figure, one row per image: original, masked input, reconstruction."""
-    from attmask.engine.data import crop_config
-    from attmask.engine.restore import load_method
-    from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images
+    from attmask.runs.figures import run_reconstruction
 
     images = _images(args)
-    method, config = load_method(args.checkpoint)
-    crops = crop_config(config.data)
-    result = reconstruct_images(method, images, crops.global_size, crops.mean, crops.std, args.seed)
-    title = f"{config.train.method} of {args.checkpoint}, mask seed {args.seed}"
-    path = draw_reconstructions(result, crops.mean, crops.std, Path(args.out) / "reconstruction.png", title,
-                                [name for name, _ in images])
+    escaped = str(args.checkpoint).replace("{", "{{").replace("}", "}}")
+    title = f"{{method}} of {escaped}, mask seed {args.seed}"
+    path = run_reconstruction(args.checkpoint, images, Path(args.out) / "reconstruction.png", title, args.seed,
+                              required=True)
     print(f"wrote {path}")
     return 0
 

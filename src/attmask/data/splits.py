@@ -17,6 +17,10 @@ import numpy as np
 from attmask.data.datasets import DatasetError, ImageDataset, build_dataset, subset_per_class
 
 
+class UnlabelledError(DatasetError):
+    """The data set has no class labels (evaluation needs them)."""
+
+
 @dataclass
 class LabelledSplits:
     """Train (bank / classifier training) and test (queries) data sets with class names."""
@@ -72,7 +76,7 @@ def _same_images(a: ImageDataset, b: ImageDataset) -> bool:
 def labelled_splits(
     source: str, transform: Callable[[Any], Any] | None = None, data_dir: str | None = None,
     subset: float | int | None = None, test_source: str | None = None,
-    holdout: float = 0.2, seed: int = 0,
+    holdout: float = 0.2, seed: int = 0, max_pixels: int | None = None, validation: int = 0,
 ) -> LabelledSplits:
     """Train and test sets for k-NN / linear / few-shot / retrieval evaluation.
 
@@ -85,19 +89,26 @@ def labelled_splits(
         test_source: a separate folder (or name) for the test split; default: ``source``'s.
         holdout: fraction held out of an unsplit folder.
         seed: seed of that hold-out split.
+        max_pixels: refuse images larger than this many pixels (``data.max_image_pixels``).
+        validation: when > 0, the test split is this many images held out of the training set
+            (:func:`validation_split`) and the train split is the rest: the test split is not read.
 
     Raises:
-        DatasetError: unlabelled data or class names differing between the splits.
+        UnlabelledError: unlabelled data.
+        DatasetError: class names differing between the splits.
     """
-    train = build_dataset(source, "train", transform, data_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an unsplit folder: held out just below
-        test = build_dataset(test_source or source, "test", transform, data_dir)
-    if test_source is None and _same_images(train, test):
-        train, test = hold_out(train, holdout, seed)
+    train = build_dataset(source, "train", transform, data_dir, max_pixels=max_pixels)
+    if validation > 0:
+        train, test = validation_split(train, validation)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unsplit folder: held out just below
+            test = build_dataset(test_source or source, "test", transform, data_dir, max_pixels=max_pixels)
+        if test_source is None and _same_images(train, test):
+            train, test = hold_out(train, holdout, seed)
     classes = list(getattr(train, "classes", []))
     if not classes or (np.asarray(train.targets) < 0).any():
-        raise DatasetError(f"{source} has no class labels; evaluation needs a folder with one "
+        raise UnlabelledError(f"{source} has no class labels; evaluation needs a folder with one "
                            "subfolder per class (or a built-in data set)")
     if list(getattr(test, "classes", [])) != classes:
         raise DatasetError(f"the test split's classes {list(getattr(test, 'classes', []))[:5]} differ "

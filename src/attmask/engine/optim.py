@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attmask.engine.schedules import cosine_schedule
+from attmask.core.schedules import cosine_schedule
 
 _NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from attmask.config import Config, save_config, to_dict
-from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
+from attmask.core.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
 from attmask.engine.data import crop_config
 from attmask.engine.optim import build_optimizer
 from attmask.methods import PretrainingMethod, build_method, original_numerics

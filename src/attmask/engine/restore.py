@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from attmask.config import Config, from_dict
-from attmask.engine.checkpoint import FORMAT
+from attmask.core.checkpoint import FORMAT
 from attmask.engine.data import crop_config
 from attmask.methods import PretrainingMethod, build_method
 from attmask.models.checkpoints import read_checkpoint, resolve_checkpoint

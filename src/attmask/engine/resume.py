@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from attmask.engine.checkpoint import FORMAT, check_compatible, load_checkpoint
+from attmask.core.checkpoint import FORMAT, load_checkpoint
 from attmask.engine.logging import LOG_NAME, read_log
-from attmask.files import remove_stale_temporaries, write_atomic
-from attmask.typed_yaml import flatten
+from attmask.core.files import remove_stale_temporaries, write_atomic
+from attmask.core.typed_yaml import flatten
 
 
 class TrainingError(ValueError):
@@ -134,3 +134,28 @@ def nonfinite_message(run_dir: Path, epoch: int, step: int, checkpoint_written: 
     state = "sane" if ratio < 10 else "already exploding: do not resume from it"
     return (f"{where}; the last checkpoint in {run_dir} (step {last['step']}) has weight norm "
             f"{last['checkpoint_weight_norm']:.4g}, {ratio:.2f}x the first logged ({first:.4g}): {state}. {advice}")
+
+
+def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
+    """Refuse to resume a run whose model differs from the requested one."""
+    for section in ("model", "head"):
+        saved, wanted = saved_config.get(section, {}), config.get(section, {})
+        changed = sorted(k for k in wanted if saved.get(k) != wanted.get(k) and k != "drop_path_rate")
+        if changed:
+            key = changed[0]
+            raise ValueError(
+                f"{path} holds a checkpoint of another architecture ({section}.{key}: "
+                f"{saved.get(key)!r} vs {wanted.get(key)!r}); use a new --out folder or the same config"
+            )
+    for section, keys in (("recon", ("decoder_dim", "decoder_depth", "decoder_heads")),
+                          ("lut", ("hidden_dim", "out_dim"))):
+        saved, wanted = saved_config.get(section), config.get(section, {})
+        changed = [k for k in keys if saved is not None and saved.get(k) != wanted.get(k)]
+        if changed:
+            raise ValueError(f"{path} holds a checkpoint with {section}.{changed[0]}={saved.get(changed[0])!r}, "
+                             f"not {wanted.get(changed[0])!r}; use a new --out folder or the same config")
+    if saved_config.get("train", {}).get("method") != config.get("train", {}).get("method"):
+        raise ValueError(
+            f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; "
+            "use a new --out folder"
+        )

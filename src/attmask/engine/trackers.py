@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from attmask.typed_yaml import flatten
+from attmask.core.typed_yaml import flatten
 
 LOGGERS = ("jsonl", "tensorboard", "wandb", "mlflow")
 

@@ -7,7 +7,8 @@ first epoch(s), step, update the EMA teacher.
 Randomness is a pure function of (seed, rank, step) and the data order of (seed, epoch), so a
 resumed run continues exactly like an uninterrupted one without saving RNG states. With
 ``data.augment_on=device`` the loader delivers decoded uint8 images and the batched augmentation
-runs on the device, seeded by (seed, rank, step, micro-batch).
+runs on the device, seeded by (seed, rank, step, micro-batch). Monitors (online k-NN, figures)
+are callbacks handed in by whoever starts the run (:mod:`attmask.core.callbacks`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from attmask.config import Config, save_config, to_dict
+from attmask.core.callbacks import Callback, EpochEnd
 from attmask.data.resumable import mix_seed
-from attmask.engine.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
+from attmask.core.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
 from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader
-from attmask.engine.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
-from attmask.engine.figure_monitor import FigureMonitor
-from attmask.engine.knn_monitor import KNNMonitor
+from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.engine.logging import RunLogger
 from attmask.engine.optim import build_optimizer, training_schedules, weight_norm
 from attmask.engine.precision import resolve_precision
@@ -60,11 +61,14 @@ class Trainer:
         allow_config_change: resume a checkpoint even when settings that change the trajectory
             differ from those it was trained with (the change is then logged and ``config.yaml``
             rewritten); otherwise such a resume is refused, naming the keys.
+        callbacks: called after every epoch and after the last one, e.g. the k-NN and figure
+            monitors of :func:`attmask.runs.monitors.build_monitors` (default: none).
     """
 
     def __init__(self, config: Config, run_dir: str | Path, context: DistributedContext | None = None,
-                 allow_config_change: bool = False) -> None:
+                 allow_config_change: bool = False, callbacks: Sequence[Callback] = ()) -> None:
         self.config, self.run_dir, self.allow_config_change = config, Path(run_dir), allow_config_change
+        self.callbacks = list(callbacks)
         self.ctx = context or init_distributed(config.train.device)
         if config.train.num_threads > 0:  # e.g. 1 on a 2-core laptop, the other core augments
             torch.set_num_threads(config.train.num_threads)
@@ -96,8 +100,6 @@ class Trainer:
         )
         self.progress = Progress()
         self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
-        self.knn = KNNMonitor(config, self.crops.global_size, self.device)
-        self.figures = FigureMonitor(config, self.crops.global_size, self.run_dir)
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
         self._collapse_epoch = -1  # the epoch of the last collapse warning
@@ -134,8 +136,12 @@ class Trainer:
         for epoch in range(self.progress.epoch, self.config.optim.epochs):
             epoch_loss = self._train_epoch(epoch)
             summary = self._end_epoch(epoch, epoch_loss)
-        if self.config.train.knn_baseline:
-            summary.update(self._baselines())
+        record: dict = {}
+        for callback in self.callbacks:
+            record.update(callback.on_train_end(self._event(self.progress.epoch - 1)))
+        if record:
+            summary.update(self.logger.log({"epoch": self.progress.epoch - 1, "step": self.progress.global_step,
+                                            **record}, step=self.progress.global_step))
         self.logger.close()
         return summary
 
@@ -243,27 +249,18 @@ class Trainer:
         skipped = getattr(self.images, "num_skipped", 0)
         record: dict = {"epoch": epoch, "step": self.progress.global_step, "epoch_done": True, "epoch_loss": epoch_loss,
                         "skipped_images": skipped, **self._position()}
-        if self.knn.due(epoch):
-            record.update(self.knn.evaluate(self.method.eval_backbone, prefix="knn"))
+        for callback in self.callbacks:
+            record.update(callback.on_epoch_end(self._event(epoch)))
         plain = self.logger.log(record, step=self.progress.global_step)
-        if self.figures.due(epoch) and self.ctx.is_main:
-            self.figures.draw(self.method.eval_backbone, epoch, self.logger.writer, self.method)
         self.save()
         keep = self.config.train.keep_every_epochs
         if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:
             save_atomic(self.checkpoint_state(), self.run_dir / f"checkpoint_epoch{epoch + 1:04d}.pth")
         return plain
 
-    def _baselines(self) -> dict[str, float]:
-        """k-NN of the same architecture at random initialisation and of the raw pixels, on the
-        monitor's bank and queries."""
-        torch.manual_seed(mix_seed(self.config.train.seed, 99))
-        baseline = build_method(self.config, self.crops.global_size, self.crops.num_local)
-        record = self.knn.evaluate(baseline.eval_backbone.to(self.device), prefix="knn_random_init")
-        record.update(self.knn.pixel_baseline(prefix="knn_pixels"))
-        record["knn_split"] = self.knn.split_name
-        return self.logger.log({"epoch": self.progress.epoch - 1, "step": self.progress.global_step, **record},
-                               step=self.progress.global_step)
+    def _event(self, epoch: int) -> EpochEnd:
+        return EpochEnd(epoch, self.config.optim.epochs, self.progress.global_step, self.method, self.run_dir,
+                        self.ctx.is_main, self.logger.writer)
 
     def checkpoint_state(self) -> dict:
         """Everything needed to resume: weights, optimizer, scaler, progress, config."""

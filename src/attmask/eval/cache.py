@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attmask.engine.checkpoint import save_atomic
+from attmask.core.checkpoint import save_atomic
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from attmask.engine.distributed import is_distributed
+from attmask.core.distributed import is_distributed
 
 #: Supported values of ``extract_features(kind=...)``.
 FEATURE_KINDS = ("cls", "gap", "cls+gap", "last4", "last4+gap")

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from attmask.data.augment import eval_transform
-from attmask.engine.schedules import cosine_schedule
+from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, with_transform
 from attmask.eval.linear import frozen, seeded_rng, topk_accuracy
 from attmask.models.vit import VisionTransformer

@@ -10,7 +10,7 @@ full protocol, features recomputed per batch from training images augmented anew
 (random resized crop + horizontal flip) and central crops for the test images.
 
 Unlike DINO, whose ``CosineAnnealingLR`` steps once per epoch, the learning rate follows
-:func:`~attmask.engine.schedules.cosine_schedule` per iteration; the curves agree to within one
+:func:`~attmask.core.schedules.cosine_schedule` per iteration; the curves agree to within one
 epoch's step. Accuracies are in percent, like :mod:`attmask.eval.knn`.
 """
 
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
-from attmask.engine.schedules import cosine_schedule
+from attmask.core.schedules import cosine_schedule
 from attmask.eval.features import FEATURE_KINDS, batch_features, extract_features
 
 #: Feature width of each kind, in units of the backbone's ``embed_dim``.

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
-from attmask.engine.distributed import is_distributed
+from attmask.core.distributed import is_distributed
 from attmask.eval.cache import cached_features, file_fingerprint
 from attmask.eval.features import extract_features
 from attmask.models.checkpoints import LoadedBackbone

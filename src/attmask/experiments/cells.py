@@ -20,19 +20,20 @@ from torch.utils.data import DataLoader
 from attmask.config import Config, ConfigError, to_dict
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
-from attmask.engine.checkpoint import CHECKPOINT_NAME
+from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.engine.data import crop_config
-from attmask.engine.knn_monitor import KNNMonitor
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
+from attmask.eval.knn_monitor import KNNMonitor
 from attmask.eval.features import extract_features
 from attmask.eval.fewshot import few_shot_knn
 from attmask.eval.knn import weighted_knn
 from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
 from attmask.experiments.config import Cell, EvalSpec
-from attmask.environment import device_name, git_commit
-from attmask.files import write_atomic
+from attmask.core.environment import device_name, git_commit
+from attmask.core.files import write_atomic
 from attmask.methods import build_method
+from attmask.runs.monitors import build_monitors
 from attmask.viz.curves import series
 
 
@@ -117,7 +118,7 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
     """Pretrain ``cell`` in ``run_dir`` (resuming a checkpoint there) and evaluate its teacher."""
     resumed = (run_dir / CHECKPOINT_NAME).is_file()
     start = time.perf_counter()
-    trainer = Trainer(config, run_dir)
+    trainer = Trainer(config, run_dir, callbacks=build_monitors(config, run_dir))
     trainer.fit()
     pretrain_seconds = time.perf_counter() - start
     metrics = evaluator.evaluate(trainer.method.teacher.backbone)

@@ -23,16 +23,16 @@ from typing import Any
 import torch
 
 from attmask.config import Config, load_config
-from attmask.engine.checkpoint import CHECKPOINT_NAME
+from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.engine.data import crop_config
-from attmask.engine.distributed import resolve_device
-from attmask.environment import environment
+from attmask.core.distributed import resolve_device
+from attmask.core.environment import environment
 from attmask.experiments.cells import (Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate,
                                        settings_key)
 from attmask.experiments.config import ARMS, Cell, ExperimentConfig, arm_notes, plan_cells
 from attmask.experiments.figures import draw_experiment_figures
 from attmask.experiments.summary import summarize, write_markdown
-from attmask.files import write_atomic
+from attmask.core.files import write_atomic
 
 
 @dataclass

@@ -13,10 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
-def is_distributed() -> bool:
-    """True inside an initialised process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+from attmask.core.distributed import is_distributed
 
 
 class Center(nn.Module):

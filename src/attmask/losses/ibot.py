@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attmask.engine.schedules import teacher_temperature_schedule
+from attmask.core.schedules import teacher_temperature_schedule
 from attmask.losses.center import Center
 from attmask.losses.dino import compute_dtype, cross_view_loss, full_precision, temperature_at
 

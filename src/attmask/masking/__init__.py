@@ -17,7 +17,6 @@ from attmask.masking.blockwise import blockwise_mask
 from attmask.masking.coarse import coarse_grid, expand_mask, pool_scores
 from attmask.masking.random import random_mask
 from attmask.masking.ratio import (
-    apply_probability,
     grid_shape,
     num_masked,
     ratio_tensor,
@@ -50,7 +49,6 @@ __all__ = [
     "STRATEGIES",
     "MaskingConfig",
     "MaskingStrategy",
-    "apply_probability",
     "attmask_high",
     "attmask_hint",
     "attmask_low",

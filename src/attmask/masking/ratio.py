@@ -112,20 +112,3 @@ def sample_keep_rows(
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"masking probability must lie in [0, 1], got {probability}")
     return torch.rand(batch_size, generator=generator) <= probability
-
-
-def apply_probability(
-    mask: torch.Tensor, probability: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Clear whole rows of ``mask`` so each row stays masked with probability ``p``.
-
-    Args:
-        mask: bool ``(B, N)``, True = hidden.
-        probability: p in ``[0, 1]``.
-        generator: optional CPU generator.
-
-    Returns:
-        New bool ``(B, N)``; rows not drawn are all False.
-    """
-    keep = sample_keep_rows(mask.shape[0], probability, generator).to(mask.device)
-    return mask & keep[:, None]

@@ -1,11 +1,11 @@
 """Pretraining methods: each an nn.Module with ``training_step(crops, epoch) -> StepOutput``."""
 
-from attmask.methods.base import Encoder, EncoderOutput, StepOutput, unwrap
-from attmask.methods.build import METHODS, MethodSpec, build_method, method_spec
-from attmask.methods.components import original_numerics
+from attmask.methods.base import BackboneOnly, PretrainingMethod, Reconstruction, StepOutput
+from attmask.methods.encoder import Encoder, EncoderOutput
+from attmask.methods.build import METHODS, MethodSpec, build_method, method_spec, original_numerics
+
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.ema import ema_update, make_teacher
-from attmask.methods.method import BackboneOnly, PretrainingMethod
 from attmask.methods.mst import MST
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "EncoderOutput",
     "MethodSpec",
     "PretrainingMethod",
+    "Reconstruction",
     "SelfDistillation",
     "StepOutput",
     "build_method",
@@ -25,5 +26,4 @@ __all__ = [
     "make_teacher",
     "method_spec",
     "original_numerics",
-    "unwrap",
 ]

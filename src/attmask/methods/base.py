@@ -1,12 +1,21 @@
-"""Shared pieces of the self-distillation methods: encoder (backbone + head) and step output."""
+"""What the trainer drives: a pretraining method with a trained student and an optional EMA teacher.
+
+Every method (iBOT, DINO, MST, MAE, SimMIM, LUT) is a :class:`PretrainingMethod`. The trainer
+only touches this interface: it optimises ``student``, calls ``training_step`` on each batch of
+views, then ``update_teacher``, and evaluates ``eval_backbone``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from attmask.masking import MaskingStrategy, scores_from_cls_attention
+from attmask.methods.ema import Pairs, ema_update, ema_update_loop, make_teacher, paired_parameters
 from attmask.models import VisionTransformer
 
 
@@ -40,131 +49,137 @@ class Reconstruction:
     patch_size: int
 
 
-@dataclass
-class EncoderOutput:
-    """Head outputs of one encoder pass over the global (and local) crops.
-
-    Attributes:
-        cls: ``(G*B, K)`` head output of the global views' [CLS], view-major.
-        patch: ``(G*B, N, K_patch)`` head output of the global views' patch tokens, or None.
-        selected_patch: ``(M, K_patch)`` head output of only the patch tokens picked by
-            ``patch_index`` (then ``patch`` is None), or None.
-        local_cls: ``(L*B, K)`` head output of the local crops' [CLS], crop-major, or None.
-        cls_attention: ``(G*B, heads, N)`` last-block [CLS] attention of the global views, or None.
-        embedding: ``(G*B, D)`` backbone [CLS] token of the global views (before the head).
-        reconstruction: ``(G*B, C, H, W)`` the decoder's image of each global view, or None.
-    """
-
-    cls: torch.Tensor
-    patch: torch.Tensor | None = None
-    selected_patch: torch.Tensor | None = None
-    local_cls: torch.Tensor | None = None
-    cls_attention: torch.Tensor | None = None
-    embedding: torch.Tensor | None = None
-    reconstruction: torch.Tensor | None = None
-
-
-class Encoder(nn.Module):
-    """Backbone plus projection head(s), run once per crop resolution (DINO's MultiCropWrapper).
+class PretrainingMethod(nn.Module):
+    """Student (trained), optional EMA teacher, masking strategy and its generator.
 
     Args:
-        backbone: the ViT.
-        head: head for [CLS] tokens (and patch tokens when ``patch_head`` is None).
-        patch_head: separate head for patch tokens, or None to share ``head``.
-        decoder: ``(patch tokens (B, N, D), grid) -> image (B, C, H, W)`` (MST's image decoder),
-            or None. It runs inside this forward (so a DDP wrapper of the encoder covers it) and
-            is not one of the token-wise heads checked for ``patch_index``.
+        student: module holding every trained parameter; its ViT is ``student.backbone``.
+        teacher: EMA module whose parameter names are a subset of the student's (e.g. backbone
+            + projector), initialised from the student and frozen; None for methods without one.
+        masking: the masking strategy.
+        seed: seed of the CPU generator that drives every masking draw.
+        reference_design: EMA as a Python loop over parameters (the original code's choice).
+
+    Attributes:
+        evaluated_branch: ``teacher`` or ``student``: whose backbone k-NN, figures, export and
+            evaluation use (DINO / iBOT evaluate the teacher, MAE / SimMIM the encoder).
+        reconstructs: True when :meth:`reconstruct` is implemented (pixel methods).
     """
 
-    def __init__(
-        self, backbone: VisionTransformer, head: nn.Module, patch_head: nn.Module | None = None,
-        decoder: nn.Module | None = None,
-    ) -> None:
+    evaluated_branch = "teacher"
+    reconstructs: bool = False
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy,
+                 seed: int = 0, reference_design: bool = False) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher = make_teacher(teacher, student) if teacher is not None else None
+        self.masking = masking
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reference_design = reference_design
+        object.__setattr__(self, "_student_runner", student)  # not a submodule: no second copy in state_dict
+        self._ema_pairs: Pairs | None = None  # teacher / student parameters by name, found once
+        self._fixed_masks: torch.Tensor | None = None  # set by fixed_masks()
+
+    def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
+        """Loss and logs of one batch of views ``[view_1, view_2, ...]``, each ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def fixed_masks(self, masks: torch.Tensor) -> Iterator[None]:
+        """Use ``masks`` instead of drawing them, inside the ``with`` block (tests, debugging, figures).
+
+        Every mask the method would draw in the block is ``masks``: bool ``(R, N)``, True = hidden,
+        one row per masked view row (``G*B`` global-view rows, view-major, for iBOT / DINO / MST;
+        ``B`` for MAE / SimMIM; ``2B`` for LUT's two views), N patch tokens of the view's grid. Neither the teacher's attention
+        nor the masking generator is consulted, so the generator's state is left as it was.
+
+        Example:
+            >>> with method.fixed_masks(masks):
+            ...     out = method.training_step(crops, epoch)
+        """
+        if masks.dtype != torch.bool or masks.dim() != 2:
+            raise ValueError(f"fixed masks must be a bool tensor (rows, tokens), got {masks.dtype} {tuple(masks.shape)}")
+        previous, self._fixed_masks = self._fixed_masks, masks
+        try:
+            yield
+        finally:
+            self._fixed_masks = previous
+
+    def given_masks(self, rows: int, num_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """The masks of :meth:`fixed_masks` on ``device`` if set (checked against ``(rows, num_tokens)``), else None."""
+        if self._fixed_masks is None:
+            return None
+        if tuple(self._fixed_masks.shape) != (rows, num_tokens):
+            raise ValueError(f"fixed masks have shape {tuple(self._fixed_masks.shape)}, but this step masks "
+                             f"({rows}, {num_tokens}) (view rows, patch tokens)")
+        return self._fixed_masks.to(device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """``nn.Module.load_state_dict``, ignoring the ``_student_runner.*`` duplicate of the student
+        that checkpoints written before 2026-11-30 carry."""
+        state = {key: value for key, value in state_dict.items() if not key.startswith("_student_runner.")}
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def set_student_runner(self, runner: nn.Module) -> None:
+        """Run the student through ``runner`` (e.g. its DDP wrapper) without changing state keys."""
+        object.__setattr__(self, "_student_runner", runner)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA step of the teacher towards the student (DINO eq. 2); nothing without a teacher."""
+        if self.teacher is None:
+            return
+        if self._ema_pairs is None:
+            self._ema_pairs = paired_parameters(self.teacher, self.student)
+        update = ema_update_loop if self.reference_design else ema_update
+        update(self.teacher, self.student, momentum, self._ema_pairs)
+
+    @property
+    def eval_backbone(self) -> VisionTransformer:
+        """The ViT that evaluation uses (see ``evaluated_branch``)."""
+        branch = self.teacher if self.evaluated_branch == "teacher" and self.teacher is not None else self.student
+        return branch.backbone
+
+    @property
+    def eval_name(self) -> str:
+        """``teacher`` or ``encoder``: what :attr:`eval_backbone` is, for figure titles."""
+        return "teacher" if self.evaluated_branch == "teacher" and self.teacher is not None else "encoder"
+
+    def backbones(self) -> list[VisionTransformer]:
+        """Every ViT the step runs (what ``train.compile`` compiles)."""
+        return [self.student.backbone] + ([self.teacher.backbone] if self.teacher is not None else [])
+
+    def attention_scores(self, views: torch.Tensor) -> torch.Tensor | None:
+        """Head-mean last-block [CLS] attention ``(B, N)`` of the teacher on full ``views``, or None
+        when the masking strategy does not rank tokens (for methods whose teacher gives no
+        attention in its own forward)."""
+        if not self.masking.requires_attention:
+            return None
+        if self.teacher is None:
+            raise ValueError(f"masking strategy {self.masking.config.strategy!r} needs an EMA teacher")
+        with torch.no_grad():
+            attention = self.teacher.backbone(views, return_cls_attention=True).cls_attention
+        return scores_from_cls_attention(attention)
+
+    def draw_masks(self, views: torch.Tensor) -> torch.Tensor:
+        """Masks ``(B, N)`` of ``views`` ``(B, C, H, W)`` from the strategy (scored by the teacher's
+        attention when the strategy needs it), on the views' device."""
+        grid = self.student.backbone.grid_for(*views.shape[-2:])
+        given = self.given_masks(views.shape[0], grid[0] * grid[1], views.device)
+        if given is not None:
+            return given
+        masks = self.masking(views.shape[0], grid, self.attention_scores(views), self.generator)
+        return masks.to(views.device)
+
+    def reconstruct(self, images: torch.Tensor) -> Reconstruction:
+        """Masks, then reconstructs ``images`` ``(B, C, H, W)`` (pixel methods only)."""
+        raise ValueError(f"{type(self).__name__} does not reconstruct pixels; use mae, simmim, mst or lut")
+
+
+class BackboneOnly(nn.Module):
+    """A ViT under the name ``backbone``: the EMA attention source of MAE / SimMIM with AttMask."""
+
+    def __init__(self, backbone: VisionTransformer) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = head
-        self.patch_head = patch_head
-        self.decoder = decoder
-        heads = [head] if patch_head is None else [head, patch_head]
-        self._token_wise_heads = not any(  # a head over a subset of tokens gives the same rows
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for h in heads for m in h.modules())
-
-    def forward(
-        self,
-        global_views: torch.Tensor,
-        masks: torch.Tensor | None = None,
-        local_views: list[torch.Tensor] | None = None,
-        with_patches: bool = True,
-        return_cls_attention: bool = False,
-        patch_index: torch.Tensor | None = None,
-        reconstruct: bool = False,
-    ) -> EncoderOutput:
-        """Encode the global views (optionally masked) and the local views.
-
-        Args:
-            global_views: ``(G*B, C, H, W)``, the global crops concatenated view-major.
-            masks: bool ``(G*B, N)``, True = replace by the mask token; None = no masking.
-            local_views: local crops ``(B, C, h, w)`` each; crops of one resolution share a pass.
-            with_patches: run the head on patch tokens (iBOT) or not (DINO).
-            return_cls_attention: also return the global views' last-block [CLS] attention.
-            patch_index: ``(M,)`` flat indices into the ``G*B*N`` patch tokens (row-major): run
-                the patch head on these tokens only (``selected_patch``) instead of all of them.
-                The head must treat tokens independently (no BatchNorm), as DINOHead does.
-            reconstruct: also restore the global views' images from their (masked) patch
-                tokens with ``decoder`` (``reconstruction``).
-
-        Returns:
-            :class:`EncoderOutput`.
-        """
-        if reconstruct and self.decoder is None:
-            raise ValueError("reconstruct=True needs an Encoder built with a decoder")
-        out = self.backbone(global_views, mask=masks, return_cls_attention=return_cls_attention)
-        reconstruction = None
-        if reconstruct:
-            grid = self.backbone.grid_for(*global_views.shape[-2:])
-            reconstruction = self.decoder(out.patch_tokens, grid)  # (G*B, C, H, W)
-        cls, patch, selected = None, None, None
-        if with_patches and patch_index is not None:
-            cls, selected = self._selected_heads(out.cls_token, out.patch_tokens, patch_index)
-        elif with_patches:
-            patch = (self.patch_head or self.head)(out.patch_tokens)
-        if cls is None:
-            cls = self.head(out.cls_token)
-        local_cls = None
-        if local_views:
-            local_cls = torch.cat([self.head(t) for t in self._local_cls_tokens(local_views)])
-        return EncoderOutput(cls=cls, patch=patch, selected_patch=selected, local_cls=local_cls,
-                             cls_attention=out.cls_attention, embedding=out.cls_token,
-                             reconstruction=reconstruction)
-
-    def _selected_heads(
-        self, cls_token: torch.Tensor, patch_tokens: torch.Tensor, patch_index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Head outputs of the [CLS] ``(R, K)`` and of the selected patch tokens ``(M, K_patch)``.
-
-        A shared head runs once over ``R + M`` rows ([CLS] first), a separate one twice.
-        """
-        if not self._token_wise_heads:
-            raise ValueError("patch_index needs heads without BatchNorm (rows would see other rows)")
-        selected = patch_tokens.flatten(0, 1).index_select(0, patch_index)  # (M, D)
-        if self.patch_head is not None:
-            return self.head(cls_token), self.patch_head(selected)
-        both = self.head(torch.cat([cls_token, selected]))  # (R + M, K)
-        return both[: cls_token.shape[0]], both[cls_token.shape[0]:]
-
-    def _local_cls_tokens(self, local_views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """[CLS] tokens of the local crops, one backbone pass per run of equal resolution."""
-        tokens, start = [], 0
-        while start < len(local_views):
-            end = start
-            while end < len(local_views) and local_views[end].shape == local_views[start].shape:
-                end += 1
-            tokens.append(self.backbone(torch.cat(local_views[start:end])).cls_token)
-            start = end
-        return tokens
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel / compiled wrapper, else the module itself."""
-    inner = getattr(module, "module", module)
-    return getattr(inner, "_orig_mod", inner)

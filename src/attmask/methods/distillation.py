@@ -12,8 +12,8 @@ from torch import nn
 
 from attmask.losses import masked_token_index
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
-from attmask.methods.base import Encoder, EncoderOutput, StepOutput
-from attmask.methods.method import PretrainingMethod
+from attmask.methods.base import PretrainingMethod, StepOutput
+from attmask.methods.encoder import Encoder, EncoderOutput
 from attmask.methods.monitors import collapse_monitors
 
 NUM_GLOBAL_CROPS = 2

@@ -30,9 +30,8 @@ from torch import nn
 from attmask.heads import LUTMLP, MAEDecoder
 from attmask.losses import mae_loss, symmetric_broader_context_loss
 from attmask.masking import MaskingStrategy, disjoint_visible_masks
-from attmask.methods.base import Reconstruction, StepOutput
+from attmask.methods.base import PretrainingMethod, Reconstruction, StepOutput
 from attmask.methods.mae import MaskedAutoencoder, fill_hidden_patches, pixel_targets
-from attmask.methods.method import PretrainingMethod
 from attmask.models import VisionTransformer
 
 

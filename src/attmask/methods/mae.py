@@ -13,8 +13,7 @@ from torch import nn
 from attmask.heads import MAEDecoder
 from attmask.losses import mae_loss, normalized_patches
 from attmask.masking import MaskingStrategy, visible_index
-from attmask.methods.base import Reconstruction, StepOutput
-from attmask.methods.method import BackboneOnly, PretrainingMethod
+from attmask.methods.base import BackboneOnly, PretrainingMethod, Reconstruction, StepOutput
 from attmask.models import VisionTransformer, patchify, unpatchify
 
 

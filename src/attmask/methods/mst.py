@@ -20,7 +20,8 @@ from torch import nn
 
 from attmask.losses import image_l1_loss
 from attmask.masking import MaskingStrategy
-from attmask.methods.base import Encoder, Reconstruction, StepOutput
+from attmask.methods.base import Reconstruction, StepOutput
+from attmask.methods.encoder import Encoder
 from attmask.methods.distillation import DINO
 
 DEFAULT_RESTORE_WEIGHT = 0.6

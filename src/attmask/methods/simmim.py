@@ -18,8 +18,7 @@ from torch import nn
 from attmask.heads import SimMIMHead
 from attmask.losses import masked_l1_loss
 from attmask.masking import MaskingStrategy, coarse_grid, expand_mask, pool_scores
-from attmask.methods.base import Reconstruction, StepOutput
-from attmask.methods.method import BackboneOnly, PretrainingMethod
+from attmask.methods.base import BackboneOnly, PretrainingMethod, Reconstruction, StepOutput
 from attmask.models import VisionTransformer
 from attmask.models.patches import mask_to_pixels
 

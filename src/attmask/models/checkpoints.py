@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
+from attmask.core.checkpoint import CHECKPOINT_NAME, checkpoint_read_error
 from attmask.models.registry import VIT_ARCHITECTURES
 from attmask.models.vit import VisionTransformer
 
 #: Written by the trainer (engine.checkpoint.FORMAT); repeated here to keep models/ standalone.
 PROJECT_FORMAT = "attmask-checkpoint"
-CHECKPOINT_NAME = "checkpoint.pth"
 _PREFIXES = ("module.", "_orig_mod.", "backbone.", "encoder.")
 _WRAPPERS = ("state_dict", "model", "model_state", "module")
 _DROPPED = ("head.", "head_dist.", "fc_norm.", "pre_logits.")
@@ -91,27 +91,6 @@ def read_checkpoint(path: str | Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch / safetensors raise several types for bad files
         raise ValueError(checkpoint_read_error(path, error)) from None
-
-
-def checkpoint_read_error(path: Path, error: BaseException) -> str:
-    """One line saying why ``torch.load(path, weights_only=True)`` failed, without torch's advice to
-    retry with ``weights_only=False`` (unsafe: unpickling may run code)."""
-    size = path.stat().st_size if path.is_file() else 0
-    with open(path, "rb") as stream:
-        head = stream.read(4)
-    text = str(error)
-    if size == 0:
-        return f"checkpoint {path} is empty (0 bytes): it was never written; pass another file"
-    if head == b"PK\x03\x04" and ("central directory" in text or "zip archive" in text or "file_reader" in text):
-        return (f"checkpoint {path} is truncated ({size} bytes, the end of its zip archive is missing): its "
-                "write was cut off; use an earlier checkpoint")
-    if head != b"PK\x03\x04" and head[:1] != b"\x80" and path.suffix != ".safetensors":
-        return f"{path} is not a PyTorch checkpoint (it starts with the bytes {head!r})"
-    if "Weights only load failed" in text or "Unsupported global" in text:
-        return (f"checkpoint {path} holds Python objects besides tensors and plain containers, which are not "
-                "loaded because unpickling them could run code; re-save it with tensors only")
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return f"cannot read checkpoint {path}: {first}"
 
 
 def _strip(state: dict[str, Any]) -> dict[str, Any]:

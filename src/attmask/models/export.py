@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from attmask.files import write_atomic
+from attmask.core.files import write_atomic
 from attmask.models.convert import to_timm_state_dict
 
 #: timm model names by width; the kwargs override everything else, so any width works.

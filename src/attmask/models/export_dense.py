@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from timm.layers import resample_abs_pos_embed
 
-from attmask.files import write_atomic
+from attmask.core.files import write_atomic
 
 _RENAMES = (
     ("patch_embed.proj.", "patch_embed.projection."), (".norm1.", ".ln1."), (".norm2.", ".ln2."),

@@ -14,6 +14,7 @@ from attmask.data.datasets import build_dataset
 from attmask.masking import scores_from_cls_attention
 from attmask.viz.attention import attention_maps
 from attmask.viz.masks import strategy_masks
+from attmask.viz.render import render_attention, render_mask_grid
 
 FIGURE_KINDS = ("attention", "masks")
 
@@ -60,8 +61,6 @@ def draw_figures(
     Returns:
         The written paths.
     """
-    from attmask.viz.render import render_attention, render_mask_grid
-
     unknown = sorted(set(kinds) - set(FIGURE_KINDS))
     if unknown or not all(0.0 <= r <= 1.0 for r in ratios):
         raise ValueError(f"figure kinds must be in {FIGURE_KINDS} and ratios in [0, 1], got {kinds}, {ratios}")

@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 
 from attmask.data import image_to_tensor
+from attmask.data.augment import MultiCropConfig
 from attmask.methods.base import Reconstruction
 from attmask.viz.masks import denormalize, overlay_mask
+from attmask.viz.render import render_image_rows
 
 COLUMNS = ("original", "masked input", "reconstruction")
 
@@ -92,9 +94,15 @@ def draw_reconstructions(reconstruction: Reconstruction, mean: tuple[float, ...]
     Returns:
         The written path.
     """
-    from attmask.viz.render import render_image_rows
-
     hidden = reconstruction.masks.float().mean(1).tolist()
     labels = [f"{name}\n" if names else "" for name in (names or hidden)]
     labels = [f"{label}{share:.0%} hidden" for label, share in zip(labels, hidden)]
     return render_image_rows(reconstruction_panels(reconstruction, mean, std), list(COLUMNS), labels, title, path)
+
+
+def reconstruction_figure(method: torch.nn.Module, images: Sequence[tuple[str, Image.Image]], crops: MultiCropConfig,
+                          path: str | Path, title: str, seed: int = 0) -> Path:
+    """Reconstruct ``images`` (``(name, RGB image)`` pairs) with a pixel ``method`` at the crop
+    size and normalisation of ``crops``, masks seeded by ``seed``, and write the figure to ``path``."""
+    result = reconstruct_images(method, images, crops.global_size, crops.mean, crops.std, seed)
+    return draw_reconstructions(result, crops.mean, crops.std, path, title, [name for name, _ in images])

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from attmask.viz.attention import HEAD_COLOURS, head_colour_map, threshold_by_mass  # noqa: E402
 from attmask.viz.masks import attention_heatmap, overlay_mask, upsample_patches  # noqa: E402
 
 def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -109,8 +110,6 @@ def render_attention(
         The written path.
     """
     from matplotlib.patches import Patch, Rectangle
-
-    from attmask.viz.attention import HEAD_COLOURS, head_colour_map, threshold_by_mass
 
     grid = (image.shape[0] // patch_size, image.shape[1] // patch_size)
     heads = attention.shape[0]

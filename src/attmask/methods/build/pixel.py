@@ -5,7 +5,7 @@ from __future__ import annotations
 from attmask.config import Config, ConfigError
 from attmask.heads import LUTMLP, MAEDecoder, SimMIMHead
 from attmask.masking import check_fixed_count, paired_visible_count
-from attmask.methods.components import attention_teacher, build_backbone, masking_strategy
+from attmask.methods.build.parts import attention_teacher, build_backbone, masking_strategy
 from attmask.methods.lut import LUT, LUTStudent, LUTTeacher
 from attmask.methods.lut_simmim import LUTSimMIM, LUTSimMIMStudent
 from attmask.methods.mae import MAE, MaskedAutoencoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attmask.engine.data_bench import (DataBenchResult, describe, measure_pretraining_loader,
+from attmask.runs.data_bench import (DataBenchResult, describe, measure_pretraining_loader,
                                        pretraining_loader, time_loader)
 from tests.engine.tiny import tiny_config
 

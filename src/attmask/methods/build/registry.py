@@ -8,12 +8,12 @@ from typing import Callable
 from attmask.config import Config, ConfigError
 from attmask.heads import DINOHead, MSTDecoder
 from attmask.losses import DINOLoss, IBOTLoss
-from attmask.methods.base import Encoder
+from attmask.methods.base import PretrainingMethod
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
-from attmask.methods.method import PretrainingMethod
+from attmask.methods.encoder import Encoder
 from attmask.methods.mst import DEFAULT_RESTORE_WEIGHT, MST
-from attmask.methods.build_pixel import build_lut, build_lut_simmim, build_mae, build_simmim
-from attmask.methods.components import build_backbone, masking_strategy
+from attmask.methods.build.pixel import build_lut, build_lut_simmim, build_mae, build_simmim
+from attmask.methods.build.parts import build_backbone, masking_strategy
 
 
 def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: bool) -> Encoder:

@@ -3,23 +3,26 @@
 Each evaluation scores three features of one forward pass: the final-norm [CLS] token (the
 headline, ``knn_*``), the mean of the patch tokens (``knn_gap_*``, AttMask Table A1) and both
 concatenated (``knn_clsgap_*``). :meth:`KNNMonitor.pixel_baseline` scores the raw pixels of the
-same bank and queries, the level a pretrained backbone has to beat.
+same bank and queries, the level a pretrained backbone has to beat. As a training callback
+(:class:`attmask.engine.callbacks.Callback`) it scores the evaluated branch when due and, with
+``train.knn_baseline``, the run's random initialisation and the pixels after the last epoch.
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.config import Config
+from attmask.core.distributed import is_distributed
+from attmask.core.callbacks import EpochEnd
+from attmask.core.schedules import epoch_due
 from attmask.data.augment import eval_transform
-from attmask.data.datasets import build_dataset
 from attmask.data.resumable import EpochSampler
-from attmask.data.splits import hold_out, validation_split
-from attmask.engine.distributed import is_distributed
+from attmask.data.splits import UnlabelledError, labelled_splits
 from attmask.eval.features import extract_features
 from attmask.eval.knn import weighted_knn
 
@@ -46,41 +49,58 @@ class KNNMonitor:
     Args:
         config: reads ``data`` (source, data_dir, val_images) and ``train`` (knn_* settings).
         img_size: evaluation crop size (the global crop size).
-        device: where features are extracted.
+        device: where features are extracted (None: where the scored backbone's weights are).
+        initial_backbone: builds the backbone at the run's random initialisation, scored after
+            the last epoch with ``train.knn_baseline`` (None: no random-init baseline).
     """
 
-    def __init__(self, config: Config, img_size: int, device: torch.device) -> None:
-        self.config, self.img_size, self.device = config, img_size, device
-        self.every = config.train.knn_every_epochs
+    def __init__(self, config: Config, img_size: int, device: torch.device | str | None = None,
+                 initial_backbone: Callable[[], torch.nn.Module] | None = None) -> None:
+        self.config, self.img_size = config, img_size
+        self.device = torch.device(device) if device is not None else None
+        self.initial_backbone = initial_backbone
         self._splits: tuple[Dataset, Dataset, int] | None = None
 
     def due(self, epoch: int) -> bool:
         """True after every ``knn_every_epochs`` epochs and after the last one."""
-        if self.every <= 0:
-            return False
-        return (epoch + 1) % self.every == 0 or epoch + 1 == self.config.optim.epochs
+        return epoch_due(self.config.train.knn_every_epochs, epoch, self.config.optim.epochs)
 
     @property
     def split_name(self) -> str:
         """``validation`` (held out of the training set) or ``test``."""
         return "validation" if self.config.data.val_images > 0 else "test"
 
+    def on_epoch_end(self, event: EpochEnd) -> dict[str, float]:
+        """``knn_*`` of the evaluated branch when due ."""
+        if not self.due(event.epoch):
+            return {}
+        return self.evaluate(event.method.eval_backbone, prefix="knn")
+
+    def on_train_end(self, event: EpochEnd) -> dict[str, float]:
+        """With ``train.knn_baseline``: random-init and raw-pixel k-NN on the same bank and queries."""
+        if not self.config.train.knn_baseline:
+            return {}
+        record: dict = {}
+        if self.initial_backbone is not None:
+            device = self.device or next(event.method.parameters()).device
+            record.update(self.evaluate(self.initial_backbone().to(device), prefix="knn_random_init"))
+        record.update(self.pixel_baseline(prefix="knn_pixels"))
+        record["knn_split"] = self.split_name
+        return record
+
     def _load_splits(self) -> tuple[Dataset, Dataset, int]:
+        """Bank and queries (:func:`attmask.data.splits.labelled_splits`), each capped at its
+        ``knn_*_samples`` by a fixed random subset; unlabelled data gives empty sets and 0 classes."""
         if self._splits is None:
             data, train = self.config.data, self.config.train
-            transform = eval_transform(self.img_size)
-            bank = build_dataset(data.source, "train", transform, data.data_dir, max_pixels=data.max_image_pixels)
-            if data.val_images > 0:
-                bank, queries = validation_split(bank, data.val_images)
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # an unsplit folder: handled just below
-                    queries = build_dataset(data.source, "test", transform, data.data_dir, max_pixels=data.max_image_pixels)
-                if getattr(queries, "paths", None) is not None and queries.paths == getattr(bank, "paths", None):
-                    bank, queries = hold_out(bank, fraction=0.2, seed=train.seed)
-                queries = _first_random(queries, train.knn_test_samples, 1)
-            classes = max(len(getattr(bank, "classes", [])), 1)
-            self._splits = (_first_random(bank, train.knn_train_samples, 0), queries, classes)
+            try:
+                splits = labelled_splits(data.source, eval_transform(self.img_size), data.data_dir, seed=train.seed,
+                                         max_pixels=data.max_image_pixels, validation=data.val_images)
+            except UnlabelledError:
+                self._splits = (Subset([], []), Subset([], []), 0)  # type: ignore[arg-type]
+                return self._splits
+            queries = splits.test if data.val_images > 0 else _first_random(splits.test, train.knn_test_samples, 1)
+            self._splits = (_first_random(splits.train, train.knn_train_samples, 0), queries, splits.num_classes)
         return self._splits
 
     def _features(self, backbone: torch.nn.Module, dataset: Dataset, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +109,8 @@ class KNNMonitor:
         sampler = EpochSampler(len(dataset), world, rank, shuffle=False)  # type: ignore[arg-type]
         loader = DataLoader(dataset, batch_size=256, sampler=sampler,
                             num_workers=self.config.data.num_workers)
-        return extract_features(backbone, loader, self.device, kind=kind)
+        device = self.device or next(backbone.parameters()).device
+        return extract_features(backbone, loader, device, kind=kind)
 
     def _pixels(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened normalised images ``(M, C*H*W)`` and labels (every rank reads all)."""
@@ -106,12 +127,12 @@ class KNNMonitor:
         """``{prefix_top1, prefix_top5}`` of [CLS] and the same with ``_gap`` / ``_clsgap`` after
         the prefix, in percent (empty for unlabelled data)."""
         bank, queries, classes = self._load_splits()
+        if classes < 2:
+            return {}
         self._announce(f"{prefix}: {self.config.train.knn_k}-NN of {len(queries)} {self.split_name} queries "
                        f"against {len(bank)} images ...")
         bank_features, bank_labels = self._features(backbone, bank, "cls+gap")
         query_features, query_labels = self._features(backbone, queries, "cls+gap")
-        if (bank_labels < 0).any() or classes < 2:
-            return {}
         width = bank_features.shape[1] // 2
         parts = {"cls": slice(0, width), "gap": slice(width, None), "cls+gap": slice(None)}
         scores: dict[str, float] = {}
@@ -129,8 +150,8 @@ class KNNMonitor:
         """``{prefix_top1, prefix_top5}``: the same k-NN on the normalised pixels of the same bank
         and queries (cosine similarity of flattened images), empty for unlabelled data."""
         bank, queries, classes = self._load_splits()
+        if classes < 2:
+            return {}
         bank_pixels, bank_labels = self._pixels(bank)
         query_pixels, query_labels = self._pixels(queries)
-        if (bank_labels < 0).any() or classes < 2:
-            return {}
         return self._score(bank_pixels, bank_labels, query_pixels, query_labels, classes, prefix)

@@ -80,3 +80,11 @@ def teacher_temperature_schedule(
     ramp = np.linspace(warmup_temp, final_temp, warmup_epochs)
     rest = np.full(max(num_epochs - start_epoch - warmup_epochs, 0), final_temp, dtype=np.float64)
     return np.concatenate((hold, ramp, rest))[:num_epochs]
+
+
+def epoch_due(every: int, epoch: int, num_epochs: int) -> bool:
+    """True after every ``every`` epochs and after the last one (``epoch`` 0-based, just finished);
+    never when ``every <= 0``. The monitors' (k-NN, figures) timing."""
+    if every <= 0:
+        return False
+    return (epoch + 1) % every == 0 or epoch + 1 == num_epochs

@@ -4,6 +4,7 @@ Every ``train.figures_every_epochs`` epochs (and after the last one) the teacher
 the first test image of each class of the pretraining data set go to
 ``run_dir/figures/epoch_XXXX/`` and, when TensorBoard is installed, into its image tab. Methods
 that reconstruct pixels (MAE) add ``reconstruction.png`` of the same images, masks seeded alike.
+A training callback (:class:`attmask.engine.callbacks.Callback`): the CLI hands it to the trainer.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import torch
 from PIL import Image
 
 from attmask.config import Config
-from attmask.engine.data import crop_config
+from attmask.core.callbacks import EpochEnd
+from attmask.core.schedules import epoch_due
+from attmask.data.augment import MultiCropConfig
 from attmask.methods import PretrainingMethod
+from attmask.viz.figures import draw_figures, sample_images
+from attmask.viz.reconstruction import reconstruction_figure
 
 
 class FigureMonitor:
@@ -26,24 +31,32 @@ class FigureMonitor:
     Args:
         config: reads ``data.source``/``data.data_dir`` and ``train.figures_every_epochs`` /
             ``train.figure_images``.
-        img_size: the crop size fed to the teacher (the global crop size).
+        crops: the run's crop settings (the teacher sees ``global_size`` crops; ``mean`` / ``std``
+            undo the normalisation of reconstructions).
         run_dir: the run folder.
     """
 
-    def __init__(self, config: Config, img_size: int, run_dir: Path) -> None:
-        self.config, self.img_size, self.run_dir = config, img_size, run_dir
-        self.every = config.train.figures_every_epochs
+    def __init__(self, config: Config, crops: MultiCropConfig, run_dir: Path) -> None:
+        self.config, self.crops, self.run_dir = config, crops, Path(run_dir)
+        self.img_size = crops.global_size
         self._images: list[tuple[str, Image.Image]] | None = None
 
     def due(self, epoch: int) -> bool:
         """True after every ``figures_every_epochs`` epochs and after the last one."""
-        if self.every <= 0:
-            return False
-        return (epoch + 1) % self.every == 0 or epoch + 1 == self.config.optim.epochs
+        return epoch_due(self.config.train.figures_every_epochs, epoch, self.config.optim.epochs)
+
+    def on_epoch_end(self, event: EpochEnd) -> dict[str, float]:
+        """Draw the figures when due, on rank 0 ; logs nothing."""
+        if self.due(event.epoch) and event.is_main:
+            method = event.method
+            self.draw(method.eval_backbone, event.epoch, event.writer, method)
+        return {}
+
+    def on_train_end(self, event: EpochEnd) -> dict[str, float]:
+        """Nothing after the last epoch (its figures were drawn by :meth:`on_epoch_end`)."""
+        return {}
 
     def _fixed_images(self) -> list[tuple[str, Image.Image]]:
-        from attmask.viz.figures import sample_images
-
         if self._images is None:
             data = self.config.data
             self._images = sample_images(data.source, self.config.train.figure_images, data.data_dir)
@@ -55,8 +68,6 @@ class FigureMonitor:
 
         ``method``: the pretraining method; when it ``reconstructs``, its reconstruction figure too.
         """
-        from attmask.viz.figures import draw_figures
-
         out = self.run_dir / "figures" / f"epoch_{epoch + 1:04d}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an unsplit folder: its test split is its train split
@@ -74,9 +85,5 @@ class FigureMonitor:
 
     def _draw_reconstruction(self, method: PretrainingMethod, images: list[tuple[str, Image.Image]],
                              path: Path, epoch: int) -> Path:
-        from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images
-
-        crops = crop_config(self.config.data)
-        result = reconstruct_images(method, images, self.img_size, crops.mean, crops.std, self.config.train.seed)
-        return draw_reconstructions(result, crops.mean, crops.std, path,
-                                    f"{self.config.train.method} after epoch {epoch + 1}", [n for n, _ in images])
+        title = f"{self.config.train.method} after epoch {epoch + 1}"
+        return reconstruction_figure(method, images, self.crops, path, title, self.config.train.seed)

@@ -12,7 +12,13 @@ import html
 import json
 from pathlib import Path
 
+import yaml
+
 from attmask.engine.logging import read_log
+from attmask.models.checkpoints import load_backbone
+from attmask.runs.figures import run_reconstruction
+from attmask.viz.curves import plot_knn, plot_panels
+from attmask.viz.figures import draw_figures, sample_images
 
 PANELS = {
     "losses.png": [("loss", ["loss"])],  # plus every other loss_* key of the run
@@ -51,11 +57,6 @@ def _loss_keys(records: list[dict]) -> list[str]:
 def _figures(run_dir: Path, out: Path, num_images: int) -> tuple[str, list[Path]]:
     """Attention and mask figures of the run's evaluated backbone on fixed images of its data set,
     and the reconstruction figure of pixel methods; returns the backbone's name and the paths."""
-    import yaml
-
-    from attmask.models.checkpoints import load_backbone
-    from attmask.viz.figures import draw_figures, sample_images
-
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     data = config.get("data", {})
     loaded = load_backbone(run_dir)
@@ -63,22 +64,8 @@ def _figures(run_dir: Path, out: Path, num_images: int) -> tuple[str, list[Path]
     images = sample_images(data.get("source", "fashion-mnist"), num_images, data.get("data_dir"))
     paths = draw_figures(loaded.model, images, int(loaded.kwargs["img_size"]), out / "figures",
                          f"{name} of {run_dir.name}")
-    return name, paths + _reconstruction(run_dir, images, out / "figures" / "reconstruction.png")
-
-
-def _reconstruction(run_dir: Path, images: list, path: Path) -> list[Path]:
-    """The reconstruction figure of a pixel method's run (masks seeded with 0), else nothing."""
-    from attmask.engine.data import crop_config
-    from attmask.engine.restore import load_method
-    from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images
-
-    method, config = load_method(run_dir)
-    if not method.reconstructs:
-        return []
-    crops = crop_config(config.data)
-    result = reconstruct_images(method, images, crops.global_size, crops.mean, crops.std)
-    return [draw_reconstructions(result, crops.mean, crops.std, path, f"{config.train.method} of {run_dir.name}",
-                                 [n for n, _ in images])]
+    reconstruction = run_reconstruction(run_dir, images, out / "figures" / "reconstruction.png")
+    return name, paths + ([reconstruction] if reconstruction else [])
 
 
 def _summary(records: list[dict]) -> str:
@@ -106,8 +93,6 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
     Raises:
         FileNotFoundError: ``run_dir`` holds no ``log.jsonl``.
     """
-    from attmask.viz.curves import plot_knn, plot_panels
-
     run_dir = Path(run_dir)
     records = read_log(run_dir)
     if not records:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from attmask.config import Config
 from attmask.data.batched import BatchAugmentation
 from attmask.engine.data import augmentation_seed, batch_augmentation, pretraining_loader
-from attmask.engine.distributed import resolve_device
+from attmask.core.distributed import resolve_device
 
 
 @dataclass(frozen=True)

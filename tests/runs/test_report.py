@@ -13,7 +13,7 @@ from attmask.cli.main import main
 from attmask.engine.trainer import Trainer
 from attmask.viz.curves import plot_panels, series
 from attmask.viz.figures import sample_images
-from tests.engine.tiny import TINY_MAE, tiny_config
+from tests.engine.tiny import monitored_trainer, TINY_MAE, tiny_config
 
 
 def test_series_keeps_the_last_value_of_replayed_steps() -> None:
@@ -43,7 +43,7 @@ def test_sample_images_one_per_class_and_safe_names() -> None:
 
 def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    Trainer(tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true",
+    monitored_trainer(tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true",
                         "train.knn_train_samples=200", "train.knn_test_samples=100"), run).fit()
     assert main(["report", str(run), "--num-images", "2"]) == 0
     page = (run / "report" / "index.html").read_text()
@@ -54,7 +54,7 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
     assert "random init" in page and "finished epochs" in page
     assert f"<h1>Pretraining run {run}</h1>" in page  # the folder as given, not "Run run"
     assert "4 optimizer steps (" in page and "min of training" in page and "images seen" in page
-    from attmask.viz.report import CAPTIONS
+    from attmask.runs.report import CAPTIONS
 
     assert all(html.escape(caption) in page for caption in CAPTIONS.values())  # a sentence under every figure
     for name in ("losses.png", "schedules.png", "monitors.png", "knn.png"):
@@ -65,7 +65,7 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
 
 def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructions(tmp_path: Path) -> None:
     run = tmp_path / "lut"
-    Trainer(tiny_config(*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16",
+    monitored_trainer(tiny_config(*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16",
                         "optim.epochs=1"), run).fit()
     assert main(["report", str(run), "--num-images", "2"]) == 0
     page = (run / "report" / "index.html").read_text()
@@ -73,7 +73,7 @@ def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructio
     assert (run / "report" / "figures" / "reconstruction.png").is_file()
     assert page.count("data:image/png;base64,") == 3 + 2 * 2 + 1  # no k-NN panel; + reconstructions
     from attmask.engine.logging import read_log
-    from attmask.viz.report import _loss_keys
+    from attmask.runs.report import _loss_keys
 
     assert _loss_keys(read_log(run)) == ["loss", "loss_bc", "loss_mae"]
 
@@ -85,7 +85,7 @@ def test_report_without_a_log_is_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_trainer_draws_figures_of_fixed_images(tmp_path: Path) -> None:
-    Trainer(tiny_config("train.figures_every_epochs=1", "train.figure_images=2"), tmp_path).fit()
+    monitored_trainer(tiny_config("train.figures_every_epochs=1", "train.figure_images=2"), tmp_path).fit()
     for epoch in ("epoch_0001", "epoch_0002"):
         names = sorted(p.name for p in (tmp_path / "figures" / epoch).glob("*.png"))
         assert names == ["digits_0_0_attention.png", "digits_0_0_masks.png",

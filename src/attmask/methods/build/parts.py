@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from attmask.config import FIDELITIES, Config, ConfigError
 from attmask.masking import MaskingStrategy, build_masking
-from attmask.methods.method import BackboneOnly
+from attmask.methods.base import BackboneOnly
 from attmask.models import VisionTransformer, build_vit
 
 

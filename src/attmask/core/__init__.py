@@ -1,0 +1,7 @@
+"""Foundation helpers imported by every other package and importing none of them.
+
+``schedules`` (cosine and temperature schedules), ``distributed`` (torchrun context, guarded
+collectives), ``files`` (atomic writes), ``checkpoint`` (atomic ``torch.save`` and safe loads),
+``environment`` (device, versions and commit for benchmark records) and ``typed_yaml`` (typed
+dataclasses from YAML with ``--set`` overrides).
+"""
