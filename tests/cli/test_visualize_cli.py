@@ -103,7 +103,7 @@ def test_reconstruction_of_other_checkpoints_is_one_line(tmp_path, capsys, kind,
 
 
 def test_attention_figure_title_names_the_run_and_the_last_block(tmp_path, monkeypatch) -> None:
-    import attmask.viz.render as render
+    import attmask.viz.figures as render  # draw_figures calls the renderer it imported
 
     Trainer(tiny_config("optim.epochs=1"), tmp_path / "my_run").fit()
     titles = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from attmask.engine.knn_monitor import KNNMonitor
+from attmask.eval.knn_monitor import KNNMonitor
 from attmask.models import build_vit
 from tests.engine.tiny import tiny_config
 
@@ -63,3 +63,35 @@ def test_pixel_baseline_is_the_knn_of_flattened_images(tmp_path) -> None:
             Image.fromarray(image.astype(np.uint8)).save(tmp_path / label / f"{index}.png")
     config = tiny_config(f"data.source={tmp_path}", "data.val_images=6", "train.knn_k=3")
     assert KNNMonitor(config, 16, "cpu").pixel_baseline()["knn_pixels_top1"] == 100.0
+
+
+def test_unlabelled_data_gives_no_scores_without_reading_features(tmp_path) -> None:
+    for index in range(12):
+        Image.fromarray(np.full((16, 16, 3), index * 20, dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    monitor = KNNMonitor(tiny_config(f"data.source={tmp_path}", "train.knn_k=3"), 16)
+    assert monitor.evaluate(build_vit("vit_tiny", img_size=16, patch_size=4, depth=2)) == {}
+    assert monitor.pixel_baseline() == {}
+
+
+def test_as_a_callback_it_scores_when_due_and_adds_baselines_at_the_end(tmp_path) -> None:
+    from attmask.core.callbacks import EpochEnd
+    from attmask.methods import build_method
+
+    _two_brightness_classes(tmp_path)
+    config = tiny_config(f"data.source={tmp_path}", "data.val_images=6", "train.knn_k=5", "optim.epochs=4",
+                         "train.knn_every_epochs=2", "train.knn_baseline=true")
+    method = build_method(config, 16, 2)
+    built = []
+
+    def initial():
+        built.append(True)
+        return build_vit("vit_tiny", img_size=16, patch_size=4, depth=2)
+
+    monitor = KNNMonitor(config, 16, initial_backbone=initial)
+    event = lambda epoch: EpochEnd(epoch, 4, epoch * 2, method, tmp_path, True)  # noqa: E731
+    assert [bool(monitor.on_epoch_end(event(e))) for e in range(4)] == [False, True, False, True]
+    final = monitor.on_train_end(event(3))
+    assert built == [True] and final["knn_split"] == "validation"
+    assert {"knn_random_init_top1", "knn_pixels_top1", "knn_random_init_gap_top1"} <= set(final)
+    no_baseline = KNNMonitor(tiny_config(f"data.source={tmp_path}", "data.val_images=6"), 16, initial_backbone=initial)
+    assert no_baseline.on_train_end(event(3)) == {} and built == [True]
