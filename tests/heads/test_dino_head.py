@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attmask.heads import DINOHead, freeze_last_layer_grads
+from attmask.heads import DINOHead, last_layer_parameters
 
 
 def _head(**kwargs) -> DINOHead:
@@ -70,21 +70,13 @@ def test_unnormalised_last_layer_trains_its_magnitude() -> None:
     assert magnitude.grad is not None
 
 
-def test_cancelling_last_layer_gradients_keeps_the_others() -> None:
-    head = _head(norm_last_layer=False)
-    head(torch.randn(6, 12)).square().sum().backward()
-    head.cancel_last_layer_gradients()
-    assert all(p.grad is None for p in head.last_layer.parameters())
-    assert all(p.grad is not None for p in head.mlp.parameters())
-
-
-def test_freeze_last_layer_grads_reaches_nested_heads() -> None:
-    model = nn.ModuleDict({"cls": _head(), "patch": _head()})
-    for head in model.values():
-        head(torch.randn(2, 12)).sum().backward()
-    freeze_last_layer_grads(model)
-    assert all(p.grad is None for head in model.values() for p in head.last_layer.parameters())
-    assert all(p.grad is not None for head in model.values() for p in head.mlp.parameters())
+def test_last_layer_parameters_are_the_prototypes_of_nested_heads_only() -> None:
+    model = nn.ModuleDict({"cls": _head(norm_last_layer=False), "patch": _head(), "other": nn.Linear(3, 3)})
+    found = last_layer_parameters(model)
+    expected = [p for key in ("cls", "patch") for p in model[key].last_layer.parameters()]
+    assert len(found) == len(expected) == 4 and all(a is b for a, b in zip(found, expected))
+    assert not {id(p) for p in found} & {id(p) for key in ("cls", "patch") for p in model[key].mlp.parameters()}
+    assert last_layer_parameters(nn.Linear(3, 3)) == []
 
 
 def test_rejects_bad_arguments() -> None:

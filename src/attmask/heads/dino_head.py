@@ -73,11 +73,6 @@ class DINOHead(nn.Module):
         hidden = F.normalize(hidden, dim=-1, p=2)
         return self.last_layer(hidden).reshape(*leading, self.out_dim)
 
-    def cancel_last_layer_gradients(self) -> None:
-        """Drop the gradients of ``last_layer`` (DINO freezes it during the first epoch)."""
-        for parameter in self.last_layer.parameters():
-            parameter.grad = None
-
 
 def _init_linear(module: nn.Module) -> None:
     """Truncated normal (std 0.02) weights and zero biases for every Linear (as upstream)."""
@@ -87,12 +82,12 @@ def _init_linear(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def freeze_last_layer_grads(module: nn.Module) -> None:
-    """Drop the last-layer gradients of every :class:`DINOHead` inside ``module`` (or ``module`` itself).
+def last_layer_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The prototype-layer (``last_layer``) parameters of every :class:`DINOHead` inside ``module``
+    (or ``module`` itself), in module order.
 
-    Call between ``backward`` and ``optimizer.step`` during the first epoch(s), like the
-    official ``cancel_gradients_last_layer``.
+    The one definition of "the heads' last layer": the trainer drops their gradients during the
+    first ``optim.freeze_last_layer_epochs`` epochs (the official ``cancel_gradients_last_layer``)
+    and scales their lr by ``optim.last_layer_lr_scale``.
     """
-    for head in module.modules():
-        if isinstance(head, DINOHead):
-            head.cancel_last_layer_gradients()
+    return [p for head in module.modules() if isinstance(head, DINOHead) for p in head.last_layer.parameters()]
