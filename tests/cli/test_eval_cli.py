@@ -51,11 +51,12 @@ def _direct_knn(checkpoint: Path, which: str = "teacher") -> float:
 def test_knn_matches_the_library_and_uses_the_cache(run_dir: Path, tmp_path: Path, capsys) -> None:
     cache = tmp_path / "cache"
     code, out, err = _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--cache-dir", str(cache),
-                           "--k", "20", "200", capsys=capsys)
+                           "--set", "knn.ks=[20, 200]", capsys=capsys)
     assert code == 0, err
     result = _json(run_dir / "eval" / "knn.json")
     assert result["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir))
     assert result["session"]["which"] == "teacher" and result["session"]["data"] == "digits"
+    assert list(result["results"]) == ["20", "200"]
     assert out.startswith("weighted 20-NN top-1") and len(out.splitlines()) == 1
     cached = sorted(cache.iterdir())
     assert len(cached) == 2  # train and test features
@@ -97,6 +98,45 @@ def test_fewshot_retrieval_robustness(run_dir: Path, tmp_path: Path, capsys) -> 
     assert occlusion["0.0"] == pytest.approx(_direct_knn(run_dir))  # ratio 0 = plain 20-NN
 
 
+def test_robustness_with_variants_names_the_classifier(run_dir: Path, tmp_path: Path, capsys) -> None:
+    digits = _folder(tmp_path / "digits_like", tuple(str(label) for label in range(10)))
+    code, out, err = _eval("robustness", "--checkpoint", str(run_dir), *COMMON, "--set", "robustness.ratios=[0]",
+                           "--variant", f"noise={digits}", "--out", str(tmp_path / "r.json"), capsys=capsys)
+    assert code == 0, err
+    result = _json(tmp_path / "r.json")
+    assert result["classifier"] == "20-NN" and list(result["variants"]) == ["noise"]  # not the variant's name
+    assert out.startswith("20-NN top-1 with the most attended patches blacked out") and ", noise: " in out
+
+
+def test_config_file_set_and_the_written_config(run_dir: Path, tmp_path: Path, capsys) -> None:
+    preset = tmp_path / "eval.yaml"
+    preset.write_text("knn: {ks: [5, 10], temperature: 0.1}\ndata: {per_class: 20}\n")
+    out_file = tmp_path / "k.json"
+    code, out, err = _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--config", str(preset),
+                           "--set", "knn.ks=[10]", "--out", str(out_file), capsys=capsys)
+    assert code == 0, err
+    result = _json(out_file)
+    assert list(result["results"]) == ["10"] and result["temperature"] == 0.1  # --set over the file
+    assert result["session"]["subset"] == 20
+    written = tmp_path / "k.config.yaml"
+    text = written.read_text()
+    assert "knn:\n  ks: [10]\n  temperature: 0.1" in text and "batch_size: 128" in text and "finetune" not in text
+    again = tmp_path / "again.json"
+    code, _, err = _eval("knn", "--checkpoint", str(run_dir), "--config", str(written), "--out", str(again),
+                         capsys=capsys)
+    assert code == 0, err
+    assert _json(again)["results"] == result["results"]  # the written config reproduces the run
+
+
+def test_help_lists_the_keys_and_the_shorthands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "finetune", "--help"])
+    text = capsys.readouterr().out
+    assert "finetune.layer_decay" in text and "default: 0.75" in text and "data.batch_size" in text
+    assert "knn.temperature" not in text and "--layer-decay = finetune.layer_decay" in text
+    assert "one of cls, gap" in text  # finetune.pool's choices
+
+
 def _folder(root: Path, classes: tuple[str, ...]) -> Path:
     rng = np.random.default_rng(0)
     for name in classes:
@@ -111,7 +151,10 @@ def _folder(root: Path, classes: tuple[str, ...]) -> Path:
     (["--subset", "abc"], None),  # argparse's own usage error
     (["--data", "UNLABELLED"], "has no class labels"),
     (["--variant", "odd=OTHER"], "variant 'odd'"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "0"], "config key data.batch_size must be >= 1, got 0"),
+    (["--set", "knn.kz=3"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
+    (["--set", "knn.ks=[0]"], "config key knn.ks must be one or more counts >= 1"),
+    (["--config", "/nonexistent.yaml"], "eval config file not found: /nonexistent.yaml"),
 ])
 def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, capsys, arguments: list[str],
                                message: str | None) -> None:

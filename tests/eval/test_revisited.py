@@ -86,9 +86,10 @@ def test_eval_revisited_end_to_end(tmp_path, capsys) -> None:
     _synthetic_landmarks(tmp_path / "toy")
     capsys.readouterr()
     assert main(["eval", "revisited", "--checkpoint", str(run), "--data", str(tmp_path / "toy"),
-                 "--max-side", "32"]) == 0
+                 "--set", "revisited.max_side=32"]) == 0
     assert "toy: mAP E / M / H" in capsys.readouterr().out
     result = json.loads((run / "eval" / "revisited.json").read_text())
-    assert result["num_queries"] == 3 and result["num_database"] == 6
+    assert result["num_queries"] == 3 and result["num_database"] == 6 and result["max_side"] == 32
+    assert "max_side: 32" in (run / "eval" / "revisited.config.yaml").read_text()
     assert result["map_E"] == pytest.approx(100.0)  # each query is a copy of its easy positive
     assert 0 <= result["map_H"] <= 100 and len(result["mpr_M"]) == 3

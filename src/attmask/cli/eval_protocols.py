@@ -1,17 +1,92 @@
-"""Per-protocol arguments of ``attmask eval`` and how they map onto ``attmask.eval.protocols``."""
+"""The protocols of ``attmask eval``: what each one runs, the path arguments it takes, and its
+shorthand flags (each one a ``--set`` of config keys; the settings themselves live in
+:class:`attmask.eval.config.EvalConfig`)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
-from attmask.eval.features import FEATURE_KINDS
+from attmask.eval.config import EvalConfig
+from attmask.eval.protocols import (
+    ProtocolResult,
+    davis_protocol,
+    fewshot_protocol,
+    finetune_protocol,
+    knn_protocol,
+    linear_protocol,
+    retrieval_protocol,
+    revisited_protocol,
+    robustness_protocol,
+)
+from attmask.eval.session import EvalSession
+from attmask.models.checkpoints import load_backbone
 
 
-def _features(parser: argparse.ArgumentParser, default: str = "cls") -> None:
-    parser.add_argument("--features", default=default, choices=FEATURE_KINDS,
-                        help=f"feature kind (default {default})")
+@dataclass(frozen=True)
+class Alias:
+    """A shorthand flag: ``flag VALUE`` means ``--set key=VALUE`` for each of ``keys``.
+
+    Attributes:
+        flag: the option, e.g. ``--k``.
+        keys: the config keys it sets.
+        many: it takes one or more values (a list key): ``--k 1 5`` sets ``key=[1, 5]``.
+        constant: it takes no value and sets this one (``--no-progress``: ``false``).
+    """
+
+    flag: str
+    keys: tuple[str, ...]
+    many: bool = False
+    constant: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """Its attribute in the parsed arguments."""
+        return "alias_" + self.flag.lstrip("-").replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """Register the flag (hidden from the option list; ``--help`` lists the shorthands in its epilog)."""
+        if self.constant is not None:
+            parser.add_argument(self.flag, dest=self.dest, action="store_const", const=self.constant,
+                                help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(self.flag, dest=self.dest, nargs="+" if self.many else None, metavar="VALUE",
+                                help=argparse.SUPPRESS)
+
+    def overrides(self, args: argparse.Namespace) -> list[str]:
+        """The ``key=value`` overrides the flag stands for ([] when it was not given)."""
+        value = getattr(args, self.dest, None)
+        if value is None:
+            return []
+        text = f"[{', '.join(value)}]" if self.many else value
+        return [f"{key}={text}" for key in self.keys]
+
+    def describe(self) -> str:
+        """``--k = knn.ks``."""
+        value = f"={self.constant}" if self.constant is not None else ""
+        return f"{self.flag} = {' + '.join(key + value for key in self.keys)}"
+
+
+def _alias(flag: str, *keys: str, many: bool = False, constant: str | None = None) -> Alias:
+    return Alias(flag, keys, many, constant)
+
+
+#: Shorthands of every protocol.
+COMMON_ALIASES = (
+    _alias("--student", "session.student", constant="true"), _alias("--num-heads", "session.num_heads"),
+    _alias("--img-size", "data.img_size"), _alias("--batch-size", "data.batch_size"),
+    _alias("--num-workers", "data.num_workers"), _alias("--device", "session.device"),
+    _alias("--no-progress", "session.progress", constant="false"),
+)
+
+
+def _probe_aliases(section: str) -> tuple[Alias, ...]:
+    """Shorthands of a trained classifier's section (linear probe or fine-tuning)."""
+    return (_alias("--epochs", f"{section}.epochs"), _alias("--lr", f"{section}.base_lr"),
+            _alias("--train-batch-size", f"{section}.batch_size"), _alias("--seed", f"{section}.seed"),
+            _alias("--num-workers", "data.num_workers", f"{section}.num_workers"))
 
 
 def _variant(text: str) -> tuple[str, str]:
@@ -21,202 +96,95 @@ def _variant(text: str) -> tuple[str, str]:
     return name, folder
 
 
-# ---------------------------------------------------------------- knn
-
-
-def _knn_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200], help="neighbour counts")
-    parser.add_argument("--temperature", type=float, default=0.07)
-    _features(parser)
-
-
-def _knn(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.protocols import knn_protocol
-    return knn_protocol(session, args.k, args.temperature, args.features)
-
-
-# ---------------------------------------------------------------- few-shot
-
-
-def _fewshot_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10, 20], help="images per class (nu)")
-    parser.add_argument("--repeats", type=int, default=5, help="disjoint subsets per nu")
-    parser.add_argument("--seed", type=int, default=0)
-    _features(parser)
-
-
-def _fewshot(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.protocols import fewshot_protocol
-    return fewshot_protocol(session, args.shots, args.repeats, args.seed, args.features)
-
-
-# ---------------------------------------------------------------- retrieval
-
-
-def _retrieval_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="k of Recall@k")
-    parser.add_argument("--split", default="test", choices=("train", "test"))
-    parser.add_argument("--no-map", action="store_true", help="skip mean average precision")
-    _features(parser)
-
-
-def _retrieval(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.protocols import retrieval_protocol
-    return retrieval_protocol(session, args.k, args.split, args.features, not args.no_map)
-
-
-# ---------------------------------------------------------------- robustness
-
-
-def _robustness_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 0.7],
-                        help="fractions of the most attended patches blacked out")
+def _robustness_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention-checkpoint",
                         help="model whose attention picks the patches (default: the evaluated one)")
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--temperature", type=float, default=0.07)
     parser.add_argument("--variant", type=_variant, action="append", default=[], metavar="NAME=FOLDER",
                         help="also report accuracy on this labelled folder (IN-9 style; repeatable)")
-    parser.add_argument("--classifier", default="knn", choices=("knn", "linear"),
-                        help="k-NN bank or a linear probe (fast mode) fitted on clean training features")
-    _probe_args(parser)
-    _features(parser)
 
 
-def _robustness(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.protocols import robustness_protocol
-    from attmask.models.checkpoints import load_backbone
-
+def _robustness(session: EvalSession, config: EvalConfig, args: argparse.Namespace) -> ProtocolResult:
     attention = load_backbone(args.attention_checkpoint).model if args.attention_checkpoint else None
     if attention is not None and attention.patch_size != session.backbone.patch_size:
         raise ValueError(f"--attention-checkpoint has patch size {attention.patch_size}, the evaluated "
                          f"model {session.backbone.patch_size}; both must cut the same patch grid")
-    linear = _probe_config(args) if args.classifier == "linear" else None
-    return robustness_protocol(session, args.ratios, attention, args.features, args.k, args.temperature,
-                               dict(args.variant), linear)
+    return robustness_protocol(session, config.robustness, config.linear, attention, dict(args.variant))
 
 
-# ---------------------------------------------------------------- linear probe
-
-
-def _probe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=100, help="linear probe epochs")
-    parser.add_argument("--lr", type=float, default=0.001, help="base lr per 256 samples (DINO: 0.001)")
-    parser.add_argument("--train-batch-size", type=int, default=256, help="classifier batch size")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def _probe_config(args: argparse.Namespace) -> Any:
-    from attmask.eval.linear import LinearProbeConfig
-    kind = getattr(args, "probe_features", None)
-    return LinearProbeConfig(epochs=args.epochs, batch_size=args.train_batch_size, base_lr=args.lr,
-                             feature_kind=kind, num_workers=args.num_workers, seed=args.seed)
-
-
-def _linear_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", default="fast", choices=("fast", "full"),
-                        help="fast: cached centre-crop features; full: crop + flip augmentation every epoch")
-    parser.add_argument("--features", dest="probe_features", choices=FEATURE_KINDS,
-                        help="feature kind (default: last4 for >= 4 blocks, else cls)")
-    _probe_args(parser)
-
-
-def _linear(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.protocols import linear_protocol
-    return linear_protocol(session, _probe_config(args), args.mode)
-
-
-# ---------------------------------------------------------------- fine-tuning
-
-
-def _finetune_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3, help="base lr per 256 samples")
-    parser.add_argument("--min-lr", type=float, default=1e-6)
-    parser.add_argument("--warmup-epochs", type=int, default=5)
-    parser.add_argument("--train-batch-size", type=int, default=128)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay")
-    parser.add_argument("--drop-path", type=float, default=0.1)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
-    parser.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (0 = off)")
-    parser.add_argument("--randaug", action="store_true", help="RandAugment(2, 9)")
-    parser.add_argument("--pool", default="cls", choices=("cls", "gap"))
-    parser.add_argument("--clip-grad", type=float, help="global gradient norm clip")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def _finetune(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.finetune import FinetuneConfig
-    from attmask.eval.protocols import finetune_protocol
-    config = FinetuneConfig(
-        epochs=args.epochs, batch_size=args.train_batch_size, base_lr=args.lr, min_lr=args.min_lr,
-        warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, layer_decay=args.layer_decay,
-        drop_path=args.drop_path, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
-        randaug=args.randaug, pool=args.pool, clip_grad=args.clip_grad, num_workers=args.num_workers,
-        seed=args.seed)
-    return finetune_protocol(session, config)
-
-
-# ---------------------------------------------------------------- revisited Oxford / Paris
-
-
-def _revisited_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", help="roxford5k, rparis6k, ... (default: the one gnd_<dataset>.pkl in --data)")
-    parser.add_argument("--max-side", type=int, default=224, help="images shrunk to at most this many pixels a side")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.7071, 0.5], help="feature scales, averaged")
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="k of mP@k")
-
-
-def _revisited(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from attmask.eval.revisited_run import revisited_retrieval
-
-    if args.max_side < 1 or any(s <= 0 for s in args.scales) or any(k < 1 for k in args.k):
-        raise ValueError("--max-side, --scales and --k must be positive")
-    result = revisited_retrieval(session.backbone.eval(), args.data, args.dataset, args.max_side, args.scales,
-                                 args.k, session.device)
-    maps = " / ".join(f"{result[f'map_{p}']:.2f}" for p in "EMH")
-    return result, (f"{result['dataset']}: mAP E / M / H {maps} ({result['num_queries']} queries, "
-                    f"{result['num_database']} database images)")
-
-
-# ---------------------------------------------------------------- DAVIS 2017
-
-
-def _davis_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", type=int, default=480, help="shorter frame side in pixels")
-    parser.add_argument("--n-last", type=int, default=7, help="previous frames used as context")
-    parser.add_argument("--radius", type=int, default=12, help="neighbourhood radius in patches (0 = whole frame)")
-    parser.add_argument("--topk", type=int, default=5, help="source patches kept per target patch")
-    parser.add_argument("--sequences", nargs="+", help="sequences to run (default: ImageSets/2017/val.txt)")
+def _davis_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-masks", help="folder for the predicted indexed PNGs")
 
 
-def _davis(session: Any, args: argparse.Namespace) -> tuple[dict, str]:
-    from pathlib import Path
-
-    from attmask.eval.davis import PropagationSettings, evaluate_davis
-
-    if min(args.scale, args.n_last, args.topk) < 1 or args.radius < 0:
-        raise ValueError("--scale, --n-last and --topk must be >= 1 and --radius >= 0")
-    settings = PropagationSettings(args.scale, args.n_last, args.radius, args.topk)
-    result = evaluate_davis(session.backbone, args.data, settings, args.sequences,
-                            Path(args.save_masks) if args.save_masks else None)
-    return result, (f"DAVIS J&F-Mean {result['J&F-Mean']:.2f} (J {result['J-Mean']:.2f}, F {result['F-Mean']:.2f}) "
-                    f"over {len(result['sequences'])} sequences")
+def _davis(session: EvalSession, config: EvalConfig, args: argparse.Namespace) -> ProtocolResult:
+    return davis_protocol(session, config.davis, Path(args.save_masks) if args.save_masks else None)
 
 
-#: protocol -> (help, add its arguments, run it on a session)
-PROTOCOLS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], tuple[dict, str]]]] = {
-    "knn": ("weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)", _knn_args, _knn),
-    "fewshot": ("few-shot k-NN: nu images per class over disjoint subsets", _fewshot_args, _fewshot),
-    "linear": ("linear probe on frozen features (DINO protocol; fast or full mode)", _linear_args, _linear),
-    "finetune": ("fine-tune the whole ViT with layer-wise lr decay", _finetune_args, _finetune),
-    "retrieval": ("Recall@k and mAP of every image against the others", _retrieval_args, _retrieval),
-    "robustness": ("k-NN accuracy with the most attended patches blacked out", _robustness_args, _robustness),
-    "revisited": ("revisited Oxford / Paris retrieval: mAP and mP@k, Easy / Medium / Hard (--data ROOT with "
-                  "gnd_<dataset>.pkl and jpg/)", _revisited_args, _revisited),
-    "davis": ("DAVIS 2017 video object segmentation by label propagation: J&F (--data the DAVIS root)",
-              _davis_args, _davis),
+Runner = Callable[[EvalSession, EvalConfig, argparse.Namespace], ProtocolResult]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One ``attmask eval`` protocol.
+
+    Attributes:
+        help: one line for ``--help``.
+        run: runs it on a session with the resolved config and the parsed (path) arguments.
+        aliases: its shorthand flags besides :data:`COMMON_ALIASES` (a flag of both: this one).
+        paths: registers its path arguments, if any.
+    """
+
+    help: str
+    run: Runner
+    aliases: tuple[Alias, ...] = ()
+    paths: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def all_aliases(self) -> list[Alias]:
+        """Its shorthands and the common ones it does not redefine."""
+        own = {alias.flag for alias in self.aliases}
+        return [*self.aliases, *(alias for alias in COMMON_ALIASES if alias.flag not in own)]
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "knn": Protocol(
+        "weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)",
+        lambda session, config, _: knn_protocol(session, config.knn),
+        (_alias("--k", "knn.ks", many=True), _alias("--temperature", "knn.temperature"),
+         _alias("--features", "knn.features"))),
+    "fewshot": Protocol(
+        "few-shot k-NN: nu images per class over disjoint subsets",
+        lambda session, config, _: fewshot_protocol(session, config.fewshot),
+        (_alias("--shots", "fewshot.shots", many=True), _alias("--repeats", "fewshot.repeats"),
+         _alias("--seed", "fewshot.seed"), _alias("--features", "fewshot.features"))),
+    "linear": Protocol(
+        "linear probe on frozen features (DINO protocol; fast or full mode)",
+        lambda session, config, _: linear_protocol(session, config.linear),
+        (_alias("--mode", "linear.mode"), _alias("--features", "linear.feature_kind"), *_probe_aliases("linear"))),
+    "finetune": Protocol(
+        "fine-tune the whole ViT with layer-wise lr decay",
+        lambda session, config, _: finetune_protocol(session, config.finetune),
+        (*_probe_aliases("finetune"), *(_alias(f"--{key.replace('_', '-')}", f"finetune.{key}") for key in (
+            "min_lr", "warmup_epochs", "weight_decay", "layer_decay", "drop_path", "label_smoothing", "mixup",
+            "cutmix", "pool", "clip_grad")), _alias("--randaug", "finetune.randaug", constant="true"))),
+    "retrieval": Protocol(
+        "Recall@k and mAP of every image against the others",
+        lambda session, config, _: retrieval_protocol(session, config.retrieval),
+        (_alias("--k", "retrieval.ks", many=True), _alias("--split", "retrieval.split"),
+         _alias("--no-map", "retrieval.map", constant="false"), _alias("--features", "retrieval.features"))),
+    "robustness": Protocol(
+        "k-NN accuracy with the most attended patches blacked out", _robustness,
+        (_alias("--ratios", "robustness.ratios", many=True), _alias("--k", "robustness.k"),
+         _alias("--temperature", "robustness.temperature"), _alias("--classifier", "robustness.classifier"),
+         _alias("--features", "robustness.features"), *_probe_aliases("linear")),
+        _robustness_paths),
+    "revisited": Protocol(
+        "revisited Oxford / Paris retrieval: mAP and mP@k, Easy / Medium / Hard (--data ROOT with "
+        "gnd_<dataset>.pkl and jpg/)",
+        lambda session, config, _: revisited_protocol(session, config.revisited),
+        (_alias("--dataset", "revisited.dataset"), _alias("--max-side", "revisited.max_side"),
+         _alias("--scales", "revisited.scales", many=True), _alias("--k", "revisited.ks", many=True))),
+    "davis": Protocol(
+        "DAVIS 2017 video object segmentation by label propagation: J&F (--data the DAVIS root)", _davis,
+        (*(_alias(f"--{key.replace('_', '-')}", f"davis.{key}") for key in ("scale", "n_last", "radius", "topk")),
+         _alias("--sequences", "davis.sequences", many=True)),
+        _davis_paths),
 }

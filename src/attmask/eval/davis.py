@@ -17,7 +17,7 @@ Layout (DAVIS 2017): ``ROOT/JPEGImages/480p/<seq>/*.jpg``, ``ROOT/Annotations/48
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,15 @@ from attmask.eval.davis_metrics import SequenceScores, aggregate, score_sequence
 
 @dataclass
 class PropagationSettings:
-    """DINO's defaults: 7 previous frames, neighbourhood radius 12 patches, top 5, temperature 0.1."""
+    """Label propagation (DINO's defaults: 7 previous frames, radius 12 patches, top 5, temperature 0.1).
+
+    Attributes:
+        scale: shorter frame side in pixels.
+        n_last: previous frames used as context (besides the first frame).
+        radius: neighbourhood radius in patches (0 = the whole frame).
+        topk: source patches kept per target patch.
+        temperature: affinity temperature.
+    """
 
     scale: int = 480
     n_last: int = 7
@@ -159,4 +167,4 @@ def evaluate_davis(model: torch.nn.Module, root: str | Path, settings: Propagati
                 Image.fromarray(labels).save(out_dir / name / f"{frame.stem}.png")
         scores.append(score_sequence(truth, predicted, name))
     return {"sequences": sequences, **{k: 100 * v for k, v in aggregate(scores).items()},
-            "settings": vars(settings)}
+            "settings": {f.name: getattr(settings, f.name) for f in fields(PropagationSettings)}}

@@ -47,7 +47,7 @@ class FinetuneConfig:
     Attributes:
         epochs: training epochs.
         batch_size: images per step (every step is full: the last partial batch is dropped).
-        base_lr: learning rate per 256 images; the peak is :attr:`lr`.
+        base_lr: learning rate per 256 images; the peak is :attr:`lr` = base_lr x batch_size / 256.
         min_lr: end of the cosine.
         warmup_epochs: epochs of linear warm-up from 0.
         weight_decay: AdamW weight decay of weight matrices.

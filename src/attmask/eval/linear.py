@@ -41,11 +41,11 @@ class LinearProbeConfig:
     Attributes:
         epochs: training epochs.
         batch_size: samples per SGD step.
-        base_lr: learning rate per 256 samples; the run uses :attr:`lr`.
+        base_lr: learning rate per 256 samples; the run uses :attr:`lr` = base_lr x batch_size / 256.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
-        feature_kind: one of ``FEATURE_KINDS``; None = ``last4`` for ViTs of >= 4 blocks, else
-            ``cls``.
+        feature_kind: one of ``FEATURE_KINDS`` (cls, gap, cls+gap, last4, last4+gap); None =
+            ``last4`` for ViTs of >= 4 blocks, else ``cls``.
         crop_scale: area range of the training random resized crop (full mode).
         num_workers: data loader processes (full mode).
         seed: seeds the classifier's initialisation, the shuffling and the augmentation.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,34 @@ def find_dataset(root: Path, dataset: str | None) -> str:
     found = sorted(p.stem.removeprefix("gnd_") for p in root.glob("gnd_*.pkl"))
     if len(found) != 1:
         raise ValueError(f"{root} holds {len(found)} gnd_<dataset>.pkl files ({', '.join(found) or 'none'}); "
-                         "pass --dataset roxford5k or rparis6k")
+                         "set revisited.dataset (e.g. --set revisited.dataset=roxford5k)")
     return found[0]
 
 
-def revisited_retrieval(model: torch.nn.Module, root: str | Path, dataset: str | None = None, max_side: int = 224,
-                        scales: Sequence[float] = DEFAULT_SCALES, ks: Sequence[int] = (1, 5, 10),
+@dataclass
+class RevisitedSettings:
+    """Revisited Oxford / Paris retrieval (DINO's ``eval_image_retrieval.py`` settings).
+
+    Attributes:
+        dataset: roxford5k, rparis6k, ... (null: the one gnd_<dataset>.pkl in the data root).
+        max_side: images shrunk to at most this many pixels a side.
+        scales: feature scales, averaged.
+        ks: k of mP@k.
+    """
+
+    dataset: str | None = None
+    max_side: int = 224
+    scales: list[float] = field(default_factory=lambda: list(DEFAULT_SCALES))
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10])
+
+
+def revisited_retrieval(model: torch.nn.Module, root: str | Path, settings: RevisitedSettings | None = None,
                         device: torch.device | None = None) -> dict[str, Any]:
     """mAP and mP@k (percent) under the Easy, Medium and Hard protocols for the dataset in ``root``."""
-    root, device = Path(root), device or torch.device("cpu")
-    name = find_dataset(root, dataset)
+    root, device, settings = Path(root), device or torch.device("cpu"), settings or RevisitedSettings()
+    name = find_dataset(root, settings.dataset)
     truth = load_ground_truth(root / f"gnd_{name}.pkl")
-    images = root / "jpg"
+    images, max_side, scales, ks = root / "jpg", settings.max_side, settings.scales, settings.ks
     database = _features(model, [images / f"{n}.jpg" for n in truth["imlist"]], None, max_side, scales, device)
     queries = _features(model, [images / f"{n}.jpg" for n in truth["qimlist"]],
                         [entry.get("bbx") for entry in truth["gnd"]], max_side, scales, device)

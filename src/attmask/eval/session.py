@@ -29,22 +29,32 @@ class DataOptions:
     """Where the labelled images come from and how they are read.
 
     Attributes:
-        source: built-in name or image folder.
-        data_dir: folder of a built-in data set's files.
-        test_source: separate test folder (default: the source's own test split / hold-out).
-        subset: first fraction / count of training images per class.
-        img_size: evaluation crop size (default: the backbone's ``img_size``).
-        batch_size: images per forward pass.
-        num_workers: loader worker processes.
+        source: fashion-mnist, digits, or a labelled image folder (one subfolder per class); the
+            data root for revisited and davis.
+        data_dir: folder holding a built-in data set's files.
+        test_source: separate labelled folder for the test split (null: the source's own test
+            split, or a hold-out of an unsplit folder).
+        subset: the first fraction of each class's training images (null = all).
+        per_class: the first that many training images of each class instead (a count).
+        img_size: evaluation crop size (null: the backbone's ``img_size``).
+        batch_size: images per forward pass of the feature extraction.
+        num_workers: loader worker processes of the feature extraction.
     """
 
     source: str = "fashion-mnist"
     data_dir: str | None = None
     test_source: str | None = None
-    subset: float | int | None = None
+    subset: float | None = None
+    per_class: int | None = None
     img_size: int | None = None
     batch_size: int = 256
     num_workers: int = 2
+
+    @property
+    def train_subset(self) -> float | int | None:
+        """What :func:`~attmask.data.splits.labelled_splits` keeps of the train split: the count
+        ``per_class`` when set, else the fraction ``subset``."""
+        return self.per_class if self.per_class is not None else self.subset
 
 
 def shard(dataset: Dataset) -> Dataset:
@@ -93,7 +103,7 @@ class EvalSession:
         """Train / test data sets with the evaluation transform (built once)."""
         if self._splits is None:
             self._splits = labelled_splits(self.data.source, eval_transform(self.img_size),
-                                           self.data.data_dir, self.data.subset, self.data.test_source)
+                                           self.data.data_dir, self.data.train_subset, self.data.test_source)
         return self._splits
 
     def loader(self, dataset: Dataset) -> DataLoader:
@@ -107,7 +117,7 @@ class EvalSession:
             "checkpoint": file_fingerprint(self.loaded.path), "which": self.loaded.which,
             "layout": self.loaded.layout, "vit": self.loaded.kwargs, "data": self.data.source,
             "data_dir": self.data.data_dir, "test_data": self.data.test_source,
-            "subset": self.data.subset, "img_size": self.img_size,
+            "subset": self.data.train_subset, "img_size": self.img_size,
         }
 
     def features(self, split: str, kind: str = "cls") -> tuple[Tensor, Tensor]:
