@@ -5,8 +5,10 @@ alike, times a full optimizer step (teacher forward, masking, student forward, l
 clipping, AdamW, EMA) of
   * ``fast``: this library's default (fused attention, student patch head on the masked tokens
     only, global-norm clipping without host syncs, fused EMA; bf16 on GPU),
-  * ``reference``: ``train.reference_design`` (explicit softmax attention in every block, head on
-    all patch tokens, per-parameter clipping with a host sync each, EMA loop; fp16 on GPU),
+  * ``reference``: the original DINO / iBOT code's costs, replicated by ``reference_design.py``
+    beside this script (explicit softmax attention in every block, head on all patch tokens,
+    per-parameter clipping with a host sync each, the loss read every step, EMA loop, default
+    AdamW; fp16 on GPU); the library itself has only the fast path,
   * ``fast_random``: the fast path with random instead of AttMask-High masking (masking overhead),
   * ``fast_compiled`` (GPU only): the fast path with ``train.compile``,
 on the same model, crops and seed. Reports median step time, images/s, peak memory (CUDA),
@@ -36,6 +38,7 @@ from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.core.environment import environment
 from attmask.methods import PretrainingMethod, build_method
 from flops import count_flops, gemm_probe, peak_flops, synchronize  # benchmarks/flops.py, beside this script
+from reference_design import build_reference_step  # benchmarks/reference_design.py, beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED, EPOCH, WEIGHT_DECAY, MOMENTUM = 0, 1, 0.04, 0.996  # epoch 1: the last layer trains
@@ -78,10 +81,12 @@ class Variant:
     config: Config
     method: PretrainingMethod
     step: OptimizerStep
+    reference: bool = False
 
 
 def build_variant(name: str, setting: Setting, device: torch.device, *overrides: str) -> Variant:
-    """Method, AdamW and optimizer step from the benchmark setting (same weights for every seed)."""
+    """Method, AdamW and optimizer step from the benchmark setting (same weights for every seed);
+    the ``reference`` variant through :func:`reference_design.build_reference_step`."""
     out_dim, hidden, bottleneck = setting.head
     config = load_config(None, [
         f"model.arch={setting.arch}", f"model.patch_size={setting.patch_size}",
@@ -89,12 +94,13 @@ def build_variant(name: str, setting: Setting, device: torch.device, *overrides:
         f"head.bottleneck_dim={bottleneck}", *overrides])
     torch.manual_seed(SEED)
     method = build_method(config, setting.global_size, setting.num_local, seed=SEED).to(device).train()
+    if name == "reference":
+        return Variant(name, config, method, build_reference_step(method, config, device), reference=True)
     if config.train.compile:
         compile_backbones(method)
-    reference = config.train.reference_design
-    precision = resolve_precision(config.train.precision, device, reference)
-    optimizer = build_optimizer(method.student, device, reference)
-    settings = StepSettings(precision, config.optim.clip_grad, config.optim.freeze_last_layer_epochs, reference)
+    precision = resolve_precision(config.train.precision, device)
+    optimizer = build_optimizer(method.student, device)
+    settings = StepSettings(precision, config.optim.clip_grad, config.optim.freeze_last_layer_epochs)
     return Variant(name, config, method, OptimizerStep(method, optimizer, settings, device))
 
 
@@ -123,7 +129,7 @@ def check_losses(variants: dict[str, Variant], crops: list[torch.Tensor], settin
     for name in ("fast", "reference"):
         variant = variants[name]
         settings = dataclasses.replace(variant.step.settings, clip_grad=0.0)
-        checker = OptimizerStep(variant.method, variant.step.optimizer, settings, variant.step.device)
+        checker = type(variant.step)(variant.method, variant.step.optimizer, settings, variant.step.device)
         losses[name] = []
         for index in range(setting.check_steps):
             torch.manual_seed(SEED + index)
@@ -166,7 +172,7 @@ def interleaved_steps(variants: list[Variant], crops: list[torch.Tensor], settin
 def variant_names(setting: Setting) -> dict[str, tuple[str, ...]]:
     """Config overrides of every variant."""
     fast = ("train.precision=auto",)
-    names = {"fast": fast, "reference": ("train.reference_design=true",),
+    names = {"fast": fast, "reference": (),
              "fast_random": (*fast, "masking.strategy=random")}
     if setting.compiled:
         names["fast_compiled"] = (*fast, "train.compile=true")
@@ -180,7 +186,7 @@ def _summaries(variants: dict[str, Variant], samples: dict, peaks: dict, flops: 
         ms = sorted(samples[name])[len(samples[name]) // 2]
         achieved = flops[name] / (ms / 1e3)
         out[name] = {
-            "reference_design": variant.config.train.reference_design, "compile": variant.config.train.compile,
+            "reference_design": variant.reference, "compile": variant.config.train.compile,
             "precision": variant.step.settings.precision, "masking": variant.config.masking.strategy,
             "step_ms": ms, "step_ms_samples": samples[name], "images_per_second": setting.batch / (ms / 1e3),
             "peak_memory_bytes": peaks[name], "flops_per_step": flops[name],

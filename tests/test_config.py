@@ -69,3 +69,21 @@ def test_bad_files(tmp_path) -> None:
     wrong.write_text(yaml.safe_dump({"optim": {"lr": 1e-3, "beta": [0.9, 0.95]}}))
     with pytest.raises(ConfigError, match="unknown config key optim.beta"):
         load_config(wrong)
+
+
+def test_a_removed_key_is_dropped_when_false_and_one_error_when_set(tmp_path) -> None:
+    """``train.reference_design`` (removed: its replica lives in benchmarks/) in configs written before."""
+    old = tmp_path / "old.yaml"
+    values = {"optim": {"lr": 1e-3}, "train": {"reference_design": False, "seed": 3}}
+    old.write_text(yaml.safe_dump(values))
+    config = load_config(old)
+    assert config.train.seed == 3 and "reference_design" not in to_dict(config)["train"]
+    assert values["train"]["reference_design"] is False, "the caller's mapping is left intact"
+    assert load_config(None, ["train.reference_design=false"]).train.seed == 0
+    message = r"config key train.reference_design was removed: .* benchmarks/reference_design.py"
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["train.reference_design=true"])
+    old.write_text(yaml.safe_dump({"train": {"reference_design": True}}))
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(old)
+    assert "\n" not in str(error.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,6 +18,7 @@ from attmask.masking import MaskingConfig
 from attmask.core.typed_yaml import (
     ConfigError,
     apply_overrides,
+    drop_removed,
     from_dict,
     parse_override,
     read_yaml,
@@ -25,11 +27,15 @@ from attmask.core.typed_yaml import (
 
 FIDELITIES = ("default", "original")
 
+#: Removed keys and where their feature went (old configs hold them false: :func:`drop_removed_keys`).
+REMOVED_KEYS = {"train.reference_design": "the replica of the original code's costs lives in "
+                                          "benchmarks/reference_design.py, for benchmarks/bench_step.py"}
+
 __all__ = [
     "FIDELITIES",
     "Config", "ConfigError", "DataConfig", "HeadConfig", "LUTConfig", "LossConfig", "ModelConfig",
     "OptimConfig", "ReconstructionConfig", "TrainConfig", "apply_overrides", "from_dict",
-    "load_config", "parse_override", "read_yaml", "save_config", "to_dict",
+    "REMOVED_KEYS", "drop_removed_keys", "load_config", "parse_override", "read_yaml", "save_config", "to_dict",
 ]
 
 
@@ -227,25 +233,13 @@ class TrainConfig:
             ``pos_embed`` and ``mask_token``, each parameter's gradient clipped on its own, one
             masking ratio per batch and AttMask-Hint's hint ratio drawn as ``show_max`` times a
             second masking ratio). README "Fidelity to the original code" lists each difference
-            and its measured effect. Independent of ``reference_design``, which reproduces the
-            original's costs.
+            and its measured effect. (The original's *costs*, not its numerics, are replicated
+            only by the step benchmark, ``benchmarks/bench_step.py``.)
         loggers: where the metrics go besides ``log.jsonl`` (always written): ``tensorboard``
             (default, when installed), ``wandb``, ``mlflow`` (:mod:`attmask.engine.trackers`).
         compile: ``torch.compile`` the student's and the teacher's backbone with dynamic shapes
             (batch size and crop resolution are symbolic: no recompilation per size). Off by
             default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
-        reference_design: reproduce the original DINO / iBOT code's costly choices, to measure
-            what the default fast path saves (``benchmarks/bench_step.py``): every block computes
-            the explicit softmax attention matrix (no fused SDPA), the student's patch head runs
-            on all patch tokens (not only the masked ones), gradients are clipped parameter by
-            parameter with one host sync each (DINO's ``utils.clip_gradients``: each parameter's
-            own norm at most ``optim.clip_grad``, instead of the global norm), the loss is read
-            on the host every step, the EMA teacher update is a Python loop over parameters, and
-            AdamW runs with its default (not fused) implementation. Precision is fp16 with a
-            GradScaler on CUDA and fp32 on CPU, whatever ``precision`` says. Same model, data and
-            seed give the same losses as the fast path (fp32, within rounding) as long as the
-            global gradient norm stays within ``optim.clip_grad`` (then neither clipping rule
-            scales anything; once they clip, the two rules differ, as the original code does).
     """
 
     method: str = "ibot"
@@ -266,7 +260,6 @@ class TrainConfig:
     figure_images: int = 4
     progress: bool = True
     compile: bool = False
-    reference_design: bool = False
     fidelity: str = "default"
     loggers: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
 
@@ -290,11 +283,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML config (missing keys keep their defaults) and apply overrides.
 
     Raises:
-        ConfigError: missing file, invalid YAML, unknown key, wrong type or a value out of its
-            range (:mod:`attmask.config_checks`).
+        ConfigError: missing file, invalid YAML, unknown key, wrong type, a value out of its
+            range (:mod:`attmask.config_checks`) or a removed key set (:func:`drop_removed_keys`).
     """
     values = read_yaml(path, "config file", "configs/") if path is not None else {}
-    config = from_dict(Config, apply_overrides(values, overrides or []))
+    config = from_dict(Config, drop_removed_keys(apply_overrides(values, overrides or [])))
     check_values(config)
     return config
 
@@ -302,3 +295,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def drop_removed_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the :data:`REMOVED_KEYS` (false: silently; set: one ``ConfigError``)."""
+    return drop_removed(values, REMOVED_KEYS)

@@ -26,8 +26,3 @@ def test_autocast_and_scaler() -> None:
     with autocast("fp32", CPU):
         assert layer(torch.randn(2, 4)).dtype == torch.float32
     assert not grad_scaler("fp32", CPU).is_enabled()
-
-
-def test_reference_design_is_fp16_on_cuda_and_fp32_on_cpu() -> None:
-    assert resolve_precision("bf16", CPU, reference_design=True) == "fp32"
-    assert resolve_precision("auto", torch.device("cuda"), reference_design=True) == "fp16"

@@ -168,22 +168,3 @@ def test_overrides_and_drop_path() -> None:
 def test_bad_input_is_one_clear_error(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
-
-
-@pytest.mark.parametrize("block_index", [-1, 1])
-def test_explicit_attention_reference_design_matches_the_fused_path(block_index: int) -> None:
-    fused = _tiny()
-    explicit = _tiny(explicit_attention=True)
-    explicit.load_state_dict(fused.state_dict())  # no extra parameters: same keys, same weights
-    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    mask = torch.zeros(2, 64, dtype=torch.bool)
-    mask[1, 10:30] = True
-    recorder = _ShapeRecorder()
-    with torch.no_grad(), recorder:
-        reference = explicit(images, mask=mask, return_cls_attention=True, attention_block=block_index)
-    ours = fused(images, mask=mask, return_cls_attention=True, attention_block=block_index)
-    torch.testing.assert_close(reference.cls_token, ours.cls_token, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(reference.patch_tokens, ours.patch_tokens, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(reference.cls_attention, ours.cls_attention, rtol=1e-5, atol=1e-6)
-    squares = [shape for _, shape in recorder.shapes if shape[-2:] == (65, 65)]
-    assert len(squares) >= explicit.depth  # every block builds its (T, T) attention matrix

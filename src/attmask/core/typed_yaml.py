@@ -101,6 +101,30 @@ def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         raise ConfigError(str(error)) from None
 
 
+def _copy_mappings(value: Any) -> Any:
+    return {k: _copy_mappings(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def drop_removed(values: dict[str, Any], removed: dict[str, str]) -> dict[str, Any]:
+    """A copy of the nested mapping ``values`` without the dotted keys of ``removed``.
+
+    A removed key at its old default (false or null) is dropped silently, so files written
+    before its removal still load; set, it is one :class:`ConfigError` naming the key and
+    ``removed[key]``, where its feature went.
+    """
+    values = _copy_mappings(values)  # the caller's mapping stays intact
+    for dotted, where in removed.items():
+        *sections, key = dotted.split(".")
+        node: Any = values
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node:
+            continue
+        if str(node.pop(key)).strip().lower() not in ("false", "no", "0", "none", "null"):
+            raise ConfigError(f"config key {dotted} was removed: {where}")
+    return values
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain YAML-able dict of a config (tuples become lists)."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -46,16 +44,10 @@ def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0, decay_t
     return result
 
 
-def build_optimizer(model: nn.Module, device: torch.device, reference_design: bool = False,
-                    betas: tuple[float, float] = (0.9, 0.999), last_layer_lr_scale: float = 1.0,
-                    decay_tokens: bool = False) -> torch.optim.AdamW:
-    """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere).
-
-    ``reference_design`` keeps PyTorch's default implementation, as the original code does.
-    """
+def build_optimizer(model: nn.Module, device: torch.device, betas: tuple[float, float] = (0.9, 0.999),
+                    last_layer_lr_scale: float = 1.0, decay_tokens: bool = False) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere)."""
     groups = parameter_groups(model, last_layer_lr_scale, decay_tokens)
-    if reference_design:
-        return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=betas)
     fused = device.type == "cuda"
     return torch.optim.AdamW(
         groups, lr=0.0, weight_decay=0.0, betas=betas, fused=fused,
@@ -77,43 +69,23 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
     return torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True).detach()
 
 
-def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float, host_sync: bool = True) -> torch.Tensor:
+def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """DINO / iBOT's ``utils.clip_gradients``: each parameter's own gradient norm at most ``max_norm``.
 
-    Each gradient with norm ``n`` is multiplied by ``c = max_norm / (n + 1e-6)`` when ``c < 1``.
-    ``host_sync=True`` does it as upstream, one norm, one host sync (``.item()``) and one
-    comparison per parameter (the reference design's cost); ``False`` computes the same
-    coefficients in a few batched kernels without a sync (``train.fidelity=original``).
-    Identical to :func:`clip_global_norm` while the global norm is at most ``max_norm``.
+    Each gradient with norm ``n`` is multiplied by ``c = max_norm / (n + 1e-6)`` when ``c < 1``,
+    the coefficients computed in a few batched kernels without the original's host sync per
+    parameter (``train.fidelity=original``). Identical to :func:`clip_global_norm` while the
+    global norm is at most ``max_norm``.
 
     Args:
         parameters: parameters with gradients.
         max_norm: threshold; ``<= 0`` only measures.
-        host_sync: the upstream loop (True) or the batched form (False).
 
     Returns:
-        The global gradient norm before clipping, ``sqrt(sum of squared parameter norms)``.
+        The global gradient norm before clipping, ``sqrt(sum of squared parameter norms)`` (0-d,
+        on the gradients' device).
     """
-    if not host_sync:
-        return _clip_each_batched([p.grad for p in parameters], max_norm)
-    norms = []
-    for parameter in parameters:
-        norm = parameter.grad.data.norm(2)
-        norms.append(norm.item())
-        clip_coef = max_norm / (norm + 1e-6)
-        if max_norm > 0 and clip_coef < 1:
-            parameter.grad.data.mul_(clip_coef)
-    return torch.tensor(math.sqrt(sum(value * value for value in norms)))
-
-
-def weight_norm(model: nn.Module) -> torch.Tensor:
-    """Global L2 norm of ``model``'s parameters (0-d, no host sync): logged with every step and
-    checkpoint, so a diverging run shows which checkpoint still had sane weights."""
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()])))
-
-
-def _clip_each_batched(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Per-parameter clipping of ``grads`` in place without host syncs; returns the global norm."""
+    grads = [p.grad for p in parameters]
     norms = torch.stack(torch._foreach_norm(grads, 2))  # (P,)
     if max_norm > 0:
         coefficients = max_norm / (norms + 1e-6)
@@ -121,6 +93,12 @@ def _clip_each_batched(grads: list[torch.Tensor], max_norm: float) -> torch.Tens
         for grad, factor in zip(grads, factors.unbind()):  # 0-d factors: no host sync
             grad.mul_(factor)
     return norms.double().square().sum().sqrt().float()
+
+
+def weight_norm(model: nn.Module) -> torch.Tensor:
+    """Global L2 norm of ``model``'s parameters (0-d, no host sync): logged with every step and
+    checkpoint, so a diverging run shows which checkpoint still had sane weights."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()])))
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

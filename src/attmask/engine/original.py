@@ -170,8 +170,8 @@ def convert_original_checkpoint(source: str | Path, config: Config, out_dir: str
     except RuntimeError as error:
         raise ValueError(f"{source} does not fit the {config.train.method} method of this config: "
                          f"{str(error).strip().splitlines()[-1].strip()}") from None
-    optimizer = build_optimizer(method.student, torch.device("cpu"), config.train.reference_design,
-                                config.optim.betas, config.optim.last_layer_lr_scale, original_numerics(config))
+    optimizer = build_optimizer(method.student, torch.device("cpu"), config.optim.betas,
+                                config.optim.last_layer_lr_scale, original_numerics(config))
     optimizer_state = _optimizer_state(checkpoint, method, optimizer, notes)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -10,14 +10,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_precision(name: str, device: torch.device, reference_design: bool = False) -> str:
-    """``auto`` is bf16 on a GPU that supports it, else fp32; fp16 needs a GPU.
-
-    ``reference_design`` ignores ``name`` for the original DINO / iBOT choice: fp16 with a
-    GradScaler on CUDA, fp32 elsewhere.
-    """
-    if reference_design:
-        return "fp16" if device.type == "cuda" else "fp32"
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` is bf16 on a GPU that supports it, else fp32; fp16 needs a GPU."""
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     if name == "auto":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from attmask.config import Config, from_dict
+from attmask.config import Config, drop_removed_keys, from_dict
 from attmask.core.checkpoint import FORMAT
 from attmask.engine.data import crop_config
 from attmask.methods import PretrainingMethod, build_method
@@ -38,7 +38,7 @@ def load_method(checkpoint_or_run_dir: str | Path, device: str | torch.device = 
             and isinstance(checkpoint.get("method"), dict) and isinstance(checkpoint.get("config"), dict)):
         raise ValueError(f"{path} is not an attmask pretraining checkpoint; reconstruction figures need "
                          "a run folder of mae/simmim/mst/lut")
-    config = from_dict(Config, checkpoint["config"])
+    config = from_dict(Config, drop_removed_keys(checkpoint["config"]))
     crops = crop_config(config.data)
     method = build_method(config, crops.global_size, crops.num_local)
     try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from attmask.config import ConfigError, drop_removed_keys
 from attmask.core.checkpoint import FORMAT, load_checkpoint
 from attmask.engine.logging import LOG_NAME, read_log
 from attmask.core.files import remove_stale_temporaries, write_atomic
@@ -57,14 +58,21 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
 def read_resumable(path: Path, device: torch.device, wanted: dict[str, Any], allow_change: bool) -> tuple[dict, str]:
     """The checkpoint at ``path`` and its described setting changes (``""`` if none).
 
+    The saved config loses its removed keys (:func:`~attmask.config.drop_removed_keys`): set to
+    their old default, they are dropped; set otherwise, the checkpoint cannot be resumed.
+
     Raises:
-        TrainingError: not a pretraining checkpoint, or trajectory-changing settings differ and
-            ``allow_change`` is False (naming the keys and the ways out).
+        TrainingError: not a pretraining checkpoint, a removed setting on, or trajectory-changing
+            settings differ and ``allow_change`` is False (naming the keys and the ways out).
         ValueError: another architecture or method (:func:`check_compatible`), unreadable file.
     """
     state = load_checkpoint(path, map_location=device)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TrainingError(f"{path} is not an attmask pretraining checkpoint; use a new --out folder")
+    try:
+        state["config"] = drop_removed_keys(state["config"])
+    except ConfigError as error:
+        raise TrainingError(f"{path} cannot be resumed: {error}; use a new --out folder") from None
     check_compatible(state["config"], wanted, path)
     changes = describe_changes(changed_settings(state["config"], wanted))
     if changes and not allow_change:

@@ -73,8 +73,7 @@ class Trainer:
         if config.train.num_threads > 0:  # e.g. 1 on a 2-core laptop, the other core augments
             torch.set_num_threads(config.train.num_threads)
         self.device = self.ctx.device
-        reference = config.train.reference_design
-        self.precision = resolve_precision(config.train.precision, self.device, reference)
+        self.precision = resolve_precision(config.train.precision, self.device)
         self.loader = pretraining_loader(config, self.device, self.ctx.world_size, self.ctx.rank)  # errors first
         self.dataset, self.sampler = self.loader.dataset, self.loader.sampler
         self.images, self.crops = self.dataset.dataset, crop_config(config.data)
@@ -87,9 +86,10 @@ class Trainer:
             compile_backbones(self.method)
         self.runner = self._wrap_student()
         original, optim = original_numerics(config), config.optim
-        self.optimizer = build_optimizer(self.method.student, self.device, reference, optim.betas,
+        self.optimizer = build_optimizer(self.method.student, self.device, optim.betas,
                                          optim.last_layer_lr_scale, decay_tokens=original)
-        settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, reference, original)
+        settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs,
+                                per_parameter_clip=original)
         self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
         self.scaler = self.train_step.scaler
         batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps

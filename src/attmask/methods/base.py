@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from attmask.masking import MaskingStrategy, scores_from_cls_attention
-from attmask.methods.ema import Pairs, ema_update, ema_update_loop, make_teacher, paired_parameters
+from attmask.methods.ema import Pairs, ema_update, make_teacher, paired_parameters
 from attmask.models import VisionTransformer
 
 
@@ -58,7 +58,6 @@ class PretrainingMethod(nn.Module):
             + projector), initialised from the student and frozen; None for methods without one.
         masking: the masking strategy.
         seed: seed of the CPU generator that drives every masking draw.
-        reference_design: EMA as a Python loop over parameters (the original code's choice).
 
     Attributes:
         evaluated_branch: ``teacher`` or ``student``: whose backbone k-NN, figures, export and
@@ -70,13 +69,12 @@ class PretrainingMethod(nn.Module):
     reconstructs: bool = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy,
-                 seed: int = 0, reference_design: bool = False) -> None:
+                 seed: int = 0) -> None:
         super().__init__()
         self.student = student
         self.teacher = make_teacher(teacher, student) if teacher is not None else None
         self.masking = masking
         self.generator = torch.Generator().manual_seed(seed)
-        self.reference_design = reference_design
         object.__setattr__(self, "_student_runner", student)  # not a submodule: no second copy in state_dict
         self._ema_pairs: Pairs | None = None  # teacher / student parameters by name, found once
         self._fixed_masks: torch.Tensor | None = None  # set by fixed_masks()
@@ -132,8 +130,7 @@ class PretrainingMethod(nn.Module):
             return
         if self._ema_pairs is None:
             self._ema_pairs = paired_parameters(self.teacher, self.student)
-        update = ema_update_loop if self.reference_design else ema_update
-        update(self.teacher, self.student, momentum, self._ema_pairs)
+        ema_update(self.teacher, self.student, momentum, self._ema_pairs)
 
     @property
     def eval_backbone(self) -> VisionTransformer:

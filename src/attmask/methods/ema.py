@@ -51,17 +51,6 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, pairs: P
     torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
 
 
-@torch.no_grad()
-def ema_update_loop(teacher: nn.Module, student: nn.Module, momentum: float, pairs: Pairs | None = None) -> None:
-    """:func:`ema_update` as the original DINO / iBOT code writes it: a Python loop, two kernels
-    per parameter (``param_k.data.mul_(m).add_((1 - m) * param_q.detach().data)``).
-
-    Kept for the reference design (``train.reference_design``) only; same arguments.
-    """
-    for param_k, param_q in zip(*(pairs or paired_parameters(teacher, student))):
-        param_k.data.mul_(momentum).add_((1 - momentum) * param_q.data)
-
-
 def make_teacher(teacher: nn.Module, student: nn.Module) -> nn.Module:
     """Initialise ``teacher`` with the student's weights of the same names and freeze it."""
     source = student.state_dict()

@@ -38,18 +38,16 @@ class MST(DINO):
         loss: an :class:`attmask.losses.DINOLoss`.
         seed: seed of the masking generator.
         weight: lambda, weight of the restoration loss.
-        reference_design: EMA as a Python loop over parameters.
     """
 
     evaluated_branch = "teacher"
     reconstructs = True
 
     def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, loss: nn.Module,
-                 seed: int = 0, weight: float = DEFAULT_RESTORE_WEIGHT,
-                 reference_design: bool = False) -> None:
+                 seed: int = 0, weight: float = DEFAULT_RESTORE_WEIGHT) -> None:
         if getattr(student, "decoder", None) is None:
             raise ValueError("MST needs a student Encoder with a decoder")
-        super().__init__(student, teacher, masking, loss, seed, reference_design)
+        super().__init__(student, teacher, masking, loss, seed)
         self.weight = weight
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:

@@ -3,11 +3,8 @@
 Every block runs :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels, no
 ``(N+1) x (N+1)`` matrix kept). A block asked for its [CLS] attention additionally computes
 only the CLS query's row, ``softmax(q_cls K^T / sqrt(d))``: ``O(N)`` memory instead of
-``O(N^2)`` (AttMask eq. 6, per head).
-
-``forward_explicit`` is the original DINO / iBOT block instead: ``softmax(q K^T / sqrt(d)) V``
-spelled out, returning the whole ``(B, heads, T, T)`` matrix. Only the reference design
-(``train.reference_design``) uses it, to measure what the fused path saves.
+``O(N^2)`` (AttMask eq. 6, per head). (The original code's explicit ``softmax(q K^T) V``, which
+keeps that matrix, lives only in the step benchmark's replica under ``benchmarks/``.)
 """
 
 from __future__ import annotations
@@ -62,19 +59,6 @@ class Attention(nn.Module):
             cls_row = logits.softmax(dim=-1)[:, :, 0]
         return self._merge(out), cls_row
 
-    def forward_explicit(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Explicit softmax attention, as the original ViT of DINO / iBOT computes it.
-
-        Args:
-            x: ``(B, T, D)``.
-
-        Returns:
-            ``(out (B, T, D), attention (B, heads, T, T))``, rows summing to 1.
-        """
-        q, k, v = self._split_heads(x)
-        attention = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, h, T, T)
-        return self._merge(attention @ v), attention
-
 
 class Block(nn.Module):
     """Pre-norm transformer block ``x + attn(norm1(x))``, ``x + mlp(norm2(x))`` (ViT)."""
@@ -104,9 +88,3 @@ class Block(nn.Module):
         attended, cls_row = self.attn.forward_with_cls_attention(self.norm1(x))
         x = x + self.drop_path(attended)
         return x + self.drop_path(self.mlp(self.norm2(x))), cls_row
-
-    def forward_explicit(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like :meth:`forward` with explicit attention; also returns ``(B, heads, T, T)``."""
-        attended, attention = self.attn.forward_explicit(self.norm1(x))
-        x = x + self.drop_path(attended)
-        return x + self.drop_path(self.mlp(self.norm2(x))), attention

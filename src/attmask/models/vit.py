@@ -38,9 +38,6 @@ class ViTOutput:
 class VisionTransformer(nn.Module):
     """ViT encoder returning [CLS] and patch tokens (no classification head).
 
-    ``explicit_attention=True`` (the reference design, no new parameters) makes every block of
-    :meth:`forward` compute the full softmax attention matrix instead of fused SDPA, as the
-    original DINO / iBOT ViT does; the [CLS] row then comes from that matrix.
     ``stem_channels > 0`` puts a 3x3 convolution of that many channels before the patch
     projection (:class:`~attmask.models.conv_stem.ConvStemPatchEmbed`); 0 is the plain ViT.
     ``pos_embed_init``: ``normal`` (truncated normal, std 0.02, as DINO / iBOT / timm) or
@@ -64,7 +61,6 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
-        explicit_attention: bool = False,
         stem_channels: int = 0,
         pos_embed_init: str = "normal",
         pos_embed_resize: str = "timm",
@@ -79,7 +75,7 @@ class VisionTransformer(nn.Module):
             )
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.explicit_attention, self.stem_channels = explicit_attention, stem_channels
+        self.stem_channels = stem_channels
         if stem_channels < 0:
             raise ValueError(f"stem_channels must be >= 0 (0 = no convolutional stem), got {stem_channels}")
         if stem_channels > 0:  # a 3x3 convolution before the patch projection (conv_stem.py)
@@ -251,11 +247,7 @@ class VisionTransformer(nn.Module):
         chosen = self._block_index(attention_block) if return_cls_attention else -1
         cls_attention = None
         for index, block in enumerate(self.blocks):
-            if self.explicit_attention:
-                tokens, attention = block.forward_explicit(tokens)  # attention (B, h, T, T)
-                if index == chosen:
-                    cls_attention = attention[:, :, 0, 1:]
-            elif index == chosen:
+            if index == chosen:
                 tokens, cls_row = block.forward_with_cls_attention(tokens)
                 cls_attention = cls_row[:, :, 1:]  # drop CLS->CLS, no renormalisation
             else:

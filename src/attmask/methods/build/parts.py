@@ -20,8 +20,7 @@ def build_backbone(config: Config, img_size: int, drop_path_rate: float) -> Visi
     """The ViT of ``config.model`` for ``img_size``-pixel inputs."""
     model = config.model
     overrides = {"img_size": img_size, "patch_size": model.patch_size,
-                 "explicit_attention": config.train.reference_design, "stem_channels": model.stem_channels,
-                 "pos_embed_init": model.pos_embed_init,
+                 "stem_channels": model.stem_channels, "pos_embed_init": model.pos_embed_init,
                  "pos_embed_resize": "original" if original_numerics(config) else "timm"}
     for name in ("depth", "embed_dim", "num_heads"):
         if getattr(model, name) is not None:

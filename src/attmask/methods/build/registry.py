@@ -55,8 +55,7 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
         lambda_patch=loss_config.lambda_patch, mim_start_epoch=loss_config.mim_start_epoch,
     )
     student, teacher = _pair(config, img_size, patch_head=True)
-    return IBOT(student, teacher, masking_strategy(config), loss, seed, loss_config.mim_start_epoch,
-                reference_design=config.train.reference_design)
+    return IBOT(student, teacher, masking_strategy(config), loss, seed, loss_config.mim_start_epoch)
 
 
 def _dino_loss(config: Config, num_local_crops: int) -> DINOLoss:
@@ -70,8 +69,7 @@ def _dino_loss(config: Config, num_local_crops: int) -> DINOLoss:
 
 def _build_dino(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
     student, teacher = _pair(config, img_size, patch_head=False)
-    return DINO(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed,
-                reference_design=config.train.reference_design)
+    return DINO(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed)
 
 
 def _build_mst(config: Config, img_size: int, num_local_crops: int, seed: int) -> SelfDistillation:
@@ -81,8 +79,7 @@ def _build_mst(config: Config, img_size: int, num_local_crops: int, seed: int) -
     decoder = MSTDecoder(backbone.embed_dim, backbone.patch_size, backbone.in_chans)
     student = Encoder(backbone, student.head, decoder=decoder)
     weight = DEFAULT_RESTORE_WEIGHT if config.recon.weight is None else config.recon.weight
-    return MST(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed,
-               weight, reference_design=config.train.reference_design)
+    return MST(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed, weight)
 
 
 @dataclass(frozen=True)
