@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from attmask.core.schedules import cosine_schedule
+from attmask.heads import last_layer_parameters
 
 _NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token")
 
@@ -18,18 +19,19 @@ def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0, decay_t
     original DINO / iBOT ``get_params_groups`` does (it exempts only biases and 1-D parameters;
     ``train.fidelity=original``). Decayed groups come first, as there.
 
-    With ``last_layer_lr_scale != 1`` the parameters of the heads' prototype layers (names
-    containing ``last_layer.``) form groups of their own whose lr is the schedule's times that
+    With ``last_layer_lr_scale != 1`` the parameters of the heads' prototype layers
+    (:func:`attmask.heads.last_layer_parameters`) form groups of their own whose lr is the schedule's times that
     scale (``lr_scale``, read by :func:`set_hyperparameters`, the key timm's layer decay uses).
     """
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
+    prototypes = {id(p) for p in last_layer_parameters(model)}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         skip = parameter.ndim <= 1 or name.endswith(".bias") or (
             not decay_tokens and any(token in name for token in _NO_DECAY_NAMES)
         )
-        scale = last_layer_lr_scale if "last_layer." in name else 1.0
+        scale = last_layer_lr_scale if id(parameter) in prototypes else 1.0
         groups.setdefault((not skip, scale), []).append(parameter)
     result = []
     for (decayed, scale), parameters in groups.items():

@@ -1,6 +1,7 @@
-"""One optimizer step of a self-distillation method, shared by the trainer and the benchmarks.
+"""One optimizer step of any pretraining method, shared by the trainer and the benchmarks.
 
-Forward + backward of each micro-batch (DDP syncs on the last), unscale, clip, drop the last
+The whole step reads top to bottom in :meth:`OptimizerStep.__call__`: set lr and weight decay,
+forward + backward of each micro-batch (DDP syncs on the last), unscale, clip, drop the last
 layer's gradients during the first epoch(s), AdamW step, EMA teacher update. Neither the
 clipping nor the logs wait for the device (no host sync). The step benchmark's replica of the
 original code's costs (under ``benchmarks/``) overrides :meth:`OptimizerStep.clip`.
@@ -16,6 +17,7 @@ from torch import nn
 
 from attmask.engine.optim import clip_global_norm, clip_per_parameter, set_hyperparameters
 from attmask.engine.precision import autocast, grad_scaler
+from attmask.heads import last_layer_parameters
 from attmask.methods import PretrainingMethod
 
 
@@ -58,7 +60,7 @@ class OptimizerStep:
         self.method, self.optimizer, self.settings, self.device = method, optimizer, settings, device
         self.runner = runner
         self.scaler = grad_scaler(settings.precision, device)
-        self.last_layer = [p for n, p in method.student.named_parameters() if "last_layer" in n]
+        self.last_layer = last_layer_parameters(method.student)
 
     def __call__(self, micro: list[list[torch.Tensor]], epoch: int, lr: float, weight_decay: float,
                  momentum: float) -> dict[str, torch.Tensor]:
@@ -75,30 +77,25 @@ class OptimizerStep:
         """
         set_hyperparameters(self.optimizer, lr, weight_decay)
         logs: dict[str, torch.Tensor] = {}
-        for index, crops in enumerate(micro):
-            last = index == len(micro) - 1
+        for index, crops in enumerate(micro):  # forward + backward; DDP all-reduces on the last only
             no_sync = getattr(self.runner, "no_sync", None)
-            sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
-            with sync:
+            last = index == len(micro) - 1
+            with contextlib.nullcontext() if last or no_sync is None else no_sync():
                 with autocast(self.settings.precision, self.device):
                     out = self.method.training_step(crops, epoch)
                 self.scaler.scale(out.loss / len(micro)).backward()
             for key, value in out.logs.items():
                 logs[key] = logs.get(key, 0) + value.float() / len(micro)
-        logs["grad_norm"] = self._clip_and_step(epoch)
-        self.method.update_teacher(momentum)
-        return logs
-
-    def _clip_and_step(self, epoch: int) -> torch.Tensor:
         self.scaler.unscale_(self.optimizer)
-        norm = self.clip([p for p in self.method.student.parameters() if p.grad is not None])
-        if epoch < self.settings.freeze_last_layer_epochs:
+        logs["grad_norm"] = self.clip([p for p in self.method.student.parameters() if p.grad is not None])
+        if epoch < self.settings.freeze_last_layer_epochs:  # DINO's cancel_gradients_last_layer
             for parameter in self.last_layer:
                 parameter.grad = None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return norm
+        self.method.update_teacher(momentum)
+        return logs
 
     def clip(self, parameters: list[torch.Tensor]) -> torch.Tensor:
         """Clip the (unscaled) gradients of ``parameters`` in place at ``settings.clip_grad``: their
