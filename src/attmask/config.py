@@ -195,7 +195,9 @@ class OptimConfig:
     """AdamW, schedules, clipping (iBOT defaults; ``lr`` is per 256 images; MAE uses betas (0.9, 0.95)).
 
     Attributes:
-        epochs: passes (or train.max_steps_per_epoch steps) of the schedules.
+        epochs: passes (or train.max_steps_per_epoch steps) trained.
+        schedule_epochs: length of the lr / weight-decay / momentum schedules (0: ``epochs``); a
+            longer one trains the first ``epochs`` epochs of a longer run's schedules.
         lr, min_lr: peak lr per 256 images and the cosine's end.
         warmup_epochs: linear lr warm-up.
         weight_decay, weight_decay_end: cosine from one to the other.
@@ -208,6 +210,7 @@ class OptimConfig:
     """
 
     epochs: int = 100
+    schedule_epochs: int = 0
     lr: float = 5e-4
     min_lr: float = 1e-6
     warmup_epochs: int = 10

@@ -44,6 +44,7 @@ RULES: tuple[Rule, ...] = (
     ("data.val_images", lambda v: v >= 0, ">= 0 (0 = no validation hold-out)"),
     ("data.max_image_pixels", lambda v: v >= 1, ">= 1 pixels"),
     ("optim.epochs", lambda v: v >= 1, ">= 1"),
+    ("optim.schedule_epochs", lambda v: v >= 0, ">= 0 (0: optim.epochs)"),
     ("optim.lr", lambda v: v >= 0, ">= 0, per 256 images: a step uses lr x global batch / 256"),
     ("optim.min_lr", lambda v: v >= 0, ">= 0"),
     ("optim.warmup_epochs", lambda v: v >= 0, ">= 0"),
@@ -83,6 +84,10 @@ def check_values(config: Any) -> None:
         value = _lookup(config, key)
         if value is not None and not accepted(value):
             raise ConfigError(f"config key {key} must be {words}, got {value!r}")
+    optim = _lookup(config, "optim")
+    if optim is not None and 0 < optim.schedule_epochs < optim.epochs:
+        raise ConfigError(f"optim.schedule_epochs ({optim.schedule_epochs}) is shorter than optim.epochs "
+                          f"({optim.epochs}); set it >= optim.epochs, or 0 for the same length")
     data = _lookup(config, "data")
     if data is not None and data.subset is not None and data.per_class is not None:
         raise ConfigError(f"data.subset ({data.subset}) and data.per_class ({data.per_class}) both pick images; "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from attmask.config import ConfigError
 from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer, TrainingError
@@ -175,3 +177,17 @@ def test_uniform_teacher_targets_raise_one_collapse_warning_per_epoch(tmp_path, 
     healthy = tmp_path / "healthy"
     Trainer(tiny_config("optim.epochs=3"), healthy).fit()
     assert not [r for r in read_log(healthy) if "collapse_warning" in r]
+
+
+def test_schedule_epochs_trains_the_start_of_a_longer_schedule(tmp_path) -> None:
+    common = ("train.max_steps_per_epoch=2", "optim.lr=1e-3", "optim.weight_decay_end=0.4")
+    cut = Trainer(tiny_config(*common, "optim.epochs=2", "optim.schedule_epochs=6"), tmp_path / "cut")
+    whole = Trainer(tiny_config(*common, "optim.epochs=6"), tmp_path / "whole")
+    for key in ("lr", "weight_decay", "momentum"):
+        assert len(cut.schedules[key]) == 12
+        np.testing.assert_array_equal(cut.schedules[key], whole.schedules[key])
+    cut.fit()
+    lrs = [r["lr"] for r in read_log(tmp_path / "cut") if "lr" in r]
+    assert len(lrs) == 4 and lrs[-1] > 1e-5, "training stops after 2 of the 6 scheduled epochs, lr not annealed"
+    with pytest.raises(ConfigError, match="optim.schedule_epochs .* shorter than optim.epochs"):
+        tiny_config("optim.epochs=3", "optim.schedule_epochs=2")

@@ -96,7 +96,7 @@ class Trainer:
         self.schedules = training_schedules(
             optim.lr * batch / 256, optim.min_lr, optim.warmup_epochs, optim.weight_decay,
             optim.weight_decay_end, optim.teacher_momentum, optim.teacher_momentum_end,
-            optim.epochs, self.steps_per_epoch,
+            optim.schedule_epochs or optim.epochs, self.steps_per_epoch,
         )
         self.progress = Progress()
         self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
