@@ -35,7 +35,10 @@ demo: $(STAMP) data
 	$(PY) -m attmask.cli.main visualize attention --checkpoint $(DEMO_OUT)/run $(DEMO_IMAGES) --out $(DEMO_OUT)/figures
 	$(PY) -m attmask.cli.main report $(DEMO_OUT)/run
 
+# Lint and format check (ruff, settings in pyproject.toml), then the test suite.
 test: $(STAMP) data
+	$(VENV)/bin/ruff check src tests benchmarks hubconf.py
+	$(VENV)/bin/ruff format --check src tests benchmarks hubconf.py
 	$(PY) -m pytest -q
 
 # The masking ablation of AttMask on the CPU preset (about an hour on 2 cores; resumable).

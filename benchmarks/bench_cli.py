@@ -45,8 +45,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = {"benchmark": "cli-startup", "runs": args.runs, "commands": measure(args.runs),
-              **environment(torch.device("cpu"))}
+    result = {
+        "benchmark": "cli-startup",
+        "runs": args.runs,
+        "commands": measure(args.runs),
+        **environment(torch.device("cpu")),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "cli-startup.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -52,7 +52,9 @@ def run(smoke: bool, device: torch.device) -> dict:
     with torch.no_grad():
         plain, with_attention = _interleaved_ms(
             ["model(images)", "model(images, return_cls_attention=True)"],
-            env, min_time, rounds=1 if smoke else 7,
+            env,
+            min_time,
+            rounds=1 if smoke else 7,
         )
         scores = model(images, return_cls_attention=True).cls_attention.mean(1)
     grid = model.grid_size
@@ -64,7 +66,14 @@ def run(smoke: bool, device: torch.device) -> dict:
     return {
         "benchmark": "core",
         **environment(device),
-        "setting": {"arch": arch, "img_size": size, "patch_size": model.patch_size, "batch": batch, "grid": list(grid), "smoke": smoke},
+        "setting": {
+            "arch": arch,
+            "img_size": size,
+            "patch_size": model.patch_size,
+            "batch": batch,
+            "grid": list(grid),
+            "smoke": smoke,
+        },
         "forward_ms": {"plain": plain, "with_cls_attention": with_attention},
         "cls_attention_overhead_pct": 100 * (with_attention - plain) / plain,
         "mask_ms": masking,
@@ -85,8 +94,10 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     forward = result["forward_ms"]
     print(f"device: {result['device']}  commit: {result['commit']}  setting: {result['setting']}")
-    print(f"forward {forward['plain']:.2f} ms, with CLS attention {forward['with_cls_attention']:.2f} ms "
-          f"({result['cls_attention_overhead_pct']:+.1f}%)")
+    print(
+        f"forward {forward['plain']:.2f} ms, with CLS attention {forward['with_cls_attention']:.2f} ms "
+        f"({result['cls_attention_overhead_pct']:+.1f}%)"
+    )
     print("| strategy | ms per view | % of a teacher forward |\n|---|---|---|")
     for name, value in result["mask_ms"].items():
         print(f"| {name} | {value:.3f} | {result['mask_pct_of_forward'][name]:.2f} |")

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from attmask.config import load_config
-from attmask.runs.data_bench import measure_pretraining_loader
 from attmask.core.environment import environment
+from attmask.runs.data_bench import measure_pretraining_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,18 +43,33 @@ def run(smoke: bool, device: torch.device, batches: int, rounds: int) -> dict:
     for _ in range(rounds):
         for path in PATHS:
             result = measure_pretraining_loader(configs[path], batches)
-            runs[path].append({"images_per_second": result.images_per_second,
-                               "steady_images_per_second": result.steady_images_per_second,
-                               "seconds": result.seconds, "images": result.images,
-                               "crops_per_image": result.crops_per_image})
-    median = {path: statistics.median(r["steady_images_per_second"] or r["images_per_second"] for r in runs[path])
-              for path in PATHS}
+            runs[path].append(
+                {
+                    "images_per_second": result.images_per_second,
+                    "steady_images_per_second": result.steady_images_per_second,
+                    "seconds": result.seconds,
+                    "images": result.images,
+                    "crops_per_image": result.crops_per_image,
+                }
+            )
+    median = {
+        path: statistics.median(r["steady_images_per_second"] or r["images_per_second"] for r in runs[path])
+        for path in PATHS
+    }
     data = configs["workers"].data
     return {
-        "benchmark": "data", **environment(device),
-        "setting": {"preset": str(PRESET.relative_to(ROOT)), "smoke": smoke, "batches": batches, "rounds": rounds,
-                    "source": data.source, "batch_size": data.batch_size, "num_workers": data.num_workers,
-                    "num_threads": configs["workers"].train.num_threads},
+        "benchmark": "data",
+        **environment(device),
+        "setting": {
+            "preset": str(PRESET.relative_to(ROOT)),
+            "smoke": smoke,
+            "batches": batches,
+            "rounds": rounds,
+            "source": data.source,
+            "batch_size": data.batch_size,
+            "num_workers": data.num_workers,
+            "num_threads": configs["workers"].train.num_threads,
+        },
         "runs": runs,
         "median_steady_images_per_second": median,
         "speedup_device_vs_workers": median["device"] / median["workers"],
@@ -76,8 +91,10 @@ def main() -> None:
     path = args.out / f"data-{'smoke-' if args.smoke else ''}{device.type}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     median = result["median_steady_images_per_second"]
-    print(f"data pipeline on {result['device']}: workers {median['workers']:.1f} images/s, device "
-          f"{median['device']:.1f} images/s ({result['speedup_device_vs_workers']:.2f}x)")
+    print(
+        f"data pipeline on {result['device']}: workers {median['workers']:.1f} images/s, device "
+        f"{median['device']:.1f} images/s ({result['speedup_device_vs_workers']:.2f}x)"
+    )
     print(f"wrote {path}")
 
 

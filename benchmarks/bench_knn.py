@@ -68,15 +68,37 @@ class Setting:
 def make_setting(smoke: bool, device: torch.device, dtype: str) -> Setting:
     """Full sizes (ImageNet-train bank, ViT-S width) or tiny smoke sizes."""
     if smoke:
-        return Setting((500, 2000), (256, 1024), 2000, 64, 32, 384, 10, 20, 0.07, dtype, 1,
-                       600, 50, 97, True)
+        return Setting((500, 2000), (256, 1024), 2000, 64, 32, 384, 10, 20, 0.07, dtype, 1, 600, 50, 97, True)
     queries = 10_000 if device.type == "cuda" else 1_000
-    return Setting((10_000, 100_000, IMAGENET_TRAIN), (8192, 32768, 131072), 100_000, queries, 1024,
-                   384, 1000, 20, 0.07, dtype, 3, 20_000, 1000, 4096, False)
+    return Setting(
+        (10_000, 100_000, IMAGENET_TRAIN),
+        (8192, 32768, 131072),
+        100_000,
+        queries,
+        1024,
+        384,
+        1000,
+        20,
+        0.07,
+        dtype,
+        3,
+        20_000,
+        1000,
+        4096,
+        False,
+    )
 
 
-def synthetic_features(count: int, dim: int, num_classes: int, dtype: torch.dtype, device: torch.device,
-                       seed: int, noise: float = NOISE, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_features(
+    count: int,
+    dim: int,
+    num_classes: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    seed: int,
+    noise: float = NOISE,
+    chunk: int = 65536,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-clustered features, written chunk by chunk so no float32 copy of the bank exists.
 
     Features are ``centre[label] + noise * N(0, I)`` with standard-normal centres that depend
@@ -92,7 +114,8 @@ def synthetic_features(count: int, dim: int, num_classes: int, dtype: torch.dtyp
     for start in range(0, count, chunk):
         rows = labels[start : start + chunk]
         features[start : start + chunk] = centres[rows] + noise * torch.randn(
-            rows.shape[0], dim, generator=generator, device=device)
+            rows.shape[0], dim, generator=generator, device=device
+        )
     return features, labels
 
 
@@ -139,8 +162,9 @@ def verify(setting: Setting, device: torch.device) -> dict:
     """
     dtype = getattr(torch, setting.dtype)
     bank, labels = synthetic_features(setting.verify_bank, setting.dim, setting.num_classes, dtype, device, 0)
-    queries, query_labels = synthetic_features(setting.verify_queries, setting.dim, setting.num_classes,
-                                               dtype, device, 1)
+    queries, query_labels = synthetic_features(
+        setting.verify_queries, setting.dim, setting.num_classes, dtype, device, 1
+    )
     full = _normalised(queries) @ _normalised(bank).T  # (Q, M), fine at this size
     brute_values, brute_indices = full.topk(setting.k, dim=1)
     values, indices = nearest_neighbours(bank, queries, setting.k, bank_chunk_size=setting.verify_bank_chunk)
@@ -148,17 +172,19 @@ def verify(setting: Setting, device: torch.device) -> dict:
     regathered_error = (full.gather(1, indices) - brute_values).abs().max().item()
     value_error = (values - brute_values).abs().max().item()
     arguments = (bank, labels, queries, query_labels, setting.num_classes, setting.k, setting.temperature)
-    chunked = weighted_knn(*arguments, chunk_size=setting.query_chunk_size,
-                           bank_chunk_size=setting.verify_bank_chunk)
+    chunked = weighted_knn(*arguments, chunk_size=setting.query_chunk_size, bank_chunk_size=setting.verify_bank_chunk)
     unchunked = weighted_knn(*arguments, chunk_size=setting.verify_queries, bank_chunk_size=setting.verify_bank)
     record = {
-        "bank_size": setting.verify_bank, "num_queries": setting.verify_queries,
+        "bank_size": setting.verify_bank,
+        "num_queries": setting.verify_queries,
         "bank_chunk_size": setting.verify_bank_chunk,
         "max_similarity_error_of_chunked_neighbours": regathered_error,
         "max_returned_similarity_error": value_error,
         "index_agreement": (indices == brute_indices).double().mean().item(),
-        "top1_chunked": chunked.top1, "top1_unchunked": unchunked.top1,
-        "top5_chunked": chunked.top5, "top5_unchunked": unchunked.top5,
+        "top1_chunked": chunked.top1,
+        "top1_unchunked": unchunked.top1,
+        "top5_chunked": chunked.top5,
+        "top5_unchunked": unchunked.top5,
     }
     record["passed"] = regathered_error <= 1e-5 and value_error <= 1e-5 and chunked == unchunked
     if not record["passed"]:
@@ -180,8 +206,7 @@ def measure_bank(setting: Setting, size: int, device: torch.device, memory: Peak
     """Time and peak memory of ``weighted_knn`` on one bank size, for every chunk size."""
     dtype = getattr(torch, setting.dtype)
     bank, labels = synthetic_features(size, setting.dim, setting.num_classes, dtype, device, 0)
-    queries, query_labels = synthetic_features(setting.num_queries, setting.dim, setting.num_classes,
-                                               dtype, device, 1)
+    queries, query_labels = synthetic_features(setting.num_queries, setting.dim, setting.num_classes, dtype, device, 1)
     chunks = [c for c in setting.bank_chunk_sizes if c < size]
     chunks += [size] if size <= setting.unchunked_up_to else []
     runs = []
@@ -190,21 +215,38 @@ def measure_bank(setting: Setting, size: int, device: torch.device, memory: Peak
         for _ in range(setting.repeats):
             memory.reset()
 
-            def call() -> None:
+            def call(bank_chunk: int = bank_chunk) -> None:  # bound now: called at once, in this iteration
                 nonlocal result
-                result = weighted_knn(bank, labels, queries, query_labels, setting.num_classes, setting.k,
-                                      setting.temperature, setting.query_chunk_size, bank_chunk_size=bank_chunk)
+                result = weighted_knn(
+                    bank,
+                    labels,
+                    queries,
+                    query_labels,
+                    setting.num_classes,
+                    setting.k,
+                    setting.temperature,
+                    setting.query_chunk_size,
+                    bank_chunk_size=bank_chunk,
+                )
 
             seconds.append(_timed(call, device))
             peaks.append(memory.peak_bytes())
         median = statistics.median(seconds)
-        runs.append({
-            "bank_size": size, "bank_chunk_size": bank_chunk, "unchunked": bank_chunk >= size,
-            "seconds": seconds, "median_seconds": median, "queries_per_second": setting.num_queries / median,
-            "peak_bytes": max(peaks), "bank_bytes": bank.numel() * bank.element_size(),
-            "similarity_block_bytes": min(setting.query_chunk_size, setting.num_queries) * bank_chunk * 4,
-            "top1": result.top1, "top5": result.top5,
-        })
+        runs.append(
+            {
+                "bank_size": size,
+                "bank_chunk_size": bank_chunk,
+                "unchunked": bank_chunk >= size,
+                "seconds": seconds,
+                "median_seconds": median,
+                "queries_per_second": setting.num_queries / median,
+                "peak_bytes": max(peaks),
+                "bank_bytes": bank.numel() * bank.element_size(),
+                "similarity_block_bytes": min(setting.query_chunk_size, setting.num_queries) * bank_chunk * 4,
+                "top1": result.top1,
+                "top5": result.top5,
+            }
+        )
     return runs
 
 
@@ -226,8 +268,11 @@ def draw(runs: list[dict], setting: Setting, device_label: str, path: Path) -> P
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8)
-    figure.suptitle(f"weighted {setting.k}-NN, {setting.num_queries} queries x {setting.dim} "
-                    f"({setting.dtype} bank) on {device_label}", fontsize=9)
+    figure.suptitle(
+        f"weighted {setting.k}-NN, {setting.num_queries} queries x {setting.dim} "
+        f"({setting.dtype} bank) on {device_label}",
+        fontsize=9,
+    )
     return save_figure(figure, path)
 
 
@@ -240,8 +285,11 @@ def run(smoke: bool, device: torch.device, dtype: str = "float16") -> dict:
     return {
         "benchmark": "knn",
         **environment(device),
-        "setting": {**asdict(setting), "bank_generation": "seeded, chunk-wise: standard-normal class "
-                    f"centre + {NOISE} x standard-normal noise, stored in the bank dtype"},
+        "setting": {
+            **asdict(setting),
+            "bank_generation": "seeded, chunk-wise: standard-normal class "
+            f"centre + {NOISE} x standard-normal noise, stored in the bank dtype",
+        },
         "memory_method": memory.method,
         "verification": verification,
         "runs": runs,
@@ -264,17 +312,22 @@ def main() -> None:
     stem = f"knn-{'smoke-' if args.smoke else ''}{device.type}"
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    figure = draw(result["runs"], make_setting(args.smoke, device, args.dtype), result["device"],
-                  args.out / f"{stem}.png")
+    figure = draw(
+        result["runs"], make_setting(args.smoke, device, args.dtype), result["device"], args.out / f"{stem}.png"
+    )
     check = result["verification"]
     print(f"device: {result['device']}  commit: {result['commit']}  memory: {result['memory_method']}")
-    print(f"verified on {check['bank_size']} x {check['num_queries']}: chunked == brute force "
-          f"(index agreement {check['index_agreement']:.4f}, top-1 {check['top1_chunked']:.2f}%)")
+    print(
+        f"verified on {check['bank_size']} x {check['num_queries']}: chunked == brute force "
+        f"(index agreement {check['index_agreement']:.4f}, top-1 {check['top1_chunked']:.2f}%)"
+    )
     print("| bank | bank chunk | median s | queries/s | peak MiB | top-1 |\n|---|---|---|---|---|---|")
     for entry in result["runs"]:
         chunk = "all" if entry["unchunked"] else entry["bank_chunk_size"]
-        print(f"| {entry['bank_size']} | {chunk} | {entry['median_seconds']:.3f} | "
-              f"{entry['queries_per_second']:.0f} | {entry['peak_bytes'] / 2**20:.1f} | {entry['top1']:.2f} |")
+        print(
+            f"| {entry['bank_size']} | {chunk} | {entry['median_seconds']:.3f} | "
+            f"{entry['queries_per_second']:.0f} | {entry['peak_bytes'] / 2**20:.1f} | {entry['top1']:.2f} |"
+        )
     print(f"wrote {path} and {figure}")
 
 

@@ -35,11 +35,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from attmask.config import load_config
+from attmask.core.environment import environment
 from attmask.data.augment import eval_transform
 from attmask.data.splits import labelled_splits
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
-from attmask.core.environment import environment
 from attmask.eval.features import extract_features
 from attmask.eval.fewshot import few_shot_knn
 from attmask.experiments.cells import initial_backbone
@@ -60,8 +60,15 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "small": ("configs/fashion_mnist_ibot_attmask_small.yaml", ()),
 }
 MONITOR = ("train.knn_every_epochs=1", "train.knn_baseline=true", "train.progress=false")
-SMOKE = ("optim.epochs=2", "train.max_steps_per_epoch=2", "data.subset=null", "data.per_class=20", "train.knn_train_samples=200",
-         "train.knn_test_samples=100", "data.num_workers=0")
+SMOKE = (
+    "optim.epochs=2",
+    "train.max_steps_per_epoch=2",
+    "data.subset=null",
+    "data.per_class=20",
+    "train.knn_train_samples=200",
+    "train.knn_test_samples=100",
+    "data.num_workers=0",
+)
 
 
 def curve_of(run_dir: Path) -> dict:
@@ -72,11 +79,18 @@ def curve_of(run_dir: Path) -> dict:
         "baselines": {knn_pixels_top1, knn_random_init_top1, ...}}``.
     """
     rows = read_log(run_dir)
-    points = [{key: value for key, value in row.items()
-               if key.startswith("knn") or key in ("epoch", "train_seconds", "images_seen")}
-              for row in rows if "knn_top1" in row and "epoch_done" in row]
-    baselines = next(({k: v for k, v in row.items() if k.startswith("knn")}
-                      for row in rows if "knn_pixels_top1" in row), {})
+    points = [
+        {
+            key: value
+            for key, value in row.items()
+            if key.startswith("knn") or key in ("epoch", "train_seconds", "images_seen")
+        }
+        for row in rows
+        if "knn_top1" in row and "epoch_done" in row
+    ]
+    baselines = next(
+        ({k: v for k, v in row.items() if k.startswith("knn")} for row in rows if "knn_pixels_top1" in row), {}
+    )
     return {"points": points, "baselines": baselines}
 
 
@@ -98,12 +112,16 @@ def fewshot_levels(run_dir: Path, smoke: bool) -> dict[str, dict[int, float]]:
     """
     config = load_config(run_dir / "config.yaml")
     size = crop_config(config.data).global_size
-    splits = labelled_splits(config.data.source, eval_transform(size), config.data.data_dir,
-                             subset=20 if smoke else None)
+    splits = labelled_splits(
+        config.data.source, eval_transform(size), config.data.data_dir, subset=20 if smoke else None
+    )
     shots, repeats = ((1, 2), 2) if smoke else ((1, 5, 10, 20), 5)
     test = splits.test.select(torch.arange(200).numpy()) if smoke else splits.test
-    backbones = {"pretrained": load_backbone(run_dir).model, "random_init": initial_backbone(config).eval(),
-                 "pixels": None}
+    backbones = {
+        "pretrained": load_backbone(run_dir).model,
+        "random_init": initial_backbone(config).eval(),
+        "pixels": None,
+    }
     levels = {}
     for name, backbone in backbones.items():
         bank, bank_labels = _features(backbone, splits.train)
@@ -123,16 +141,25 @@ def run_recipe(name: str, out: Path, smoke: bool) -> dict:
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"recipe {name} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return {"preset": preset, "overrides": list(overrides), **curve_of(run_dir),
-            "fewshot": fewshot_levels(run_dir, smoke)}
+    return {
+        "preset": preset,
+        "overrides": list(overrides),
+        **curve_of(run_dir),
+        "fewshot": fewshot_levels(run_dir, smoke),
+    }
 
 
 def ingest_run(name: str, run_dir: Path, smoke: bool) -> dict:
     """The record of a finished run folder of recipe ``name`` (e.g. ``make demo``'s ``out/demo/run``,
     whose own k-NN points are its curve), instead of training it again."""
     preset, overrides = RECIPES[name]
-    return {"preset": preset, "overrides": list(overrides), "run": str(run_dir), **curve_of(run_dir),
-            "fewshot": fewshot_levels(run_dir, smoke)}
+    return {
+        "preset": preset,
+        "overrides": list(overrides),
+        "run": str(run_dir),
+        **curve_of(run_dir),
+        "fewshot": fewshot_levels(run_dir, smoke),
+    }
 
 
 def plot(records: dict[str, dict], path: Path) -> Path:
@@ -146,7 +173,7 @@ def plot(records: dict[str, dict], path: Path) -> Path:
         minutes = [p["train_seconds"] / 60 for p in points]
         images = [p["images_seen"] / 1000 for p in points]
         top1 = [p["knn_top1"] for p in points]
-        line, = axes[0].plot(minutes, top1, "o-", label=f"{name} [CLS]")
+        (line,) = axes[0].plot(minutes, top1, "o-", label=f"{name} [CLS]")
         axes[1].plot(images, top1, "o-", color=line.get_color(), label=f"{name} [CLS]")
         gap = [p.get("knn_gap_top1") for p in points]
         if all(value is not None for value in gap):
@@ -160,8 +187,11 @@ def plot(records: dict[str, dict], path: Path) -> Path:
         for axis in axes:
             axis.axhline(value, linestyle="--", linewidth=1, color="black" if kind == "raw pixels" else "grey")
         axes[0].annotate(f"{label} {value:.1f}%", (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8)
-    axes[0].set(xlabel="training wall-clock (minutes, 2 CPU cores)", ylabel="weighted 20-NN top-1 (%)",
-                title="Teacher k-NN vs time (Fashion-MNIST test queries)")
+    axes[0].set(
+        xlabel="training wall-clock (minutes, 2 CPU cores)",
+        ylabel="weighted 20-NN top-1 (%)",
+        title="Teacher k-NN vs time (Fashion-MNIST test queries)",
+    )
     axes[1].set(xlabel="images seen (thousands)", title="Teacher k-NN vs images seen")
     axes[0].legend(fontsize=8, loc="lower right")
     for axis in axes:
@@ -171,15 +201,22 @@ def plot(records: dict[str, dict], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="*", default=[r for r in RECIPES if r not in HISTORICAL],
-                        choices=list(RECIPES))
+    parser.add_argument(
+        "--recipes", nargs="*", default=[r for r in RECIPES if r not in HISTORICAL], choices=list(RECIPES)
+    )
     parser.add_argument("--smoke", action="store_true", help="2 x 2 steps per recipe on a tiny subset")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")
-    parser.add_argument("--work", type=Path, default=None, help="run folders (default: out/tta, a temporary "
-                        "folder with --smoke)")
-    parser.add_argument("--from-run", nargs="*", default=[], metavar="NAME=RUN_DIR",
-                        help="take recipe NAME's curve from a finished run folder (e.g. demo=out/demo/run after "
-                        "make demo) instead of training it; only these recipes are then recorded")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="run folders (default: out/tta, a temporary folder with --smoke)"
+    )
+    parser.add_argument(
+        "--from-run",
+        nargs="*",
+        default=[],
+        metavar="NAME=RUN_DIR",
+        help="take recipe NAME's curve from a finished run folder (e.g. demo=out/demo/run after "
+        "make demo) instead of training it; only these recipes are then recorded",
+    )
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON and exit")
     args = parser.parse_args(argv)
     for item in args.from_run:
@@ -203,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(json.dumps(record, indent=1) + "\n")
         plot(record["recipes"], args.out / f"{stem}.png")
         last = result["points"][-1]
-        print(f"{name}: 20-NN {last['knn_top1']:.2f}% after {last['train_seconds'] / 60:.1f} min "
-              f"(raw pixels {result['baselines'].get('knn_pixels_top1', float('nan')):.2f}%, random init "
-              f"{result['baselines'].get('knn_random_init_top1', float('nan')):.2f}%); few-shot "
-              f"{result['fewshot']}", flush=True)
+        print(
+            f"{name}: 20-NN {last['knn_top1']:.2f}% after {last['train_seconds'] / 60:.1f} min "
+            f"(raw pixels {result['baselines'].get('knn_pixels_top1', float('nan')):.2f}%, random init "
+            f"{result['baselines'].get('knn_random_init_top1', float('nan')):.2f}%); few-shot "
+            f"{result['fewshot']}",
+            flush=True,
+        )
     return 0
 
 

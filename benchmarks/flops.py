@@ -8,7 +8,8 @@ on a GPU and by a large matmul timed in the same process on a CPU (no trustworth
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
@@ -21,8 +22,7 @@ def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, 
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_sdpa_backward_flops(grad_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
-                             **kwargs) -> int:
+def _cpu_sdpa_backward_flops(grad_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
 
 
@@ -59,8 +59,11 @@ def gemm_probe(device: torch.device, smoke: bool) -> dict[str, Any]:
         synchronize(device)
         if index >= 2:  # warm-up
             times.append(time.perf_counter() - start)
-    return {"n": n, "dtype": str(dtype).removeprefix("torch."),
-            "flops_per_second": 2 * n**3 / sorted(times)[len(times) // 2]}
+    return {
+        "n": n,
+        "dtype": str(dtype).removeprefix("torch."),
+        "flops_per_second": 2 * n**3 / sorted(times)[len(times) // 2],
+    }
 
 
 def peak_flops(device: torch.device, probe: dict[str, Any]) -> dict[str, Any]:

@@ -26,59 +26,122 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = "benchmarks/presets/fashion_mnist_ibot_attmask_tiny_v1.yaml"  # the demo preset the search started from
 NEW_DEMO = "configs/fashion_mnist_ibot_attmask_tiny.yaml"
 SMALL = "configs/fashion_mnist_ibot_attmask_small.yaml"  # the 60-minute preset
-_SMALL_SCHEDULE = ("--base-preset", SMALL, "optim.epochs=13", "train.max_steps_per_epoch=600",
-                   "train.knn_every_epochs=1", "optim.teacher_momentum_end=1.0")
+_SMALL_SCHEDULE = (
+    "--base-preset",
+    SMALL,
+    "optim.epochs=13",
+    "train.max_steps_per_epoch=600",
+    "train.knn_every_epochs=1",
+    "optim.teacher_momentum_end=1.0",
+)
 
 #: Search protocol shared by every recipe: full training set minus 2,000 validation images,
 #: 4 "epochs" of 150 steps (600 steps of 64 images), k-NN on the validation split after each.
-PROTOCOL = ("data.subset=null", "data.val_images=2000", "optim.epochs=4", "train.max_steps_per_epoch=150",
-            "train.knn_every_epochs=1", "train.knn_baseline=true", "train.progress=false",
-            "train.log_every_steps=50")
+PROTOCOL = (
+    "data.subset=null",
+    "data.val_images=2000",
+    "optim.epochs=4",
+    "train.max_steps_per_epoch=150",
+    "train.knn_every_epochs=1",
+    "train.knn_baseline=true",
+    "train.progress=false",
+    "train.log_every_steps=50",
+)
 
 #: name -> (what changes, overrides). The first is the demo preset as it was.
 RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "demo": ("demo preset (lr 1e-3 per 256 = 2.5e-4 at batch 64)", ()),
     "lr4e-3": ("lr 4e-3 per 256 (1e-3 at batch 64)", ("optim.lr=4e-3",)),
     "stem32": ("3x3 conv stem of 32 channels before the 7x7 patch projection", ("model.stem_channels=32",)),
-    "crops_mild": ("milder crops: global scale (0.7, 1), local (0.3, 0.6)",
-                   ("data.global_scale=[0.7, 1.0]", "data.local_scale=[0.3, 0.6]")),
-    "bs32": ("batch 32 (lr per 256 unchanged: 1.25e-4), 600 steps = half the images",
-             ("data.batch_size=32",)),
-    "proto_trained": ("prototypes (head last layer) trained after the first 150 steps",
-                      ("optim.freeze_last_layer_epochs=1",)),
-    "proto_trained_slow": ("prototypes trained after 150 steps at 0.1x lr",
-                           ("optim.freeze_last_layer_epochs=1", "optim.last_layer_lr_scale=0.1")),
+    "crops_mild": (
+        "milder crops: global scale (0.7, 1), local (0.3, 0.6)",
+        ("data.global_scale=[0.7, 1.0]", "data.local_scale=[0.3, 0.6]"),
+    ),
+    "bs32": ("batch 32 (lr per 256 unchanged: 1.25e-4), 600 steps = half the images", ("data.batch_size=32",)),
+    "proto_trained": (
+        "prototypes (head last layer) trained after the first 150 steps",
+        ("optim.freeze_last_layer_epochs=1",),
+    ),
+    "proto_trained_slow": (
+        "prototypes trained after 150 steps at 0.1x lr",
+        ("optim.freeze_last_layer_epochs=1", "optim.last_layer_lr_scale=0.1"),
+    ),
     "no_local": ("no local crops (2 global crops only)", ("data.num_local=0",)),
-    "mild_no_local": ("global scale (0.7, 1), no local crops",
-                      ("data.global_scale=[0.7, 1.0]", "data.num_local=0")),
-    "stem32_k4096": ("conv stem 32 + 4096 prototypes ([CLS] and patch heads)",
-                     ("model.stem_channels=32", "head.out_dim=4096", "head.patch_out_dim=4096")),
-    "stem32_mom996": ("conv stem 32 + teacher momentum 0.996 (DINO's default)",
-                      ("model.stem_channels=32", "optim.teacher_momentum=0.996")),
+    "mild_no_local": ("global scale (0.7, 1), no local crops", ("data.global_scale=[0.7, 1.0]", "data.num_local=0")),
+    "stem32_k4096": (
+        "conv stem 32 + 4096 prototypes ([CLS] and patch heads)",
+        ("model.stem_channels=32", "head.out_dim=4096", "head.patch_out_dim=4096"),
+    ),
+    "stem32_mom996": (
+        "conv stem 32 + teacher momentum 0.996 (DINO's default)",
+        ("model.stem_channels=32", "optim.teacher_momentum=0.996"),
+    ),
     "stem32_mim2": ("conv stem 32 + MIM weight 2 (lambda_patch)", ("model.stem_channels=32", "loss.lambda_patch=2.0")),
-    "sincos": ("position embedding initialised with MAE's 2-D sin-cos table (trained)",
-               ("model.pos_embed_init=sincos",)),
-    "stem32_sincos": ("conv stem 32 + sin-cos position init", ("model.stem_channels=32", "model.pos_embed_init=sincos")),
-    "tt02": ("teacher temperature 0.02 ([CLS] and patches; 0.04 before)",
-             ("loss.teacher_temp=0.02", "loss.warmup_teacher_temp=0.02", "loss.teacher_patch_temp=0.02",
-              "loss.warmup_teacher_patch_temp=0.02")),
-    "stem32_tt02": ("conv stem 32 + teacher temperature 0.02",
-                    ("model.stem_channels=32", "loss.teacher_temp=0.02", "loss.warmup_teacher_temp=0.02",
-                     "loss.teacher_patch_temp=0.02", "loss.warmup_teacher_patch_temp=0.02")),
-    "stem32_long": ("conv stem 32, 2,400 steps (16 x 150; k-NN every 300): does [CLS] recover?",
-                    ("model.stem_channels=32", "optim.epochs=16", "train.knn_every_epochs=2")),
-    "demo_long": ("demo preset, 2,400 steps (16 x 150; k-NN every 300)",
-                  ("optim.epochs=16", "train.knn_every_epochs=2")),
-    "demo2": ("the chosen demo preset (stem; 6 x 300 = 1800 steps; k-NN every 600)",
-              ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300", "train.knn_every_epochs=2",
-               "optim.teacher_momentum_end=1.0")),  # as it ran, before the preset held the momentum
-    "demo2_mom099": ("the chosen demo preset with the teacher momentum held at 0.99 (not annealed to 1)",
-                     ("--base-preset", NEW_DEMO, "optim.epochs=6", "train.max_steps_per_epoch=300",
-                      "train.knn_every_epochs=2", "optim.teacher_momentum_end=0.99")),
-    "small": ("the 60-minute preset (13 x 600 = 7800 steps; k-NN every 600), teacher momentum 0.99 -> 1",
-              _SMALL_SCHEDULE),
-    "small_mom099": ("the 60-minute preset with the teacher momentum held at 0.99 (not annealed to 1)",
-                     (*_SMALL_SCHEDULE, "optim.teacher_momentum_end=0.99")),
+    "sincos": (
+        "position embedding initialised with MAE's 2-D sin-cos table (trained)",
+        ("model.pos_embed_init=sincos",),
+    ),
+    "stem32_sincos": (
+        "conv stem 32 + sin-cos position init",
+        ("model.stem_channels=32", "model.pos_embed_init=sincos"),
+    ),
+    "tt02": (
+        "teacher temperature 0.02 ([CLS] and patches; 0.04 before)",
+        (
+            "loss.teacher_temp=0.02",
+            "loss.warmup_teacher_temp=0.02",
+            "loss.teacher_patch_temp=0.02",
+            "loss.warmup_teacher_patch_temp=0.02",
+        ),
+    ),
+    "stem32_tt02": (
+        "conv stem 32 + teacher temperature 0.02",
+        (
+            "model.stem_channels=32",
+            "loss.teacher_temp=0.02",
+            "loss.warmup_teacher_temp=0.02",
+            "loss.teacher_patch_temp=0.02",
+            "loss.warmup_teacher_patch_temp=0.02",
+        ),
+    ),
+    "stem32_long": (
+        "conv stem 32, 2,400 steps (16 x 150; k-NN every 300): does [CLS] recover?",
+        ("model.stem_channels=32", "optim.epochs=16", "train.knn_every_epochs=2"),
+    ),
+    "demo_long": (
+        "demo preset, 2,400 steps (16 x 150; k-NN every 300)",
+        ("optim.epochs=16", "train.knn_every_epochs=2"),
+    ),
+    "demo2": (
+        "the chosen demo preset (stem; 6 x 300 = 1800 steps; k-NN every 600)",
+        (
+            "--base-preset",
+            NEW_DEMO,
+            "optim.epochs=6",
+            "train.max_steps_per_epoch=300",
+            "train.knn_every_epochs=2",
+            "optim.teacher_momentum_end=1.0",
+        ),
+    ),  # as it ran, before the preset held the momentum
+    "demo2_mom099": (
+        "the chosen demo preset with the teacher momentum held at 0.99 (not annealed to 1)",
+        (
+            "--base-preset",
+            NEW_DEMO,
+            "optim.epochs=6",
+            "train.max_steps_per_epoch=300",
+            "train.knn_every_epochs=2",
+            "optim.teacher_momentum_end=0.99",
+        ),
+    ),
+    "small": (
+        "the 60-minute preset (13 x 600 = 7800 steps; k-NN every 600), teacher momentum 0.99 -> 1",
+        _SMALL_SCHEDULE,
+    ),
+    "small_mom099": (
+        "the 60-minute preset with the teacher momentum held at 0.99 (not annealed to 1)",
+        (*_SMALL_SCHEDULE, "optim.teacher_momentum_end=0.99"),
+    ),
     "no_mim": ("no masking (iBOT without its MIM term: DINO loss on [CLS] only)", ("masking.strategy=none",)),
 }
 
@@ -95,25 +158,50 @@ def run_recipe(name: str, overrides: tuple[str, ...], base: str, work: Path) -> 
     return collect(name, overrides, base, run_dir, done.returncode, error, time.perf_counter() - started)
 
 
-def collect(name: str, overrides: tuple[str, ...], base: str, run_dir: Path, returncode: int = 0,
-            error: list[str] | None = None, wall: float = 0.0) -> dict:
+def collect(
+    name: str,
+    overrides: tuple[str, ...],
+    base: str,
+    run_dir: Path,
+    returncode: int = 0,
+    error: list[str] | None = None,
+    wall: float = 0.0,
+) -> dict:
     """The record of the run in ``run_dir`` as far as it got (its log rows with k-NN)."""
     rows = []
     log = run_dir / "log.jsonl"
     if log.is_file():
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    curve = [{k: r[k] for k in r if k.startswith("knn") or k in ("epoch", "train_seconds", "images_seen")}
-             for r in rows if "knn_top1" in r]
+    curve = [
+        {k: r[k] for k in r if k.startswith("knn") or k in ("epoch", "train_seconds", "images_seen")}
+        for r in rows
+        if "knn_top1" in r
+    ]
     baseline = next((r for r in rows if "knn_pixels_top1" in r), {})
-    collapse = [{k: r.get(k) for k in ("step", "loss", "teacher_entropy", "teacher_kl_centre", "feature_std")}
-                for r in rows if "teacher_entropy" in r]
-    return {"name": name, "overrides": list(overrides), "base": base, "protocol": list(PROTOCOL),
-            "returncode": returncode, "error": error or [],
-            "wall_seconds": round(wall, 1), "steps": max((r["step"] for r in rows if "loss" in r), default=0),
-            "curve": curve, "baseline": baseline, "collapse": collapse[-3:]}
+    collapse = [
+        {k: r.get(k) for k in ("step", "loss", "teacher_entropy", "teacher_kl_centre", "feature_std")}
+        for r in rows
+        if "teacher_entropy" in r
+    ]
+    return {
+        "name": name,
+        "overrides": list(overrides),
+        "base": base,
+        "protocol": list(PROTOCOL),
+        "returncode": returncode,
+        "error": error or [],
+        "wall_seconds": round(wall, 1),
+        "steps": max((r["step"] for r in rows if "loss" in r), default=0),
+        "curve": curve,
+        "baseline": baseline,
+        "collapse": collapse[-3:],
+    }
 
 
-TABLE_START, TABLE_END = "<!-- recipe table: written by benchmarks/recipe_search.py --table -->", "<!-- end of table -->"
+TABLE_START, TABLE_END = (
+    "<!-- recipe table: written by benchmarks/recipe_search.py --table -->",
+    "<!-- end of table -->",
+)
 
 
 def _cell(value: float | None) -> str:
@@ -122,9 +210,11 @@ def _cell(value: float | None) -> str:
 
 def table(records: list[dict]) -> str:
     """Markdown table of every finished recipe, in the order tried (file times)."""
-    lines = ["| recipe | what changes | steps | val [CLS] | val GAP | val [CLS]+GAP | best [CLS] "
-             "| random init [CLS] / GAP | raw pixels | teacher entropy (last) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | what changes | steps | val [CLS] | val GAP | val [CLS]+GAP | best [CLS] "
+        "| random init [CLS] / GAP | raw pixels | teacher entropy (last) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for record in records:
         curve, base = record["curve"], record["baseline"]
         last = curve[-1] if curve else {}
@@ -136,14 +226,16 @@ def table(records: list[dict]) -> str:
             f"| `{record['name']}` | {record['what']}{failed} | {steps} | {_cell(last.get('knn_top1'))} "
             f"| {_cell(last.get('knn_gap_top1'))} | {_cell(last.get('knn_clsgap_top1'))} | {_cell(best)} "
             f"| {_cell(base.get('knn_random_init_top1'))} / {_cell(base.get('knn_random_init_gap_top1'))} "
-            f"| {_cell(base.get('knn_pixels_top1'))} | {_cell(entropy)} |")
+            f"| {_cell(base.get('knn_pixels_top1'))} | {_cell(entropy)} |"
+        )
     return "\n".join(lines)
 
 
 def write_table(results: Path, document: Path) -> None:
     """Replace the table between the markers of ``document`` by the records in ``results``."""
-    records = sorted((json.loads(path.read_text()) for path in results.glob("*.json")),
-                     key=lambda record: record["finished"])
+    records = sorted(
+        (json.loads(path.read_text()) for path in results.glob("*.json")), key=lambda record: record["finished"]
+    )
     text = document.read_text()
     head, rest = text.split(TABLE_START, 1)
     tail = rest.split(TABLE_END, 1)[1]
@@ -166,9 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=DEMO, help="base preset")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/recipes")
     parser.add_argument("--work", type=Path, default=ROOT / "out/recipes", help="run folders (not committed)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="train.num_threads of each run (e.g. 1 for two workers on 2 cores; accuracy at a "
-                        "fixed step count does not depend on it, the times do)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="train.num_threads of each run (e.g. 1 for two workers on 2 cores; accuracy at a "
+        "fixed step count does not depend on it, the times do)",
+    )
     args = parser.parse_args(argv)
     if args.table:
         write_table(args.out, ROOT / "docs" / "recipes.md")
@@ -176,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stopped:  # a run stopped by hand: record how far it got
         name = args.stopped
         record = collect(name, RECIPES[name][1], args.base, args.work / name)
-        record.update(what=f"{RECIPES[name][0]} (stopped by hand after {record['steps']} steps)",
-                      finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        record.update(
+            what=f"{RECIPES[name][0]} (stopped by hand after {record['steps']} steps)",
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         (args.out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         return 0
     if args.list:
@@ -200,8 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(json.dumps(record, indent=1) + "\n")
         claim.unlink()
         last = record["curve"][-1] if record["curve"] else {}
-        print(f"{name}: val 20-NN {last.get('knn_top1')} (GAP {last.get('knn_gap_top1')}) "
-              f"in {last.get('train_seconds', 0):.0f} s", flush=True)
+        print(
+            f"{name}: val 20-NN {last.get('knn_top1')} (GAP {last.get('knn_gap_top1')}) "
+            f"in {last.get('train_seconds', 0):.0f} s",
+            flush=True,
+        )
     return 0
 
 

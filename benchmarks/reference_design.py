@@ -166,8 +166,12 @@ def reference_precision(device: torch.device) -> str:
     return "fp16" if device.type == "cuda" else "fp32"
 
 
-def reference_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.999),
-                        last_layer_lr_scale: float = 1.0, decay_tokens: bool = False) -> torch.optim.AdamW:
+def reference_optimizer(
+    model: nn.Module,
+    betas: tuple[float, float] = (0.9, 0.999),
+    last_layer_lr_scale: float = 1.0,
+    decay_tokens: bool = False,
+) -> torch.optim.AdamW:
     """AdamW over the library's parameter groups in PyTorch's default implementation (``fused``
     and ``foreach`` left at None), as the original code builds it."""
     groups = parameter_groups(model, last_layer_lr_scale, decay_tokens)
@@ -185,6 +189,16 @@ def build_reference_step(method: PretrainingMethod, config: Config, device: torc
     return ReferenceStep(method, optimizer, settings, device)
 
 
-__all__ = ["ExplicitAttentionViT", "ReferenceMethod", "ReferenceStep", "build_reference_step",
-           "clip_each_with_host_sync", "ema_update_loop", "explicit_attention", "explicit_block",
-           "make_reference", "reference_optimizer", "reference_precision"]
+__all__ = [
+    "ExplicitAttentionViT",
+    "ReferenceMethod",
+    "ReferenceStep",
+    "build_reference_step",
+    "clip_each_with_host_sync",
+    "ema_update_loop",
+    "explicit_attention",
+    "explicit_block",
+    "make_reference",
+    "reference_optimizer",
+    "reference_precision",
+]

@@ -13,9 +13,7 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(
-    os.environ.get("ATTMASK_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference")
-)
+REFERENCE_DIR = Path(os.environ.get("ATTMASK_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
 
 
 def load_reference(name: str) -> dict[str, np.ndarray]:

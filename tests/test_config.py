@@ -15,8 +15,17 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_defaults_and_overrides() -> None:
-    config = load_config(None, ["optim.lr=1e-3", "masking.ratio=[0.2, 0.4]", "model.depth=4",
-                                "train.progress=false", "data.subset=0.2", "masking.ratio=0.3"])
+    config = load_config(
+        None,
+        [
+            "optim.lr=1e-3",
+            "masking.ratio=[0.2, 0.4]",
+            "model.depth=4",
+            "train.progress=false",
+            "data.subset=0.2",
+            "masking.ratio=0.3",
+        ],
+    )
     assert config.optim.lr == 1e-3 and config.model.depth == 4
     assert config.masking.ratio == (0.3, 0.3), "later overrides win; a scalar means a fixed ratio"
     assert config.train.progress is False and config.data.subset == 0.2

@@ -19,12 +19,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "attmask"
 #: import higher ones, and packages on one floor do not import each other.
 FLOORS = {
     "core": 0,
-    "masking": 1, "losses": 1, "data": 1,
-    "config": 2, "config_checks": 2,
+    "masking": 1,
+    "losses": 1,
+    "data": 1,
+    "config": 2,
+    "config_checks": 2,
     "models": 3,
     "heads": 4,
     "methods": 5,
-    "engine": 6, "eval": 6, "viz": 6,
+    "engine": 6,
+    "eval": 6,
+    "viz": 6,
     "runs": 7,
     "experiments": 8,
     "cli": 9,
@@ -100,12 +105,15 @@ def test_imports_only_go_down() -> None:
     assert violations() == []
 
 
-@pytest.mark.parametrize(("source", "text", "expected"), [
-    ("losses/bad.py", "from attmask.engine.trainer import Trainer\n", "goes up or sideways"),
-    ("eval/bad.py", "from attmask.viz import figures\n", "goes up or sideways"),
-    ("core/bad.py", "def f():\n    from attmask.core import files\n", "inside a function"),
-    ("masking/bad.py", "from ..losses import center\n", "goes up or sideways"),
-])
+@pytest.mark.parametrize(
+    ("source", "text", "expected"),
+    [
+        ("losses/bad.py", "from attmask.engine.trainer import Trainer\n", "goes up or sideways"),
+        ("eval/bad.py", "from attmask.viz import figures\n", "goes up or sideways"),
+        ("core/bad.py", "def f():\n    from attmask.core import files\n", "inside a function"),
+        ("masking/bad.py", "from ..losses import center\n", "goes up or sideways"),
+    ],
+)
 def test_the_walker_catches_a_bad_import(tmp_path, monkeypatch, source: str, text: str, expected: str) -> None:
     root = tmp_path / "attmask"
     for package in FLOORS:

@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 
 from attmask.config_checks import check_values
-from attmask.masking import MaskingConfig
 from attmask.core.typed_yaml import (
     ConfigError,
     apply_overrides,
@@ -24,18 +23,37 @@ from attmask.core.typed_yaml import (
     read_yaml,
     to_dict,
 )
+from attmask.masking import MaskingConfig
 
 FIDELITIES = ("default", "original")
 
 #: Removed keys and where their feature went (old configs hold them false: :func:`drop_removed_keys`).
-REMOVED_KEYS = {"train.reference_design": "the replica of the original code's costs lives in "
-                                          "benchmarks/reference_design.py, for benchmarks/bench_step.py"}
+REMOVED_KEYS = {
+    "train.reference_design": "the replica of the original code's costs lives in "
+    "benchmarks/reference_design.py, for benchmarks/bench_step.py"
+}
 
 __all__ = [
     "FIDELITIES",
-    "Config", "ConfigError", "DataConfig", "HeadConfig", "LUTConfig", "LossConfig", "ModelConfig",
-    "OptimConfig", "ReconstructionConfig", "TrainConfig", "apply_overrides", "from_dict",
-    "REMOVED_KEYS", "drop_removed_keys", "load_config", "parse_override", "read_yaml", "save_config", "to_dict",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "HeadConfig",
+    "LUTConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ReconstructionConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "REMOVED_KEYS",
+    "drop_removed_keys",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "save_config",
+    "to_dict",
 ]
 
 

@@ -8,7 +8,8 @@ inside or a run that silently trains with it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attmask.core.typed_yaml import ConfigError
 
@@ -36,8 +37,11 @@ RULES: tuple[Rule, ...] = (
     ("loss.lambda_cls", lambda v: v >= 0, ">= 0"),
     ("loss.lambda_patch", lambda v: v >= 0, ">= 0"),
     ("loss.mim_start_epoch", lambda v: v >= 0, ">= 0"),
-    ("data.subset", lambda v: 0 < v <= 1, "a fraction in (0, 1] (1 = all images); for a count of images per "
-     "class use data.per_class"),
+    (
+        "data.subset",
+        lambda v: 0 < v <= 1,
+        "a fraction in (0, 1] (1 = all images); for a count of images per class use data.per_class",
+    ),
     ("data.per_class", lambda v: v >= 1, ">= 1 images per class"),
     ("data.batch_size", lambda v: v >= 1, ">= 1"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
@@ -86,9 +90,12 @@ def check_values(config: Any) -> None:
             raise ConfigError(f"config key {key} must be {words}, got {value!r}")
     optim = _lookup(config, "optim")
     if optim is not None and 0 < optim.schedule_epochs < optim.epochs:
-        raise ConfigError(f"optim.schedule_epochs ({optim.schedule_epochs}) is shorter than optim.epochs "
-                          f"({optim.epochs}); set it >= optim.epochs, or 0 for the same length")
+        raise ConfigError(
+            f"optim.schedule_epochs ({optim.schedule_epochs}) is shorter than optim.epochs "
+            f"({optim.epochs}); set it >= optim.epochs, or 0 for the same length"
+        )
     data = _lookup(config, "data")
     if data is not None and data.subset is not None and data.per_class is not None:
-        raise ConfigError(f"data.subset ({data.subset}) and data.per_class ({data.per_class}) both pick images; "
-                          "set one of them")
+        raise ConfigError(
+            f"data.subset ({data.subset}) and data.per_class ({data.per_class}) both pick images; set one of them"
+        )

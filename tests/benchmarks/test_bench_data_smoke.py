@@ -11,8 +11,12 @@ from tests.conftest import REPO_ROOT
 
 def test_bench_data_smoke(tmp_path) -> None:
     script = REPO_ROOT / "benchmarks" / "bench_data.py"
-    subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--device", "cpu"],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--device", "cpu"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     record = json.loads((tmp_path / "data-smoke-cpu.json").read_text())
     assert record["benchmark"] == "data" and record["versions"]["torch"] and record["commit"]
     assert record["setting"]["smoke"] and record["setting"]["source"] == "digits"

@@ -11,9 +11,12 @@ from tests.conftest import REPO_ROOT
 
 def test_bench_knn_smoke(tmp_path) -> None:
     script = REPO_ROOT / "benchmarks" / "bench_knn.py"
-    subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--device", "cpu",
-                    "--threads", "1"],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--device", "cpu", "--threads", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     record = json.loads((tmp_path / "knn-smoke-cpu.json").read_text())
     assert (tmp_path / "knn-smoke-cpu.png").stat().st_size > 0
     assert record["benchmark"] == "knn" and record["versions"]["torch"]

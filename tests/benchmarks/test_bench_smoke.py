@@ -11,8 +11,9 @@ from tests.conftest import REPO_ROOT
 
 def test_bench_core_smoke(tmp_path) -> None:
     script = REPO_ROOT / "benchmarks" / "bench_core.py"
-    subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path)], check=True, capture_output=True, text=True
+    )
     record = json.loads((tmp_path / "core-smoke-cpu.json").read_text())
     assert record["versions"]["torch"] and record["device"].startswith("cpu")
     assert set(record["mask_ms"]) == {"block", "random", "attmask_high", "attmask_low", "attmask_hint"}

@@ -9,17 +9,32 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-VARIANT_KEYS = {"reference_design", "compile", "precision", "masking", "step_ms", "step_ms_samples",
-                "images_per_second", "peak_memory_bytes", "flops_per_step", "achieved_flops_per_second",
-                "warmup_s", "mfu"}
+VARIANT_KEYS = {
+    "reference_design",
+    "compile",
+    "precision",
+    "masking",
+    "step_ms",
+    "step_ms_samples",
+    "images_per_second",
+    "peak_memory_bytes",
+    "flops_per_step",
+    "achieved_flops_per_second",
+    "warmup_s",
+    "mfu",
+}
 
 
 def test_bench_step_smoke(tmp_path) -> None:
     script = REPO_ROOT / "benchmarks" / "bench_step.py"
     path = os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--device", "cpu",
-                    "--threads", "1"], check=True, capture_output=True, text=True,
-                   env={**os.environ, "PYTHONPATH": path})
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--device", "cpu", "--threads", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     record = json.loads((tmp_path / "step-smoke-cpu.json").read_text())
     assert record["benchmark"] == "step" and record["device"].startswith("cpu")
     assert record["versions"]["torch"] and record["commit"] and record["date"]

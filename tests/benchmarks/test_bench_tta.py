@@ -11,8 +11,13 @@ from tests.conftest import REPO_ROOT
 
 def test_bench_tta_smoke(tmp_path) -> None:
     script = REPO_ROOT / "benchmarks" / "bench_tta.py"
-    subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--work", str(tmp_path / "runs")],
-                   check=True, capture_output=True, text=True, cwd=REPO_ROOT)
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path), "--work", str(tmp_path / "runs")],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     record = json.loads((tmp_path / "tta-smoke-cpu.json").read_text())
     assert (tmp_path / "tta-smoke-cpu.png").stat().st_size > 0
     assert set(record["recipes"]) == {"demo_v1", "demo", "small"}
@@ -25,5 +30,7 @@ def test_bench_tta_smoke(tmp_path) -> None:
         assert all(0 <= p[key] <= 100 for p in points for key in ("knn_top1", "knn_gap_top1", "knn_clsgap_top1"))
         assert {"knn_pixels_top1", "knn_random_init_top1"} <= set(result["baselines"])
         assert set(result["fewshot"]) == {"pretrained", "random_init", "pixels"}
-        assert all(set(levels) == {"1", "2"} and all(0 <= v <= 100 for v in levels.values())
-                   for levels in result["fewshot"].values())
+        assert all(
+            set(levels) == {"1", "2"} and all(0 <= v <= 100 for v in levels.values())
+            for levels in result["fewshot"].values()
+        )

@@ -14,8 +14,14 @@ from tests.conftest import REPO_ROOT
 def test_gpu_run_smoke(tmp_path) -> None:
     out = tmp_path / "gpu"
     env = {**os.environ, "OUT": str(out), "PY": sys.executable}
-    done = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_run.sh"), "--smoke"], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "benchmarks" / "gpu_run.sh"), "--smoke"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr
     stages = (out / "stages.txt").read_text().splitlines()
     assert [line.split()[0] for line in stages[:4]] == ["tests", "bench_step", "bench_data", "ablation"]

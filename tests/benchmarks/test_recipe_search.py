@@ -27,8 +27,11 @@ def test_recipe_is_scored_on_the_validation_split_and_tabled(tmp_path, monkeypat
         nested.setdefault(section, {})[name] = yaml.safe_load(value)
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(nested))
-    monkeypatch.setattr(search, "PROTOCOL", ("data.val_images=40", "train.knn_every_epochs=1",
-                                             "train.knn_baseline=true", "train.knn_train_samples=100"))
+    monkeypatch.setattr(
+        search,
+        "PROTOCOL",
+        ("data.val_images=40", "train.knn_every_epochs=1", "train.knn_baseline=true", "train.knn_train_samples=100"),
+    )
     monkeypatch.setitem(search.RECIPES, "tiny_lr", ("lr 2e-3", ("optim.lr=2e-3",)))
     out, work = tmp_path / "results", tmp_path / "runs"
     assert search.main(["--only", "tiny_lr", "--base", str(base), "--out", str(out), "--work", str(work)]) == 0

@@ -22,7 +22,9 @@ from tests.engine.tiny import tiny_config
 def _load_replica():
     """benchmarks/reference_design.py, loaded once (its classes must be the same in every test)."""
     if "reference_design" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("reference_design", REPO_ROOT / "benchmarks" / "reference_design.py")
+        spec = importlib.util.spec_from_file_location(
+            "reference_design", REPO_ROOT / "benchmarks" / "reference_design.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules["reference_design"] = module
         spec.loader.exec_module(module)
@@ -96,8 +98,8 @@ def test_same_losses_and_weights_as_the_fast_path_for_three_steps(one_thread) ->
         ours = fast_weights[name]
         if name.endswith("attn.qkv.bias"):  # the key bias: no gradient but float noise, Adam steps <= lr
             third = value.shape[0] // 3
-            assert (value[third:2 * third] - ours[third:2 * third]).abs().max() <= 3 * LR, name
-            value, ours = torch.cat([value[:third], value[2 * third:]]), torch.cat([ours[:third], ours[2 * third:]])
+            assert (value[third : 2 * third] - ours[third : 2 * third]).abs().max() <= 3 * LR, name
+            value, ours = torch.cat([value[:third], value[2 * third :]]), torch.cat([ours[:third], ours[2 * third :]])
         torch.testing.assert_close(value, ours, rtol=1e-4, atol=1e-5, msg=name)
 
 
@@ -171,8 +173,9 @@ def test_the_ema_is_a_python_loop_equal_to_the_fused_update() -> None:
             step.method.update_teacher(0.9)
     assert recorders["fast"].count("_foreach_lerp_") == 1
     assert recorders["reference"].count("_foreach") == 0 and recorders["reference"].count("mul_") == pairs
-    for (name, ours), theirs in zip(fast.method.teacher.state_dict().items(),
-                                    reference.method.teacher.state_dict().values()):
+    for (name, ours), theirs in zip(
+        fast.method.teacher.state_dict().items(), reference.method.teacher.state_dict().values()
+    ):
         torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7, msg=name)
 
 

@@ -42,16 +42,27 @@ def _json(path: Path) -> dict:
 def _direct_knn(checkpoint: Path, which: str = "teacher") -> float:
     model = load_backbone(checkpoint, which).model
     transform = eval_transform(16)
-    loaders = [torch.utils.data.DataLoader(build_dataset("digits", split, transform), batch_size=128)
-               for split in ("train", "test")]
+    loaders = [
+        torch.utils.data.DataLoader(build_dataset("digits", split, transform), batch_size=128)
+        for split in ("train", "test")
+    ]
     (bank, bank_labels), (queries, labels) = (extract_features(model, loader) for loader in loaders)
     return weighted_knn(bank, bank_labels, queries, labels, 10, k=20).top1
 
 
 def test_knn_matches_the_library_and_uses_the_cache(run_dir: Path, tmp_path: Path, capsys) -> None:
     cache = tmp_path / "cache"
-    code, out, err = _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--cache-dir", str(cache),
-                           "--set", "knn.ks=[20, 200]", capsys=capsys)
+    code, out, err = _eval(
+        "knn",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--cache-dir",
+        str(cache),
+        "--set",
+        "knn.ks=[20, 200]",
+        capsys=capsys,
+    )
     assert code == 0, err
     result = _json(run_dir / "eval" / "knn.json")
     assert result["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir))
@@ -62,28 +73,46 @@ def test_knn_matches_the_library_and_uses_the_cache(run_dir: Path, tmp_path: Pat
     assert len(cached) == 2  # train and test features
     mtimes = [p.stat().st_mtime_ns for p in cached]
     out_file = tmp_path / "again.json"
-    assert _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--cache-dir", str(cache), "--k", "20",
-                 "--out", str(out_file), capsys=capsys)[0] == 0
+    assert (
+        _eval(
+            "knn",
+            "--checkpoint",
+            str(run_dir),
+            *COMMON,
+            "--cache-dir",
+            str(cache),
+            "--k",
+            "20",
+            "--out",
+            str(out_file),
+            capsys=capsys,
+        )[0]
+        == 0
+    )
     assert [p.stat().st_mtime_ns for p in sorted(cache.iterdir())] == mtimes  # read, not rewritten
     assert _json(out_file)["results"]["20"] == result["results"]["20"]
 
 
 def test_student_export_and_reload(run_dir: Path, tmp_path: Path, capsys) -> None:
     target = tmp_path / "student.safetensors"
-    code, out, err = main(["export", "--checkpoint", str(run_dir), "--student", "--out", str(target)]), *(
-        lambda c: (c.out, c.err))(capsys.readouterr())
+    code, out, err = (
+        main(["export", "--checkpoint", str(run_dir), "--student", "--out", str(target)]),
+        *(lambda c: (c.out, c.err))(capsys.readouterr()),
+    )
     assert code == 0, err
     assert "exported student" in out and target.is_file() and target.with_suffix(".json").is_file()
-    code, _, err = _eval("knn", "--checkpoint", str(target), *COMMON, "--k", "20",
-                         "--out", str(tmp_path / "k.json"), capsys=capsys)
+    code, _, err = _eval(
+        "knn", "--checkpoint", str(target), *COMMON, "--k", "20", "--out", str(tmp_path / "k.json"), capsys=capsys
+    )
     assert code == 0, err
     assert _json(tmp_path / "k.json")["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir, "student"))
 
 
 def test_fewshot_retrieval_robustness(run_dir: Path, tmp_path: Path, capsys) -> None:
     cache = ["--cache-dir", str(tmp_path / "cache")]
-    code, out, err = _eval("fewshot", "--checkpoint", str(run_dir), *COMMON, *cache, "--shots", "1", "5",
-                           "--repeats", "3", capsys=capsys)
+    code, out, err = _eval(
+        "fewshot", "--checkpoint", str(run_dir), *COMMON, *cache, "--shots", "1", "5", "--repeats", "3", capsys=capsys
+    )
     assert code == 0, err
     fewshot = _json(run_dir / "eval" / "fewshot.json")["results"]
     assert fewshot["1"]["k"] == 1 and len(fewshot["5"]["top1"]) == 3 and "nu=5" in out
@@ -91,8 +120,19 @@ def test_fewshot_retrieval_robustness(run_dir: Path, tmp_path: Path, capsys) -> 
     assert code == 0, err
     recall = _json(run_dir / "eval" / "retrieval.json")["recall"]
     assert list(recall) == ["1", "2", "4", "8"] and recall["1"] <= recall["8"]
-    code, out, err = _eval("robustness", "--checkpoint", str(run_dir), *COMMON, *cache, "--ratios", "0", "0.5",
-                           "--attention-checkpoint", str(run_dir), capsys=capsys)
+    code, out, err = _eval(
+        "robustness",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        *cache,
+        "--ratios",
+        "0",
+        "0.5",
+        "--attention-checkpoint",
+        str(run_dir),
+        capsys=capsys,
+    )
     assert code == 0, err
     occlusion = _json(run_dir / "eval" / "robustness.json")["occlusion"]
     assert occlusion["0.0"] == pytest.approx(_direct_knn(run_dir))  # ratio 0 = plain 20-NN
@@ -100,8 +140,19 @@ def test_fewshot_retrieval_robustness(run_dir: Path, tmp_path: Path, capsys) -> 
 
 def test_robustness_with_variants_names_the_classifier(run_dir: Path, tmp_path: Path, capsys) -> None:
     digits = _folder(tmp_path / "digits_like", tuple(str(label) for label in range(10)))
-    code, out, err = _eval("robustness", "--checkpoint", str(run_dir), *COMMON, "--set", "robustness.ratios=[0]",
-                           "--variant", f"noise={digits}", "--out", str(tmp_path / "r.json"), capsys=capsys)
+    code, out, err = _eval(
+        "robustness",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--set",
+        "robustness.ratios=[0]",
+        "--variant",
+        f"noise={digits}",
+        "--out",
+        str(tmp_path / "r.json"),
+        capsys=capsys,
+    )
     assert code == 0, err
     result = _json(tmp_path / "r.json")
     assert result["classifier"] == "20-NN" and list(result["variants"]) == ["noise"]  # not the variant's name
@@ -112,8 +163,19 @@ def test_config_file_set_and_the_written_config(run_dir: Path, tmp_path: Path, c
     preset = tmp_path / "eval.yaml"
     preset.write_text("knn: {ks: [5, 10], temperature: 0.1}\ndata: {per_class: 20}\n")
     out_file = tmp_path / "k.json"
-    code, out, err = _eval("knn", "--checkpoint", str(run_dir), *COMMON, "--config", str(preset),
-                           "--set", "knn.ks=[10]", "--out", str(out_file), capsys=capsys)
+    code, out, err = _eval(
+        "knn",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--config",
+        str(preset),
+        "--set",
+        "knn.ks=[10]",
+        "--out",
+        str(out_file),
+        capsys=capsys,
+    )
     assert code == 0, err
     result = _json(out_file)
     assert list(result["results"]) == ["10"] and result["temperature"] == 0.1  # --set over the file
@@ -122,8 +184,9 @@ def test_config_file_set_and_the_written_config(run_dir: Path, tmp_path: Path, c
     text = written.read_text()
     assert "knn:\n  ks: [10]\n  temperature: 0.1" in text and "batch_size: 128" in text and "finetune" not in text
     again = tmp_path / "again.json"
-    code, _, err = _eval("knn", "--checkpoint", str(run_dir), "--config", str(written), "--out", str(again),
-                         capsys=capsys)
+    code, _, err = _eval(
+        "knn", "--checkpoint", str(run_dir), "--config", str(written), "--out", str(again), capsys=capsys
+    )
     assert code == 0, err
     assert _json(again)["results"] == result["results"]  # the written config reproduces the run
 
@@ -146,18 +209,22 @@ def _folder(root: Path, classes: tuple[str, ...]) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["--checkpoint", "/nonexistent.pth"], "checkpoint not found: /nonexistent.pth"),
-    (["--subset", "abc"], None),  # argparse's own usage error
-    (["--data", "UNLABELLED"], "has no class labels"),
-    (["--variant", "odd=OTHER"], "variant 'odd'"),
-    (["--batch-size", "0"], "config key data.batch_size must be >= 1, got 0"),
-    (["--set", "knn.kz=3"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
-    (["--set", "knn.ks=[0]"], "config key knn.ks must be one or more counts >= 1"),
-    (["--config", "/nonexistent.yaml"], "eval config file not found: /nonexistent.yaml"),
-])
-def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, capsys, arguments: list[str],
-                               message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--checkpoint", "/nonexistent.pth"], "checkpoint not found: /nonexistent.pth"),
+        (["--subset", "abc"], None),  # argparse's own usage error
+        (["--data", "UNLABELLED"], "has no class labels"),
+        (["--variant", "odd=OTHER"], "variant 'odd'"),
+        (["--batch-size", "0"], "config key data.batch_size must be >= 1, got 0"),
+        (["--set", "knn.kz=3"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
+        (["--set", "knn.ks=[0]"], "config key knn.ks must be one or more counts >= 1"),
+        (["--config", "/nonexistent.yaml"], "eval config file not found: /nonexistent.yaml"),
+    ],
+)
+def test_bad_input_is_one_line(
+    run_dir: Path, tmp_path: Path, capsys, arguments: list[str], message: str | None
+) -> None:
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(flat / "x.png")
@@ -178,29 +245,80 @@ def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, capsys, arguments:
 def test_linear_fast_matches_the_library_full_and_finetune_run(run_dir: Path, tmp_path: Path, capsys) -> None:
     from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
 
-    code, out, err = _eval("linear", "--checkpoint", str(run_dir), *COMMON, "--epochs", "5", "--lr", "2",
-                           "--out", str(tmp_path / "lin.json"), capsys=capsys)
+    code, out, err = _eval(
+        "linear",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--epochs",
+        "5",
+        "--lr",
+        "2",
+        "--out",
+        str(tmp_path / "lin.json"),
+        capsys=capsys,
+    )
     assert code == 0, err
     result = _json(tmp_path / "lin.json")
     model = load_backbone(run_dir).model
-    loaders = [torch.utils.data.DataLoader(build_dataset("digits", split, eval_transform(16)), batch_size=128)
-               for split in ("train", "test")]
+    loaders = [
+        torch.utils.data.DataLoader(build_dataset("digits", split, eval_transform(16)), batch_size=128)
+        for split in ("train", "test")
+    ]
     (train, train_labels), (test, test_labels) = (extract_features(model, loader) for loader in loaders)
-    expected = linear_probe_on_features(train, train_labels, test, test_labels, 10,
-                                        LinearProbeConfig(epochs=5, base_lr=2.0))
+    expected = linear_probe_on_features(
+        train, train_labels, test, test_labels, 10, LinearProbeConfig(epochs=5, base_lr=2.0)
+    )
     assert result["kind"] == "cls" and result["top1"] == pytest.approx(expected.top1)
     assert len(result["train_loss"]) == 5 and out.startswith("linear probe (fast, cls features, 5 epochs)")
-    code, out, err = _eval("linear", "--checkpoint", str(run_dir), *COMMON, "--epochs", "1", "--mode", "full",
-                           "--out", str(tmp_path / "full.json"), capsys=capsys)
+    code, out, err = _eval(
+        "linear",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--epochs",
+        "1",
+        "--mode",
+        "full",
+        "--out",
+        str(tmp_path / "full.json"),
+        capsys=capsys,
+    )
     assert code == 0 and _json(tmp_path / "full.json")["mode"] == "full", err
-    code, out, err = _eval("finetune", "--checkpoint", str(run_dir), *COMMON, "--epochs", "1",
-                           "--warmup-epochs", "0", "--train-batch-size", "64", "--out", str(tmp_path / "ft.json"),
-                           capsys=capsys)
+    code, out, err = _eval(
+        "finetune",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
+        "--train-batch-size",
+        "64",
+        "--out",
+        str(tmp_path / "ft.json"),
+        capsys=capsys,
+    )
     assert code == 0, err
     finetuned = _json(tmp_path / "ft.json")
     assert 0 <= finetuned["top1"] <= 100 and finetuned["config"]["layer_decay"] == 0.75
-    code, out, err = _eval("robustness", "--checkpoint", str(run_dir), *COMMON, "--classifier", "linear",
-                           "--epochs", "5", "--lr", "2", "--ratios", "0", "--out", str(tmp_path / "rob.json"),
-                           capsys=capsys)
+    code, out, err = _eval(
+        "robustness",
+        "--checkpoint",
+        str(run_dir),
+        *COMMON,
+        "--classifier",
+        "linear",
+        "--epochs",
+        "5",
+        "--lr",
+        "2",
+        "--ratios",
+        "0",
+        "--out",
+        str(tmp_path / "rob.json"),
+        capsys=capsys,
+    )
     assert code == 0, err
     assert _json(tmp_path / "rob.json")["occlusion"]["0.0"] == pytest.approx(expected.top1)

@@ -24,8 +24,13 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH")
 
 @pytest.mark.parametrize("argv", [["--help"], ["pretrian"], []])
 def test_help_and_argument_errors_do_not_import_torch(argv) -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": ""})
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": ""},
+    )
     assert done.stdout.strip().splitlines()[-1] == "NO-TORCH", done.stdout + done.stderr
     if argv == ["--help"]:
         assert all(name in done.stdout for name in SUBCOMMANDS)

@@ -39,22 +39,38 @@ def test_help_documents_every_config_key(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
     text = capsys.readouterr().out
-    for key in ("optim.lr", "masking.strategy", "masking.show_max", "data.crops", "train.precision",
-                "loss.teacher_temp", "head.out_dim", "optim.accumulation_steps", "recon.mask_patch_size",
-                "lut.weight", "optim.betas"):
+    for key in (
+        "optim.lr",
+        "masking.strategy",
+        "masking.show_max",
+        "data.crops",
+        "train.precision",
+        "loss.teacher_temp",
+        "head.out_dim",
+        "optim.accumulation_steps",
+        "recon.mask_patch_size",
+        "lut.weight",
+        "optim.betas",
+    ):
         assert key in text
     from attmask.methods import METHODS
 
     for method in METHODS:  # every registered method is named in the description
         assert method in text.split("config keys")[0]
     reference = text.split("config keys")[1]
-    for key, values in (("masking.strategy", "attmask_hint"), ("data.crops", "small28"),
-                        ("data.augment_on", "workers, device"), ("train.method", "lut_simmim"),
-                        ("optim.lr", "per 256 images"), ("optim.teacher_momentum", "in [0, 1]"),
-                        ("optim.clip_grad", "gradient norm limit"), ("masking.probability", "chance that an image"),
-                        ("model.stem_channels", "convolutional stem")):
+    for key, values in (
+        ("masking.strategy", "attmask_hint"),
+        ("data.crops", "small28"),
+        ("data.augment_on", "workers, device"),
+        ("train.method", "lut_simmim"),
+        ("optim.lr", "per 256 images"),
+        ("optim.teacher_momentum", "in [0, 1]"),
+        ("optim.clip_grad", "gradient norm limit"),
+        ("masking.probability", "chance that an image"),
+        ("model.stem_channels", "convolutional stem"),
+    ):
         lines = reference.split(f"  {key} ", 1)[1].splitlines()[1:]
-        notes = " ".join(l.strip() for l in itertools.takewhile(lambda l: l.startswith("      "), lines))
+        notes = " ".join(s.strip() for s in itertools.takewhile(lambda s: s.startswith("      "), lines))
         assert values in notes, (key, notes)  # the indented lines under the key
 
 
@@ -97,9 +113,18 @@ def test_bad_input_is_one_line_and_builds_nothing(tmp_path, capsys, case: str, m
 
 
 def test_progress_shows_the_loss_from_the_first_step_and_announces_each_knn(tmp_path, capsys) -> None:
-    code, _, err = _run(_sets("train.progress=true", "train.log_every_steps=20", "train.knn_every_epochs=1",
-                              "train.knn_baseline=true", "train.knn_train_samples=100", "train.knn_test_samples=50"),
-                        tmp_path, capsys)
+    code, _, err = _run(
+        _sets(
+            "train.progress=true",
+            "train.log_every_steps=20",
+            "train.knn_every_epochs=1",
+            "train.knn_baseline=true",
+            "train.knn_train_samples=100",
+            "train.knn_test_samples=50",
+        ),
+        tmp_path,
+        capsys,
+    )
     assert code == 0
     steps = [r["step"] for r in read_log(tmp_path / "run") if "loss" in r and "epoch_done" not in r]
     assert steps[0] == 1 and "loss=" in err  # the bar shows the loss from the first step, not from step 20

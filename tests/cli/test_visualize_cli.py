@@ -24,8 +24,24 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def test_masks_figure_on_a_real_photo_random_init(tmp_path, capsys) -> None:
-    code = main(["visualize", "masks", "--images", str(PHOTO), "--out", str(tmp_path), "--arch", "vit_tiny",
-                 "--img-size", "112", "--ratios", "0.1", "0.3", "0.5"])
+    code = main(
+        [
+            "visualize",
+            "masks",
+            "--images",
+            str(PHOTO),
+            "--out",
+            str(tmp_path),
+            "--arch",
+            "vit_tiny",
+            "--img-size",
+            "112",
+            "--ratios",
+            "0.1",
+            "0.3",
+            "0.5",
+        ]
+    )
     assert code == 0 and "wrote" in capsys.readouterr().out
     width, height = _size(tmp_path / "chelsea_masks.png")
     assert width > 1000 and height > 500
@@ -35,13 +51,30 @@ def test_attention_figure_from_a_checkpoint_and_data_set(tmp_path, capsys) -> No
     torch.manual_seed(0)
     model = VisionTransformer(img_size=16, patch_size=4, embed_dim=64, depth=2, num_heads=4)
     torch.save({"teacher": {f"backbone.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "c.pth")
-    code = main(["visualize", "attention", "--checkpoint", str(tmp_path / "c.pth"), "--num-heads", "4",
-                 "--data", "digits", "--num-images", "3", "--out", str(tmp_path / "figs")])
+    code = main(
+        [
+            "visualize",
+            "attention",
+            "--checkpoint",
+            str(tmp_path / "c.pth"),
+            "--num-heads",
+            "4",
+            "--data",
+            "digits",
+            "--num-images",
+            "3",
+            "--out",
+            str(tmp_path / "figs"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and out.count("wrote") == 3
     files = sorted((tmp_path / "figs").glob("*_attention.png"))
-    assert [f.name for f in files] == ["digits_0_0_attention.png", "digits_15_1_attention.png",
-                                       "digits_6_2_attention.png"]  # first test image of classes 0, 1, 2
+    assert [f.name for f in files] == [
+        "digits_0_0_attention.png",
+        "digits_15_1_attention.png",
+        "digits_6_2_attention.png",
+    ]  # first test image of classes 0, 1, 2
     width, height = _size(files[0])
     assert width > 4 * height > 0  # image, mean, thresholded, 4 heads in one row
 
@@ -70,8 +103,22 @@ def test_bad_input_is_one_line(tmp_path, capsys, arguments, message) -> None:
 
 def test_reconstruction_figure_of_a_mae_run(tmp_path, capsys) -> None:
     Trainer(tiny_config(*TINY_MAE, "optim.epochs=1"), tmp_path / "run").fit()
-    code = main(["visualize", "reconstruction", "--checkpoint", str(tmp_path / "run"), "--data", "digits",
-                 "--num-images", "4", "--out", str(tmp_path / "figs"), "--seed", "3"])
+    code = main(
+        [
+            "visualize",
+            "reconstruction",
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--data",
+            "digits",
+            "--num-images",
+            "4",
+            "--out",
+            str(tmp_path / "figs"),
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'figs' / 'reconstruction.png'}"
     assert _size(tmp_path / "figs" / "reconstruction.png") == (600, 860)  # 3 columns x 4 images of 200 px + title
@@ -81,8 +128,10 @@ def test_reconstruction_figure_of_a_mae_run(tmp_path, capsys) -> None:
     ("kind", "message"),
     [
         ("ibot", "IBOT does not reconstruct pixels; use mae, simmim, mst or lut"),
-        ("plain", "is not an attmask pretraining checkpoint; reconstruction figures need a run folder of "
-                  "mae/simmim/mst/lut"),
+        (
+            "plain",
+            "is not an attmask pretraining checkpoint; reconstruction figures need a run folder of mae/simmim/mst/lut",
+        ),
         ("missing", "checkpoint not found"),
     ],
 )
@@ -94,8 +143,20 @@ def test_reconstruction_of_other_checkpoints_is_one_line(tmp_path, capsys, kind,
         checkpoint = tmp_path / "plain.pth"
         model = VisionTransformer(img_size=16, patch_size=4, embed_dim=64, depth=1, num_heads=4)
         torch.save(model.state_dict(), checkpoint)
-    code = main(["visualize", "reconstruction", "--checkpoint", str(checkpoint), "--data", "digits",
-                 "--num-images", "2", "--out", str(tmp_path / "figs")])
+    code = main(
+        [
+            "visualize",
+            "reconstruction",
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            "digits",
+            "--num-images",
+            "2",
+            "--out",
+            str(tmp_path / "figs"),
+        ]
+    )
     error = capsys.readouterr().err.strip()
     assert code == 2
     assert message in error and len(error.splitlines()) == 1, error
@@ -114,6 +175,21 @@ def test_attention_figure_title_names_the_run_and_the_last_block(tmp_path, monke
         return original(image, attention, patch_size, title, path, mass)
 
     monkeypatch.setattr(render, "render_attention", spy)
-    assert main(["visualize", "attention", "--checkpoint", str(tmp_path / "my_run"), "--data", "digits",
-                 "--num-images", "1", "--out", str(tmp_path / "figures")]) == 0
+    assert (
+        main(
+            [
+                "visualize",
+                "attention",
+                "--checkpoint",
+                str(tmp_path / "my_run"),
+                "--data",
+                "digits",
+                "--num-images",
+                "1",
+                "--out",
+                str(tmp_path / "figures"),
+            ]
+        )
+        == 0
+    )
     assert titles and "teacher of my_run, last block" in titles[0] and str(tmp_path) not in titles[0]

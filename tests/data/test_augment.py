@@ -22,7 +22,6 @@ from attmask.data import (
 )
 from attmask.data.augment import blur_kernel_size
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -63,8 +62,14 @@ def test_crops_differ_and_seed_fixes_them(cat: Image.Image) -> None:
 
 
 def test_normalisation_uses_the_config_mean_and_std() -> None:
-    config = dataclasses.replace(MULTICROP_PRESETS["tiny"], jitter_prob=0.0, grayscale_prob=0.0,
-                                 global2_solarize_prob=0.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    config = dataclasses.replace(
+        MULTICROP_PRESETS["tiny"],
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        global2_solarize_prob=0.0,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
     flat = Image.new("RGB", (20, 30), (191, 191, 191))  # blur and crops keep a constant image
     for crop in MultiCropAugmentation(config)(flat):
         torch.testing.assert_close(crop, torch.full_like(crop, (191 / 255 - 0.5) / 0.25), atol=1e-5, rtol=0)
@@ -77,9 +82,17 @@ def test_no_local_crops() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"global_scale": (0.0, 1.0)}, {"local_scale": (0.5, 1.2)}, {"local_scale": (0.5, 0.2)},
-     {"global_size": 0}, {"local_size": -8}, {"num_local": -1}, {"flip_prob": 1.5},
-     {"blur_sigma": (0.0, 1.0)}, {"std": (0.2, 0.0, 0.2)}],
+    [
+        {"global_scale": (0.0, 1.0)},
+        {"local_scale": (0.5, 1.2)},
+        {"local_scale": (0.5, 0.2)},
+        {"global_size": 0},
+        {"local_size": -8},
+        {"num_local": -1},
+        {"flip_prob": 1.5},
+        {"blur_sigma": (0.0, 1.0)},
+        {"std": (0.2, 0.0, 0.2)},
+    ],
 )
 def test_invalid_config_raises_one_line(changes: dict) -> None:
     with pytest.raises(ValueError) as error:
@@ -96,7 +109,12 @@ def test_config_accepts_lists_and_keeps_dino_defaults() -> None:
     assert config.global2_solarize_prob == 0.2 and config.jitter == (0.4, 0.4, 0.2, 0.1)
     small = MULTICROP_PRESETS["small28"]
     assert (small.global_size, small.global_scale, small.local_size, small.local_scale, small.num_local) == (
-        28, (0.4, 1.0), 12, (0.15, 0.4), 6)
+        28,
+        (0.4, 1.0),
+        12,
+        (0.15, 0.4),
+        6,
+    )
 
 
 def test_blur_kernel_follows_the_crop_size() -> None:

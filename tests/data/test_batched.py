@@ -39,8 +39,9 @@ def generator(seed: int = 0, device: str = "cpu") -> torch.Generator:
 
 
 def images_uint8(count: int = 6, size: int = 24, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (count, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def pixels(count: int = 6, size: int = 24, seed: int = 0) -> torch.Tensor:
@@ -69,8 +70,14 @@ def test_cropflip_gives_num_views_global_crops() -> None:
 
 @pytest.mark.parametrize("flip_prob", [0.0, 1.0])
 def test_full_scale_crop_is_the_identity_or_the_exact_flip(flip_prob: float) -> None:
-    config = dataclasses.replace(MULTICROP_PRESETS["tiny"], global_size=24, global_scale=(1.0, 1.0),
-                                 flip_prob=flip_prob, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    config = dataclasses.replace(
+        MULTICROP_PRESETS["tiny"],
+        global_size=24,
+        global_scale=(1.0, 1.0),
+        flip_prob=flip_prob,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
     images = images_uint8()
     (view,) = BatchedCropFlip(config)(images, generator())
     expected = images.float() / 255
@@ -87,8 +94,7 @@ def test_a_known_box_reproduces_the_sub_image() -> None:
     torch.testing.assert_close(flipped, images[:, :, 3:13, 5:15].flip(-1), rtol=0, atol=1e-5)
     # 2x upsampling = bilinear interpolation of the sub-image (its border pixels also see the neighbours)
     upsampled = resized_crop(images, boxes, 20, no_flip)
-    reference = torch.nn.functional.interpolate(images[:, :, 3:13, 5:15], size=20, mode="bilinear",
-                                                align_corners=False)
+    reference = torch.nn.functional.interpolate(images[:, :, 3:13, 5:15], size=20, mode="bilinear", align_corners=False)
     torch.testing.assert_close(upsampled[..., 1:-1, 1:-1], reference[..., 1:-1, 1:-1], rtol=0, atol=1e-5)
 
 
@@ -118,8 +124,10 @@ def test_crop_area_and_ratio_follow_torchvisions_randomresizedcrop() -> None:
     draws, scale, ratio = 4000, (0.05, 0.6), (3 / 4, 4 / 3)
     torch.manual_seed(0)
     image = torch.zeros(3, 40, 40)
-    reference = torch.tensor([transforms.RandomResizedCrop.get_params(image, list(scale), list(ratio))
-                              for _ in range(draws)], dtype=torch.float32)
+    reference = torch.tensor(
+        [transforms.RandomResizedCrop.get_params(image, list(scale), list(ratio)) for _ in range(draws)],
+        dtype=torch.float32,
+    )
     ours = crop_boxes(draws, 40, 40, scale, generator(0))
     for boxes in (reference, ours):
         assert (boxes[:, 2] * boxes[:, 3] <= 1600).all()
@@ -137,8 +145,7 @@ def test_jitter_factor_one_or_probability_zero_is_the_identity() -> None:
     for operation in (adjust_brightness, adjust_contrast, adjust_saturation):
         assert torch.equal(operation(images, ones), images)
     torch.testing.assert_close(adjust_hue(images, torch.zeros(6)), images, rtol=0, atol=1e-6)
-    torch.testing.assert_close(color_jitter(images, (0.0, 0.0, 0.0, 0.0), 1.0, generator()), images,
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(color_jitter(images, (0.0, 0.0, 0.0, 0.0), 1.0, generator()), images, rtol=0, atol=1e-6)
     assert torch.equal(color_jitter(images, (0.4, 0.4, 0.2, 0.1), 0.0, generator()), images)
     jittered = color_jitter(images, (0.4, 0.4, 0.2, 0.1), 1.0, generator())
     assert not torch.allclose(jittered, images) and 0 <= jittered.min() and jittered.max() <= 1
@@ -146,8 +153,11 @@ def test_jitter_factor_one_or_probability_zero_is_the_identity() -> None:
 
 def test_jitter_matches_torchvision_for_brightness_contrast_saturation() -> None:
     images, factors = pixels(), torch.linspace(0.5, 1.5, 6)
-    for ours, theirs in ((adjust_brightness, TF.adjust_brightness), (adjust_contrast, TF.adjust_contrast),
-                         (adjust_saturation, TF.adjust_saturation)):
+    for ours, theirs in (
+        (adjust_brightness, TF.adjust_brightness),
+        (adjust_contrast, TF.adjust_contrast),
+        (adjust_saturation, TF.adjust_saturation),
+    ):
         expected = torch.stack([theirs(image, float(f)) for image, f in zip(images, factors)])
         torch.testing.assert_close(ours(images, factors), expected, rtol=0, atol=1e-4)  # float rounding
 
@@ -156,8 +166,12 @@ def test_hue_keeps_gray_pixels_and_a_full_turn_is_the_identity() -> None:
     gray = pixels()[:, :1].expand(-1, 3, -1, -1)
     torch.testing.assert_close(adjust_hue(gray, torch.full((6,), 0.3)), gray, rtol=0, atol=1e-5)
     images = pixels()
-    torch.testing.assert_close(adjust_hue(adjust_hue(images * 0.2 + 0.4, torch.full((6,), 0.1)),
-                                          torch.full((6,), -0.1)), images * 0.2 + 0.4, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        adjust_hue(adjust_hue(images * 0.2 + 0.4, torch.full((6,), 0.1)), torch.full((6,), -0.1)),
+        images * 0.2 + 0.4,
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def test_grayscale_has_equal_channels() -> None:

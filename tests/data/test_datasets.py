@@ -174,8 +174,9 @@ def test_path_and_name_errors(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing")
     with pytest.raises(DatasetError) as error:
         build_dataset(missing)
-    assert str(error.value) == (f"data set path not found: {missing}; pass an existing folder or a "
-                                "built-in name: fashion-mnist, digits")
+    assert str(error.value) == (
+        f"data set path not found: {missing}; pass an existing folder or a built-in name: fashion-mnist, digits"
+    )
     with pytest.raises(DatasetError, match="unknown data set name: cifar10; .*fashion-mnist, digits"):
         build_dataset("cifar10")
     with pytest.raises(DatasetError, match="unknown split 'val'"):
@@ -204,14 +205,16 @@ def test_subset_out_of_range_raises(subset: object) -> None:
 
 def test_validation_split_is_fixed_disjoint_and_held_out_of_pretraining() -> None:
     from attmask.config import load_config
+    from attmask.data.datasets import ArrayDataset
     from attmask.data.splits import validation_split
     from attmask.engine.data import build_pretraining_data
 
-    from attmask.data.datasets import ArrayDataset
-
     ids = np.arange(500)  # image i holds the number i: the split is read off the pixels
-    numbered = ArrayDataset(np.stack([np.full((2, 2), i // 2, np.uint8) + np.array([[0, i % 2], [0, 0]], np.uint8)
-                                      for i in ids]), ids % 10, [str(c) for c in range(10)])
+    numbered = ArrayDataset(
+        np.stack([np.full((2, 2), i // 2, np.uint8) + np.array([[0, i % 2], [0, 0]], np.uint8) for i in ids]),
+        ids % 10,
+        [str(c) for c in range(10)],
+    )
     rest, held = validation_split(numbered, 100)
     assert len(held) == 100 and len(rest) == 400
     assert np.array_equal(held.images, validation_split(numbered, 100)[1].images)

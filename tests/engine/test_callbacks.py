@@ -6,8 +6,8 @@ from attmask.core.callbacks import EpochEnd
 from attmask.core.schedules import epoch_due
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
-from attmask.runs.monitors import build_monitors
 from attmask.eval.knn_monitor import KNNMonitor
+from attmask.runs.monitors import build_monitors
 from attmask.viz.figure_monitor import FigureMonitor
 from tests.engine.tiny import tiny_config
 
@@ -42,8 +42,9 @@ def test_callbacks_see_each_epoch_and_their_values_are_logged(tmp_path) -> None:
 
 
 def test_without_callbacks_nothing_is_evaluated(tmp_path) -> None:
-    config = tiny_config("optim.epochs=1", "train.max_steps_per_epoch=1", "train.knn_every_epochs=1",
-                         "train.knn_baseline=true")
+    config = tiny_config(
+        "optim.epochs=1", "train.max_steps_per_epoch=1", "train.knn_every_epochs=1", "train.knn_baseline=true"
+    )
     summary = Trainer(config, tmp_path).fit()
     assert not any(key.startswith("knn") for record in read_log(tmp_path) for key in record)
     assert "knn_pixels_top1" not in summary
@@ -54,8 +55,9 @@ def test_build_monitors_gives_the_knn_and_figure_monitors(tmp_path) -> None:
     assert [type(m) for m in monitors] == [KNNMonitor, FigureMonitor]
     knn = monitors[0]
     first, second = knn.initial_backbone(), knn.initial_backbone()
-    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values())), \
+    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values())), (
         "the random-init baseline is the same initialisation every time"
+    )
 
 
 def test_epoch_due_runs_every_n_epochs_and_after_the_last() -> None:

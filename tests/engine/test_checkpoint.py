@@ -37,7 +37,9 @@ def test_arbitrary_objects_are_not_unpickled(tmp_path) -> None:
         load_checkpoint(path)
     assert "weights_only=False" not in str(error.value)  # torch's unsafe advice is not passed on
     (tmp_path / "corrupt.pth").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"corrupt.pth is not a PyTorch checkpoint \(it starts with the bytes b'garb'\)"):
+    with pytest.raises(
+        ValueError, match=r"corrupt.pth is not a PyTorch checkpoint \(it starts with the bytes b'garb'\)"
+    ):
         load_checkpoint(tmp_path / "corrupt.pth")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pth")

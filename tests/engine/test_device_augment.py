@@ -10,9 +10,9 @@ import torch
 from attmask.config import ConfigError
 from attmask.data.batched import BatchedCropFlip, BatchedMultiCrop
 from attmask.engine.data import batch_augmentation, pretraining_loader
-from attmask.runs.data_bench import measure_pretraining_loader
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
+from attmask.runs.data_bench import measure_pretraining_loader
 from tests.engine.tiny import TINY_MAE, crash_and_resume, losses_by_step, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,10 +65,13 @@ def test_resume_with_device_augmentation_continues_exactly(tmp_path, monkeypatch
     assert crash_and_resume(overrides, tmp_path / "resumed", 5, monkeypatch) == expected
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("data.augment_on=gpu", "unknown data.augment_on 'gpu'; choose one of workers, device"),
-    ("data.decode_size=0", "data.decode_size must be positive"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.augment_on=gpu", "unknown data.augment_on 'gpu'; choose one of workers, device"),
+        ("data.decode_size=0", "data.decode_size must be positive"),
+    ],
+)
 def test_bad_settings_are_one_line_config_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as error:
         pretraining_loader(tiny_config(override), torch.device("cpu"))

@@ -11,8 +11,13 @@ from tests.engine.tiny import losses_by_step, tiny_config, train_on_gloo
 
 # Attention masks with a fixed ratio and probability 1 depend only on the data, so the two
 # decompositions of the global batch see identical masks (stochastic strategies draw per rank).
-COMMON = ("optim.epochs=2", "train.max_steps_per_epoch=2", "masking.strategy=attmask_high",
-          "masking.ratio=0.3", "model.drop_path_rate=0.0")
+COMMON = (
+    "optim.epochs=2",
+    "train.max_steps_per_epoch=2",
+    "masking.strategy=attmask_high",
+    "masking.ratio=0.3",
+    "model.drop_path_rate=0.0",
+)
 
 
 def test_two_gloo_processes_match_one_process(tmp_path) -> None:

@@ -38,8 +38,12 @@ def test_schedule_values_reach_the_right_groups() -> None:
 def test_prototype_layer_gets_its_own_lr_scale() -> None:
     from attmask.heads import DINOHead
 
-    model = torch.nn.ModuleDict({"backbone": build_vit("vit_tiny", img_size=16, patch_size=4, depth=1),
-                                 "head": DINOHead(192, 32, 16, 8, norm_last_layer=False)})
+    model = torch.nn.ModuleDict(
+        {
+            "backbone": build_vit("vit_tiny", img_size=16, patch_size=4, depth=1),
+            "head": DINOHead(192, 32, 16, 8, norm_last_layer=False),
+        }
+    )
     assert len(parameter_groups(model)) == 2, "scale 1 keeps the original two groups"
     optimizer = build_optimizer(model, torch.device("cpu"), last_layer_lr_scale=0.1)
     set_hyperparameters(optimizer, 0.1, 0.05)

@@ -44,8 +44,11 @@ def _fake_adam_state(checkpoint: dict) -> dict:
         ids = []
         for name in group:
             value = student[f"module.{name}"]
-            state[index] = {"step": torch.tensor(7.0), "exp_avg": torch.full_like(value, float(index)),
-                            "exp_avg_sq": torch.full_like(value, 0.5)}
+            state[index] = {
+                "step": torch.tensor(7.0),
+                "exp_avg": torch.full_like(value, float(index)),
+                "exp_avg_sq": torch.full_like(value, 0.5),
+            }
             ids.append(index)
             index += 1
         param_groups.append({"params": ids, "lr": 0.0, "weight_decay": 0.0})
@@ -60,7 +63,8 @@ def test_original_parameter_groups_decay_what_the_original_decays(ref):
     names = {id(p): n for n, p in student.named_parameters()}
     for decay_tokens, tokens_decayed in ((True, True), (False, False)):
         decayed, undecayed = (
-            {names[id(p)] for p in g["params"]} for g in parameter_groups(student, decay_tokens=decay_tokens))
+            {names[id(p)] for p in g["params"]} for g in parameter_groups(student, decay_tokens=decay_tokens)
+        )
         wanted = {project_name(n) for n in expected["decay"]}
         tokens = {"backbone.cls_token", "backbone.pos_embed", "backbone.mask_token"}
         assert decayed == (wanted if tokens_decayed else wanted - tokens)
@@ -98,18 +102,29 @@ def test_converted_weights_and_centres(ref, tmp_path):
     method, _ = load_method(tmp_path / "run")
     torch.testing.assert_close(method.loss.center.center, centre)
     torch.testing.assert_close(method.loss.patch_center.center, -centre.reshape(1, 1, 64))
-    torch.testing.assert_close(method.student.backbone.mask_token.reshape(-1),
-                               torch.from_numpy(ref["init_student/backbone.masked_embed"]).reshape(-1))
-    torch.testing.assert_close(method.teacher.head.last_layer.parametrizations.weight.original1,
-                               torch.from_numpy(ref["init_student/head.last_layer.weight_v"]))
+    torch.testing.assert_close(
+        method.student.backbone.mask_token.reshape(-1),
+        torch.from_numpy(ref["init_student/backbone.masked_embed"]).reshape(-1),
+    )
+    torch.testing.assert_close(
+        method.teacher.head.last_layer.parametrizations.weight.original1,
+        torch.from_numpy(ref["init_student/head.last_layer.weight_v"]),
+    )
 
 
 def test_dino_checkpoint_keeps_a_fresh_mask_token(ref, tmp_path):
     checkpoint, _ = _original(ref, tmp_path)
     strip = lambda s: {k: v for k, v in s.items() if "masked_embed" not in k and "last_layer2" not in k}  # noqa: E731
     path = tmp_path / "dino.pth"
-    torch.save({"student": strip(checkpoint["student"]), "teacher": strip(checkpoint["teacher"]), "epoch": 1,
-                "dino_loss": {"center": torch.ones(1, 64)}}, path)
+    torch.save(
+        {
+            "student": strip(checkpoint["student"]),
+            "teacher": strip(checkpoint["teacher"]),
+            "epoch": 1,
+            "dino_loss": {"center": torch.ones(1, 64)},
+        },
+        path,
+    )
     config = load_config(None, [*trajectory.overrides(0.0, "default"), "train.method=dino", "masking.strategy=none"])
     converted = convert_original_checkpoint(path, config, tmp_path / "run")
     assert any("mask_token" in note for note in converted.notes)
@@ -136,8 +151,20 @@ def test_pretraining_continues_from_a_converted_checkpoint(ref, tmp_path, capsys
     """`attmask convert` then `attmask pretrain` resumes at the original's epoch with its weights."""
     _, path = _original(ref, tmp_path, epoch=1)
     sets = [x for o in trajectory.overrides(0.0, "original") for x in ("--set", o)]
-    sets += ["--set", "data.source=digits", "--set", "data.num_workers=0", "--set", "train.max_steps_per_epoch=2",
-             "--set", "train.progress=false", "--set", "train.log_every_steps=1", "--set", "train.device=cpu"]
+    sets += [
+        "--set",
+        "data.source=digits",
+        "--set",
+        "data.num_workers=0",
+        "--set",
+        "train.max_steps_per_epoch=2",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "train.log_every_steps=1",
+        "--set",
+        "train.device=cpu",
+    ]
     run = tmp_path / "run"
     assert main(["convert", str(path), *sets, "--out", str(run)]) == 0
     assert "epoch 1" in capsys.readouterr().out

@@ -31,12 +31,12 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-def test_compile_flag_compiles_both_backbones_and_keeps_the_losses(tmp_path, monkeypatch, one_thread,
-                                                                   fresh_dynamo) -> None:
+def test_compile_flag_compiles_both_backbones_and_keeps_the_losses(
+    tmp_path, monkeypatch, one_thread, fresh_dynamo
+) -> None:
     # aot_eager traces forward and backward with dynamic shapes like inductor but generates no
     # code (inductor takes minutes on a 2-core CPU; see the opt-in test below).
-    monkeypatch.setattr(trainer_module, "compile_backbones",
-                        functools.partial(compile_backbones, backend="aot_eager"))
+    monkeypatch.setattr(trainer_module, "compile_backbones", functools.partial(compile_backbones, backend="aot_eager"))
     eager, expected = _run(tmp_path, "eager")
     compiled, losses = _run(tmp_path, "compiled", "train.compile=true")
     for encoder in (compiled.method.student, compiled.method.teacher):
@@ -48,9 +48,10 @@ def test_compile_flag_compiles_both_backbones_and_keeps_the_losses(tmp_path, mon
         assert losses[step] == pytest.approx(loss, rel=1e-5)
 
 
-@pytest.mark.skipif(os.environ.get("ATTMASK_TEST_INDUCTOR") != "1",
-                    reason="inductor compiles the tiny ViT in about 100 s on a 2-core CPU; "
-                           "set ATTMASK_TEST_INDUCTOR=1 to run it")
+@pytest.mark.skipif(
+    os.environ.get("ATTMASK_TEST_INDUCTOR") != "1",
+    reason="inductor compiles the tiny ViT in about 100 s on a 2-core CPU; set ATTMASK_TEST_INDUCTOR=1 to run it",
+)
 def test_compile_flag_with_inductor(tmp_path, one_thread, fresh_dynamo) -> None:
     if shutil.which(os.environ.get("CXX", "g++")) is None:
         pytest.skip("inductor needs a C++ compiler on CPU and none was found")

@@ -8,7 +8,7 @@ import pytest
 from attmask.cli.main import main
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
-from tests.engine.tiny import monitored_trainer, TINY, tiny_config
+from tests.engine.tiny import TINY, monitored_trainer, tiny_config
 
 
 def _expected(run) -> dict[tuple[str, int], float]:
@@ -27,14 +27,24 @@ def test_mlflow_file_store_holds_the_log(tmp_path, monkeypatch) -> None:
     mlflow = pytest.importorskip("mlflow")  # the trackers extra
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run = tmp_path / "run"
-    monitored_trainer(tiny_config("train.loggers=[jsonl, mlflow]", "train.knn_every_epochs=1",
-                        "train.knn_train_samples=100", "train.knn_test_samples=50"), run).fit()
+    monitored_trainer(
+        tiny_config(
+            "train.loggers=[jsonl, mlflow]",
+            "train.knn_every_epochs=1",
+            "train.knn_train_samples=100",
+            "train.knn_test_samples=50",
+        ),
+        run,
+    ).fit()
     client = mlflow.tracking.MlflowClient(tracking_uri=(run / "mlruns").resolve().as_uri())
     [found] = client.search_runs([client.get_experiment_by_name("attmask").experiment_id])
     assert found.info.run_name == "run" and found.data.params["optim.lr"] == "0.0005"
     expected = _expected(run)
-    logged = {(key, point.step): point.value for key in {k for k, _ in expected}
-              for point in client.get_metric_history(found.info.run_id, key)}
+    logged = {
+        (key, point.step): point.value
+        for key in {k for k, _ in expected}
+        for point in client.get_metric_history(found.info.run_id, key)
+    }
     assert logged == pytest.approx(expected)
     assert ("knn_top1", 4) in logged and ("loss", 1) in logged
 

@@ -13,14 +13,15 @@ from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer, TrainingError
 from attmask.masking import STRATEGIES
-from tests.engine.tiny import monitored_trainer, losses_by_step, tiny_config
+from tests.engine.tiny import losses_by_step, monitored_trainer, tiny_config
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("method", ["ibot", "dino"])
 def test_two_step_smoke_run(tmp_path, method: str, strategy: str) -> None:
-    config = tiny_config(f"train.method={method}", f"masking.strategy={strategy}",
-                         "optim.epochs=1", "masking.show_ratio=[0.01, 0.05]")
+    config = tiny_config(
+        f"train.method={method}", f"masking.strategy={strategy}", "optim.epochs=1", "masking.show_ratio=[0.01, 0.05]"
+    )
     summary = Trainer(config, tmp_path).fit()
     records = read_log(tmp_path)
     steps = [r for r in records if "loss" in r]
@@ -52,8 +53,14 @@ def test_teacher_follows_student_by_ema(tmp_path) -> None:
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch) -> None:
-    overrides = ("optim.epochs=3", "train.max_steps_per_epoch=3", "train.save_every_steps=2",
-                 "masking.strategy=attmask_hint", "masking.probability=0.5", "model.drop_path_rate=0.1")
+    overrides = (
+        "optim.epochs=3",
+        "train.max_steps_per_epoch=3",
+        "train.save_every_steps=2",
+        "masking.strategy=attmask_hint",
+        "masking.probability=0.5",
+        "model.drop_path_rate=0.1",
+    )
     Trainer(tiny_config(*overrides), tmp_path / "straight").fit()
     expected = losses_by_step(read_log(tmp_path / "straight"))
     assert sorted(expected) == list(range(1, 10))
@@ -76,8 +83,9 @@ def test_resume_continues_exactly(tmp_path, monkeypatch) -> None:
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, monkeypatch) -> None:
-    trainer = Trainer(tiny_config("optim.epochs=1", "train.max_steps_per_epoch=4",
-                                  "train.save_every_steps=2"), tmp_path)
+    trainer = Trainer(
+        tiny_config("optim.epochs=1", "train.max_steps_per_epoch=4", "train.save_every_steps=2"), tmp_path
+    )
     original = trainer.method.training_step
 
     def poisoned(crops, epoch):
@@ -88,7 +96,10 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
         return out
 
     monkeypatch.setattr(trainer.method, "training_step", poisoned)
-    with pytest.raises(TrainingError, match=r"NaN/inf .* last checkpoint .* \(step 2\) has weight norm .*1.00x the first logged .*: sane"):
+    with pytest.raises(
+        TrainingError,
+        match=r"NaN/inf .* last checkpoint .* \(step 2\) has weight norm .*1.00x the first logged .*: sane",
+    ):
         trainer.fit()
     state = load_checkpoint(tmp_path / "checkpoint.pth")
     assert state["progress"]["global_step"] == 2
@@ -104,11 +115,15 @@ def test_resuming_another_architecture_is_refused(tmp_path) -> None:
 def test_gradient_accumulation_matches_a_larger_batch(tmp_path) -> None:
     # The centres move after every micro-batch (as the loss sees each one), so freeze them
     # (momentum 1) to compare the optimisation itself: same samples, masks, grads and steps.
-    common = ("optim.epochs=1", "train.max_steps_per_epoch=2", "masking.strategy=attmask_high",
-              "masking.ratio=0.3", "loss.center_momentum=1.0")
+    common = (
+        "optim.epochs=1",
+        "train.max_steps_per_epoch=2",
+        "masking.strategy=attmask_high",
+        "masking.ratio=0.3",
+        "loss.center_momentum=1.0",
+    )
     big = Trainer(tiny_config(*common, "data.batch_size=8"), tmp_path / "big")
-    small = Trainer(tiny_config(*common, "data.batch_size=4", "optim.accumulation_steps=2"),
-                    tmp_path / "accumulated")
+    small = Trainer(tiny_config(*common, "data.batch_size=4", "optim.accumulation_steps=2"), tmp_path / "accumulated")
     big.fit()
     small.fit()
     expected = losses_by_step(read_log(tmp_path / "big"))
@@ -134,8 +149,10 @@ def test_bf16_autocast_run_on_cpu(tmp_path) -> None:
 @pytest.mark.parametrize("frozen_epochs", [0, 1])
 def test_last_layer_is_frozen_during_the_first_epochs(tmp_path, frozen_epochs: int) -> None:
     # two steps: the warm-up's first learning rate is exactly 0
-    trainer = Trainer(tiny_config("optim.epochs=1", "train.max_steps_per_epoch=2",
-                                  f"optim.freeze_last_layer_epochs={frozen_epochs}"), tmp_path)
+    trainer = Trainer(
+        tiny_config("optim.epochs=1", "train.max_steps_per_epoch=2", f"optim.freeze_last_layer_epochs={frozen_epochs}"),
+        tmp_path,
+    )
     before = [p.detach().clone() for p in trainer.train_step.last_layer]
     trainer.fit()
     unchanged = all(torch.equal(a, b) for a, b in zip(before, trainer.train_step.last_layer))
@@ -145,8 +162,9 @@ def test_last_layer_is_frozen_during_the_first_epochs(tmp_path, frozen_epochs: i
 def test_baselines_and_time_to_accuracy_axes_are_logged(tmp_path) -> None:
     from attmask.cli.pretrain import summary_lines
 
-    config = tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true", "data.val_images=40",
-                         "train.knn_train_samples=100")
+    config = tiny_config(
+        "train.knn_every_epochs=1", "train.knn_baseline=true", "data.val_images=40", "train.knn_train_samples=100"
+    )
     summary = monitored_trainer(config, tmp_path).fit()
     records = read_log(tmp_path)
     steps = [r for r in records if "loss" in r]
@@ -167,8 +185,13 @@ def test_baselines_and_time_to_accuracy_axes_are_logged(tmp_path) -> None:
 def test_uniform_teacher_targets_raise_one_collapse_warning_per_epoch(tmp_path, capsys) -> None:
     # A teacher temperature of 100 makes every target uniform: the guard must say so, from the
     # second epoch on (the first is left to warm up), once per epoch.
-    config = tiny_config("optim.epochs=3", "loss.teacher_temp=100", "loss.warmup_teacher_temp=100",
-                         "loss.teacher_patch_temp=100", "loss.warmup_teacher_patch_temp=100")
+    config = tiny_config(
+        "optim.epochs=3",
+        "loss.teacher_temp=100",
+        "loss.warmup_teacher_temp=100",
+        "loss.teacher_patch_temp=100",
+        "loss.warmup_teacher_patch_temp=100",
+    )
     Trainer(config, tmp_path).fit()
     warnings = [r for r in read_log(tmp_path) if "collapse_warning" in r]
     assert [r["epoch"] for r in warnings] == [1, 2]

@@ -5,12 +5,27 @@ from __future__ import annotations
 from attmask.config import Config, load_config
 
 TINY = [
-    "model.arch=vit_tiny", "model.depth=2", "model.patch_size=4", "model.drop_path_rate=0.0",
-    "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=64", "head.bottleneck_dim=32",
-    "data.source=digits", "data.crops=tiny", "data.batch_size=8", "data.num_workers=0",
-    "optim.epochs=2", "optim.warmup_epochs=1", "loss.warmup_teacher_temp_epochs=1",
-    "train.max_steps_per_epoch=2", "train.progress=false", "train.log_every_steps=1",
-    "train.device=cpu", "train.precision=fp32", "masking.probability=1.0",
+    "model.arch=vit_tiny",
+    "model.depth=2",
+    "model.patch_size=4",
+    "model.drop_path_rate=0.0",
+    "head.out_dim=64",
+    "head.patch_out_dim=64",
+    "head.hidden_dim=64",
+    "head.bottleneck_dim=32",
+    "data.source=digits",
+    "data.crops=tiny",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "optim.epochs=2",
+    "optim.warmup_epochs=1",
+    "loss.warmup_teacher_temp_epochs=1",
+    "train.max_steps_per_epoch=2",
+    "train.progress=false",
+    "train.log_every_steps=1",
+    "train.device=cpu",
+    "train.precision=fp32",
+    "masking.probability=1.0",
 ]
 
 
@@ -34,8 +49,13 @@ def losses_by_step(records: list[dict]) -> dict[int, float]:
 
 #: Overrides of a tiny MAE run (random masking, 75% hidden, a one-block decoder).
 TINY_MAE = (
-    "train.method=mae", "masking.strategy=random", "masking.ratio=0.75", "masking.probability=1.0",
-    "recon.decoder_dim=32", "recon.decoder_depth=1", "recon.decoder_heads=2",
+    "train.method=mae",
+    "masking.strategy=random",
+    "masking.ratio=0.75",
+    "masking.probability=1.0",
+    "recon.decoder_dim=32",
+    "recon.decoder_depth=1",
+    "recon.decoder_heads=2",
 )
 
 
@@ -71,10 +91,10 @@ def _gloo_worker(rank: int, world_size: int, port: int, run_dir: str, overrides:
     import torch
 
     from attmask.core.distributed import shutdown
-    from attmask.engine.trainer import Trainer
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     try:
         monitored_trainer(tiny_config(*overrides), run_dir).fit()
@@ -88,5 +108,10 @@ def train_on_gloo(run_dir, overrides: tuple[str, ...], world_size: int = 2) -> N
 
     from tests.conftest import free_port
 
-    mp.start_processes(_gloo_worker, args=(world_size, free_port(), str(run_dir), tuple(overrides)),
-                       nprocs=world_size, join=True, start_method="spawn")
+    mp.start_processes(
+        _gloo_worker,
+        args=(world_size, free_port(), str(run_dir), tuple(overrides)),
+        nprocs=world_size,
+        join=True,
+        start_method="spawn",
+    )

@@ -31,31 +31,71 @@ KEY_BIAS = slice(48, 96)  # attn.qkv.bias rows of the keys: true gradient 0, Ada
 def overrides(clip: float, fidelity: str) -> list[str]:
     """The trajectory's setup (reference README) as ``--set`` overrides."""
     return [
-        "model.arch=vit_tiny", "model.depth=2", "model.embed_dim=48", "model.num_heads=3", "model.patch_size=8",
-        "model.drop_path_rate=0.0", "head.out_dim=64", "head.patch_out_dim=64", "head.hidden_dim=64",
-        "head.bottleneck_dim=32", "head.norm_last_layer=true", "head.shared_head=true",
-        "loss.warmup_teacher_temp=0.04", "loss.teacher_temp=0.07", "loss.warmup_teacher_patch_temp=0.04",
-        "loss.teacher_patch_temp=0.07", "loss.warmup_teacher_temp_epochs=1", "loss.student_temp=0.1",
-        "loss.center_momentum=0.9", "masking.strategy=attmask_high", "masking.ratio=[0.3, 0.3]",
-        "masking.probability=1.0", "data.crops=small32", "data.global_size=32", "data.local_size=16",
-        "data.num_local=2", f"data.batch_size={BATCH}", f"optim.epochs={EPOCHS}", "optim.lr=0.032",
-        "optim.min_lr=1e-5", "optim.warmup_epochs=1", "optim.weight_decay=0.04", "optim.weight_decay_end=0.4",
-        "optim.teacher_momentum=0.99", "optim.teacher_momentum_end=1.0", f"optim.clip_grad={clip}",
-        "optim.freeze_last_layer_epochs=1", "train.precision=fp32", f"train.fidelity={fidelity}",
+        "model.arch=vit_tiny",
+        "model.depth=2",
+        "model.embed_dim=48",
+        "model.num_heads=3",
+        "model.patch_size=8",
+        "model.drop_path_rate=0.0",
+        "head.out_dim=64",
+        "head.patch_out_dim=64",
+        "head.hidden_dim=64",
+        "head.bottleneck_dim=32",
+        "head.norm_last_layer=true",
+        "head.shared_head=true",
+        "loss.warmup_teacher_temp=0.04",
+        "loss.teacher_temp=0.07",
+        "loss.warmup_teacher_patch_temp=0.04",
+        "loss.teacher_patch_temp=0.07",
+        "loss.warmup_teacher_temp_epochs=1",
+        "loss.student_temp=0.1",
+        "loss.center_momentum=0.9",
+        "masking.strategy=attmask_high",
+        "masking.ratio=[0.3, 0.3]",
+        "masking.probability=1.0",
+        "data.crops=small32",
+        "data.global_size=32",
+        "data.local_size=16",
+        "data.num_local=2",
+        f"data.batch_size={BATCH}",
+        f"optim.epochs={EPOCHS}",
+        "optim.lr=0.032",
+        "optim.min_lr=1e-5",
+        "optim.warmup_epochs=1",
+        "optim.weight_decay=0.04",
+        "optim.weight_decay_end=0.4",
+        "optim.teacher_momentum=0.99",
+        "optim.teacher_momentum_end=1.0",
+        f"optim.clip_grad={clip}",
+        "optim.freeze_last_layer_epochs=1",
+        "train.precision=fp32",
+        f"train.fidelity={fidelity}",
     ]
 
 
 def original_checkpoint(ref: dict[str, np.ndarray], path: Path) -> Path:
     """The stored initial student as an original ``checkpoint.pth`` (DDP prefix on the student)."""
-    init = {k.removeprefix("init_student/"): torch.from_numpy(v.copy()) for k, v in ref.items()
-            if k.startswith("init_student/")}
+    init = {
+        k.removeprefix("init_student/"): torch.from_numpy(v.copy())
+        for k, v in ref.items()
+        if k.startswith("init_student/")
+    }
     init["head.last_layer2.weight_g"] = init["head.last_layer.weight_g"]  # shared head: one tensor
     init["head.last_layer2.weight_v"] = init["head.last_layer.weight_v"]
     teacher = {k: v.clone() for k, v in init.items() if k != "backbone.masked_embed"}
     teacher["head.last_layer2.weight_g"], teacher["head.last_layer2.weight_v"] = (
-        teacher["head.last_layer.weight_g"], teacher["head.last_layer.weight_v"])
-    torch.save({"student": {f"module.{k}": v for k, v in init.items()}, "teacher": teacher, "epoch": 0,
-                "ibot_loss": {"center": torch.zeros(1, 64), "center2": torch.zeros(1, 1, 64)}}, path)
+        teacher["head.last_layer.weight_g"],
+        teacher["head.last_layer.weight_v"],
+    )
+    torch.save(
+        {
+            "student": {f"module.{k}": v for k, v in init.items()},
+            "teacher": teacher,
+            "epoch": 0,
+            "ibot_loss": {"center": torch.zeros(1, 64), "center2": torch.zeros(1, 1, 64)},
+        },
+        path,
+    )
     return path
 
 
@@ -74,9 +114,16 @@ class Trajectory:
         return np.stack(self.values[key])
 
 
-def run(ref: dict[str, np.ndarray], run_name: str, tmp_path: Path, fidelity: str = "original",
-        own_masks: bool = False, resize: bool = False, decay_tokens: bool = False,
-        per_parameter_clip: bool = False) -> Trajectory:
+def run(
+    ref: dict[str, np.ndarray],
+    run_name: str,
+    tmp_path: Path,
+    fidelity: str = "original",
+    own_masks: bool = False,
+    resize: bool = False,
+    decay_tokens: bool = False,
+    per_parameter_clip: bool = False,
+) -> Trajectory:
     """Run the 12 steps of trajectory ``run_name`` (``A`` no clipping, ``B`` clip 0.3)."""
     clip = {"A": 0.0, "B": 0.3}[run_name]
     config = load_config(None, overrides(clip, fidelity))
@@ -107,10 +154,19 @@ def run(ref: dict[str, np.ndarray], run_name: str, tmp_path: Path, fidelity: str
             with method.fixed_masks(masks):
                 logs = step([crops], epoch, lr, wd, momentum)
         temps = method.loss.teacher_temps(epoch)
-        trajectory.add(loss=logs["loss"], loss_cls=logs["loss_cls"], loss_patch=logs["loss_patch"],
-                       grad_norm=logs["grad_norm"], lr=lr, wd=wd, momentum=momentum, teacher_temp=temps[0],
-                       teacher_patch_temp=temps[1], center=method.loss.center.center.clone(),
-                       center2=method.loss.patch_center.center.clone())
+        trajectory.add(
+            loss=logs["loss"],
+            loss_cls=logs["loss_cls"],
+            loss_patch=logs["loss_patch"],
+            grad_norm=logs["grad_norm"],
+            lr=lr,
+            wd=wd,
+            momentum=momentum,
+            teacher_temp=temps[0],
+            teacher_patch_temp=temps[1],
+            center=method.loss.center.center.clone(),
+            center2=method.loss.patch_center.center.clone(),
+        )
     return trajectory
 
 
@@ -120,9 +176,13 @@ def _outputs(method: torch.nn.Module, crops: list[torch.Tensor], masks: torch.Te
     global_views = torch.cat(crops[:2])
     target = method.teacher(global_views, return_cls_attention=True)
     pred = method.student(global_views, masks, crops[2:], with_patches=False)
-    trajectory.add(teacher_cls=target.cls, student_cls=pred.cls, student_local_cls=pred.local_cls,
-                   cls_attention=scores_from_cls_attention(target.cls_attention),
-                   own_masks=method.make_masks(global_views, target))
+    trajectory.add(
+        teacher_cls=target.cls,
+        student_cls=pred.cls,
+        student_local_cls=pred.local_cls,
+        cls_attention=scores_from_cls_attention(target.cls_attention),
+        own_masks=method.make_masks(global_views, target),
+    )
 
 
 def final_weights(trajectory: Trajectory, branch: str) -> dict[str, np.ndarray]:
@@ -132,9 +192,16 @@ def final_weights(trajectory: Trajectory, branch: str) -> dict[str, np.ndarray]:
 
 
 def _names(branch: str) -> list[str]:
-    names = ["backbone.cls_token", "backbone.pos_embed", "backbone.patch_embed.proj.weight",
-             "backbone.patch_embed.proj.bias", "backbone.norm.weight", "backbone.norm.bias",
-             "head.last_layer.weight_g", "head.last_layer.weight_v"]
+    names = [
+        "backbone.cls_token",
+        "backbone.pos_embed",
+        "backbone.patch_embed.proj.weight",
+        "backbone.patch_embed.proj.bias",
+        "backbone.norm.weight",
+        "backbone.norm.bias",
+        "head.last_layer.weight_g",
+        "head.last_layer.weight_v",
+    ]
     for block in range(2):
         for part in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
             names += [f"backbone.blocks.{block}.{part}.weight", f"backbone.blocks.{block}.{part}.bias"]

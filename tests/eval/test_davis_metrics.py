@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attmask.eval.davis_metrics import (aggregate, boundary_f, boundary_map, region_similarity, score_sequence,
-                                        statistics)
+from attmask.eval.davis_metrics import (
+    aggregate,
+    boundary_f,
+    boundary_map,
+    region_similarity,
+    score_sequence,
+    statistics,
+)
 from tests.conftest import load_reference
 
 
@@ -30,7 +36,7 @@ def test_edge_cases_j_f_and_boundary_maps(ref) -> None:
 def test_statistics_mean_recall_decay(ref) -> None:
     flat, offsets = ref["stats_values_flat"], ref["stats_offsets"]
     for n in range(len(offsets) - 1):
-        np.testing.assert_allclose(statistics(flat[offsets[n]:offsets[n + 1]]), ref["stats_out"][n], atol=1e-12)
+        np.testing.assert_allclose(statistics(flat[offsets[n] : offsets[n + 1]]), ref["stats_out"][n], atol=1e-12)
     np.testing.assert_allclose(statistics(ref["stats_nan_values"]), ref["stats_nan_out"], atol=1e-12)
 
 
@@ -68,8 +74,8 @@ def _moving_square_video(root, frames: int = 8, size: int = 64) -> None:
         pixels = rng.integers(90, 130, (size, size, 3), dtype=np.uint8)
         labels = np.zeros((size, size), np.uint8)
         top, left = 16 + t, 8 + 3 * t
-        pixels[top:top + 20, left:left + 20] = (220, 30, 30)
-        labels[top:top + 20, left:left + 20] = 1
+        pixels[top : top + 20, left : left + 20] = (220, 30, 30)
+        labels[top : top + 20, left : left + 20] = 1
         Image.fromarray(pixels).save(images / f"{t:05d}.jpg", quality=95)
         annotation = Image.fromarray(labels, mode="L").convert("P")
         annotation.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
@@ -88,8 +94,25 @@ def test_eval_davis_follows_a_moving_object_end_to_end(tmp_path, capsys) -> None
     assert main(["pretrain", "--out", str(run), *[a for s in (*TINY, "optim.epochs=1") for a in ("--set", s)]]) == 0
     _moving_square_video(tmp_path / "davis")
     capsys.readouterr()
-    assert main(["eval", "davis", "--checkpoint", str(run), "--data", str(tmp_path / "davis"), "--scale", "64",
-                 "--radius", "4", "--save-masks", str(tmp_path / "masks")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "davis",
+                "--checkpoint",
+                str(run),
+                "--data",
+                str(tmp_path / "davis"),
+                "--scale",
+                "64",
+                "--radius",
+                "4",
+                "--save-masks",
+                str(tmp_path / "masks"),
+            ]
+        )
+        == 0
+    )
     assert "DAVIS J&F-Mean" in capsys.readouterr().out
     result = json.loads((run / "eval" / "davis.json").read_text())
     assert result["J-Mean"] > 50, result  # the propagated mask follows the square

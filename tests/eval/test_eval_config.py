@@ -33,15 +33,31 @@ def test_defaults_are_the_library_dataclasses() -> None:
     assert probe == asdict(LinearProbeConfig()) and isinstance(config.linear, LinearProbeConfig)
     settings = {f.name: getattr(config.davis, f.name) for f in fields(PropagationSettings)}
     assert settings == asdict(PropagationSettings()) and isinstance(config.davis, PropagationSettings)
-    assert set(PROTOCOL_SECTIONS) == {"knn", "fewshot", "linear", "finetune", "retrieval", "robustness",
-                                      "revisited", "davis"}
+    assert set(PROTOCOL_SECTIONS) == {
+        "knn",
+        "fewshot",
+        "linear",
+        "finetune",
+        "retrieval",
+        "robustness",
+        "revisited",
+        "davis",
+    }
 
 
 def test_yaml_then_overrides_with_coercion(tmp_path: Path) -> None:
     path = tmp_path / "eval.yaml"
     path.write_text("knn: {ks: [5], temperature: 0.1}\nfinetune: {epochs: 7, clip_grad: 3}\n")
-    config = load_eval_config(path, ["knn.ks=[1, 2]", "data.per_class=10", "linear.crop_scale=[0.5, 1]",
-                                     "davis.sequences=[bike-packing]", "session.device=cuda:1"])
+    config = load_eval_config(
+        path,
+        [
+            "knn.ks=[1, 2]",
+            "data.per_class=10",
+            "linear.crop_scale=[0.5, 1]",
+            "davis.sequences=[bike-packing]",
+            "session.device=cuda:1",
+        ],
+    )
     assert config.knn.ks == [1, 2] and config.knn.temperature == 0.1  # --set wins over the file
     assert config.finetune.epochs == 7 and config.finetune.clip_grad == 3.0
     assert config.data.per_class == 10 and config.data.train_subset == 10
@@ -49,20 +65,23 @@ def test_yaml_then_overrides_with_coercion(tmp_path: Path) -> None:
     assert config.session.device == "cuda:1" and config.finetune.layer_decay == 0.75  # others keep defaults
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["knn.kz=1"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
-    (["epochs=3"], "unknown config key epochs; keys are section.key with the sections data, session"),
-    (["knn.ks=x"], "config key knn.ks expects int, got 'x'"),
-    (["knn.features=pixels"], "config key knn.features must be one of cls, gap"),
-    (["data.subset=10"], "config key data.subset must be a fraction in (0, 1]"),
-    (["data.subset=0.5", "data.per_class=3"], "set one of them"),
-    (["robustness.ratios=[1.5]"], "config key robustness.ratios must be one or more fractions in [0, 1]"),
-    (["finetune.epochs=0"], "config section finetune: need epochs >= 1"),
-    (["linear.feature_kind=pixels"], "config section linear: unknown feature_kind 'pixels'"),
-    (["davis.radius=-1"], "config key davis.radius must be >= 0"),
-    (["knn=3"], "config section knn must be a mapping"),
-    (["knn.ks"], "must look like section.key=value"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["knn.kz=1"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
+        (["epochs=3"], "unknown config key epochs; keys are section.key with the sections data, session"),
+        (["knn.ks=x"], "config key knn.ks expects int, got 'x'"),
+        (["knn.features=pixels"], "config key knn.features must be one of cls, gap"),
+        (["data.subset=10"], "config key data.subset must be a fraction in (0, 1]"),
+        (["data.subset=0.5", "data.per_class=3"], "set one of them"),
+        (["robustness.ratios=[1.5]"], "config key robustness.ratios must be one or more fractions in [0, 1]"),
+        (["finetune.epochs=0"], "config section finetune: need epochs >= 1"),
+        (["linear.feature_kind=pixels"], "config section linear: unknown feature_kind 'pixels'"),
+        (["davis.radius=-1"], "config key davis.radius must be >= 0"),
+        (["knn=3"], "config section knn must be a mapping"),
+        (["knn.ks"], "must look like section.key=value"),
+    ],
+)
 def test_bad_keys_and_values_are_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_eval_config(None, overrides)
@@ -75,8 +94,9 @@ def test_missing_file_names_the_presets(tmp_path: Path) -> None:
 
 
 def test_saved_sections_read_back(tmp_path: Path) -> None:
-    config = load_eval_config(None, ["linear.mode=full", "linear.epochs=3", "robustness.classifier=linear",
-                                     "data.subset=0.5", "knn.ks=[7]"])
+    config = load_eval_config(
+        None, ["linear.mode=full", "linear.epochs=3", "robustness.classifier=linear", "data.subset=0.5", "knn.ks=[7]"]
+    )
     path = tmp_path / "robustness.config.yaml"
     save_eval_config(config, path, sections_of("robustness"))
     text = path.read_text()

@@ -32,12 +32,15 @@ class _PoolingBackbone(torch.nn.Module):
 
 def _loader(sizes: tuple[int, ...] = (4, 4, 3), seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 3, 16, 16, generator=generator),
-             torch.randint(10, (size,), generator=generator)) for size in sizes]
+    return [
+        (torch.randn(size, 3, 16, 16, generator=generator), torch.randint(10, (size,), generator=generator))
+        for size in sizes
+    ]
 
 
-@pytest.mark.parametrize(("kind", "width"), [("cls", DIM), ("gap", DIM), ("cls+gap", 2 * DIM),
-                                             ("last4", 4 * DIM), ("last4+gap", 5 * DIM)])
+@pytest.mark.parametrize(
+    ("kind", "width"), [("cls", DIM), ("gap", DIM), ("cls+gap", 2 * DIM), ("last4", 4 * DIM), ("last4+gap", 5 * DIM)]
+)
 def test_shapes_and_dtypes_of_every_kind(kind: str, width: int) -> None:
     features, labels = extract_features(_model(depth=4), _loader(), kind=kind)
     assert features.shape == (11, width) and features.dtype == torch.float32
@@ -52,10 +55,13 @@ def test_features_equal_the_backbone_outputs() -> None:
     with torch.no_grad():
         output = model(images)
         last4 = torch.cat([tokens[:, 0] for tokens in model.intermediate_layers(images, 4)], -1)
-    expected = {"cls": output.cls_token, "gap": output.patch_tokens.mean(1),
-                "cls+gap": torch.cat([output.cls_token, output.patch_tokens.mean(1)], -1),
-                "last4": last4,
-                "last4+gap": torch.cat([last4, output.patch_tokens.mean(1)], -1)}
+    expected = {
+        "cls": output.cls_token,
+        "gap": output.patch_tokens.mean(1),
+        "cls+gap": torch.cat([output.cls_token, output.patch_tokens.mean(1)], -1),
+        "last4": last4,
+        "last4+gap": torch.cat([last4, output.patch_tokens.mean(1)], -1),
+    }
     for kind, target in expected.items():
         features, labels = extract_features(model, loader, kind=kind)
         torch.testing.assert_close(features, target, rtol=1e-5, atol=1e-5)
@@ -92,7 +98,6 @@ def test_invalid_requests_raise() -> None:
         extract_features(_model(), [])
 
 
-
 def _gather_worker(rank: int, port: int, directory: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -108,10 +113,8 @@ RANK_SHARES = {0: (3,), 1: (2, 2)}
 
 
 def test_two_ranks_gather_every_sample(tmp_path) -> None:
-    mp.start_processes(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
-    single = [extract_features(_PoolingBackbone(), _loader(RANK_SHARES[rank], seed=rank))
-              for rank in (0, 1)]
+    mp.start_processes(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    single = [extract_features(_PoolingBackbone(), _loader(RANK_SHARES[rank], seed=rank)) for rank in (0, 1)]
     expected_features = torch.cat([features for features, _ in single])  # rank order
     expected_labels = torch.cat([labels for _, labels in single])
     for rank in (0, 1):

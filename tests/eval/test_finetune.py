@@ -12,9 +12,9 @@ from timm.models import group_parameters
 from timm.optim import param_groups_layer_decay
 from torch.utils.data import DataLoader
 
-from attmask.data.augment import eval_transform
-from attmask.data.datasets import build_dataset
 from attmask.core.schedules import cosine_schedule
+from attmask.data.augment import crop_flip_transform, eval_transform
+from attmask.data.datasets import build_dataset
 from attmask.eval.finetune import (
     Classifier,
     FinetuneConfig,
@@ -23,7 +23,6 @@ from attmask.eval.finetune import (
     layer_decay_groups,
     with_drop_path,
 )
-from attmask.data.augment import crop_flip_transform
 from attmask.models import VisionTransformer
 
 CLASSES = 10
@@ -47,12 +46,16 @@ def test_vit_group_matcher_and_no_weight_decay_follow_timm() -> None:
     vit = _tiny_vit(depth=3, patch_size=4)
     layers = group_parameters(vit, vit.group_matcher(), reverse=True)
     for name, _ in vit.named_parameters():
-        expected = (0 if name.split(".")[0] in ("cls_token", "pos_embed", "patch_embed", "mask_token")
-                    else int(name.split(".")[1]) + 1 if name.startswith("blocks.") else 3)
+        expected = (
+            0
+            if name.split(".")[0] in ("cls_token", "pos_embed", "patch_embed", "mask_token")
+            else int(name.split(".")[1]) + 1
+            if name.startswith("blocks.")
+            else 3
+        )
         assert layers[name] == expected, name  # the final norm joins the last block, as in timm
     assert vit.no_weight_decay() == set(NO_DECAY) <= dict(vit.named_parameters()).keys()
-    groups = _groups_by_name(vit, param_groups_layer_decay(vit, 0.05, vit.no_weight_decay(),
-                                                           layer_decay=0.5))
+    groups = _groups_by_name(vit, param_groups_layer_decay(vit, 0.05, vit.no_weight_decay(), layer_decay=0.5))
     assert groups["blocks.0.attn.qkv.weight"]["lr_scale"] == pytest.approx(0.5**2)
     assert groups["pos_embed"]["lr_scale"] == pytest.approx(0.5**3)
     assert groups["norm.weight"]["lr_scale"] == groups["blocks.2.mlp.fc1.weight"]["lr_scale"] == 1.0
@@ -79,8 +82,7 @@ def test_classifier_layer_decay_scales_and_weight_decay(depth: int) -> None:
 def test_with_drop_path_sets_the_linear_rule_on_a_copy() -> None:
     vit = _tiny_vit(depth=4)
     copied = with_drop_path(vit, 0.3)
-    rates = [block.drop_path.drop_prob if isinstance(block.drop_path, DropPath) else 0.0
-             for block in copied.blocks]
+    rates = [block.drop_path.drop_prob if isinstance(block.drop_path, DropPath) else 0.0 for block in copied.blocks]
     assert rates == pytest.approx(torch.linspace(0, 0.3, 4).tolist())
     assert isinstance(copied.blocks[0].drop_path, torch.nn.Identity)
     assert all(isinstance(block.drop_path, torch.nn.Identity) for block in vit.blocks)
@@ -94,8 +96,7 @@ def test_with_drop_path_sets_the_linear_rule_on_a_copy() -> None:
 @pytest.mark.parametrize("pool", ["cls", "gap"])
 def test_classifier_head_on_cls_or_mean_patch_token(pool: str) -> None:
     vit = _tiny_vit(patch_size=4).eval()
-    model = Classifier(vit, CLASSES, pool=pool, head_init_std=0.01,
-                       generator=torch.Generator().manual_seed(0))
+    model = Classifier(vit, CLASSES, pool=pool, head_init_std=0.01, generator=torch.Generator().manual_seed(0))
     images = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         output = vit(images)
@@ -132,15 +133,15 @@ def test_learning_rate_is_warmup_cosine_times_each_groups_scale(monkeypatch) -> 
 def test_same_seed_same_result_and_global_generators_untouched() -> None:
     train = build_dataset("digits", "train", subset=10)
     test = build_dataset("digits", "test", subset=5)
-    config = FinetuneConfig(epochs=2, batch_size=32, base_lr=0.03, warmup_epochs=1, mixup=0.8,
-                            cutmix=1.0, randaug=True, clip_grad=1.0)
+    config = FinetuneConfig(
+        epochs=2, batch_size=32, base_lr=0.03, warmup_epochs=1, mixup=0.8, cutmix=1.0, randaug=True, clip_grad=1.0
+    )
     state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
     first, second = (finetune(_tiny_vit(), train, test, CLASSES, config) for _ in range(2))
     assert torch.equal(state, torch.get_rng_state())  # seeded inside, restored after
     assert np.array_equal(numpy_state, np.random.get_state()[1])  # timm's Mixup draws from numpy
     assert first.history == second.history and (first.top1, first.top5) == (second.top1, second.top5)
-    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
-                                                 second.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
     other = finetune(_tiny_vit(), train, test, CLASSES, replace(config, seed=1))
     assert other.history != first.history
 
@@ -150,10 +151,11 @@ def test_finetuning_digits_beats_the_untrained_classifier_and_keeps_the_backbone
     vit = _tiny_vit().train()
     vit.blocks[0].requires_grad_(False)  # frozen by the caller: still fine-tuned, in the copy
     state = {name: value.clone() for name, value in vit.state_dict().items()}
-    untrained = evaluate_classifier(Classifier(vit, CLASSES, generator=torch.Generator().manual_seed(0)),
-                                    DataLoader(build_dataset("digits", "test", eval_transform(8)), 256))
-    config = FinetuneConfig(epochs=5, batch_size=64, base_lr=0.03, warmup_epochs=1,
-                            crop_scale=(0.5, 1.0))
+    untrained = evaluate_classifier(
+        Classifier(vit, CLASSES, generator=torch.Generator().manual_seed(0)),
+        DataLoader(build_dataset("digits", "test", eval_transform(8)), 256),
+    )
+    config = FinetuneConfig(epochs=5, batch_size=64, base_lr=0.03, warmup_epochs=1, crop_scale=(0.5, 1.0))
     result = finetune(vit, train, test, CLASSES, config)
     # measured 63.3 - 77.4% top-1 over 5 seeds; untrained 3.7 - 14.1%
     assert result.top1 > 50.0 and result.top1 > untrained[0] + 30.0 and result.top5 > 90.0
@@ -175,9 +177,16 @@ def test_randaug_transform_shape() -> None:
 
 
 def test_bad_settings_raise() -> None:
-    for bad in (dict(epochs=0), dict(base_lr=-1.0), dict(layer_decay=0.0), dict(drop_path=1.0),
-                dict(mixup=0.8, batch_size=7), dict(pool="max"), dict(clip_grad=0.0),
-                dict(label_smoothing=1.0)):
+    for bad in (
+        dict(epochs=0),
+        dict(base_lr=-1.0),
+        dict(layer_decay=0.0),
+        dict(drop_path=1.0),
+        dict(mixup=0.8, batch_size=7),
+        dict(pool="max"),
+        dict(clip_grad=0.0),
+        dict(label_smoothing=1.0),
+    ):
         with pytest.raises(ValueError):
             FinetuneConfig(**bad)
     train = build_dataset("digits", "train", subset=1)

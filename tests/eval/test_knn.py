@@ -17,18 +17,22 @@ def _reference_cases() -> list[tuple[int, float]]:
 
 def _reference_inputs() -> tuple[dict, list[torch.Tensor], int]:
     arrays = load_reference("knn.npz")
-    tensors = [torch.from_numpy(arrays[key]) for key in
-               ("train_features", "train_labels", "test_features", "test_labels")]
+    tensors = [
+        torch.from_numpy(arrays[key]) for key in ("train_features", "train_labels", "test_features", "test_labels")
+    ]
     return arrays, tensors, int(arrays["num_classes"])
 
 
-def _random_problem(train: int = 120, test: int = 45, dim: int = 12, classes: int = 6,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _random_problem(
+    train: int = 120, test: int = 45, dim: int = 12, classes: int = 6, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(train, dim, generator=generator),
-            torch.randint(classes, (train,), generator=generator),
-            torch.randn(test, dim, generator=generator),
-            torch.randint(classes, (test,), generator=generator))
+    return (
+        torch.randn(train, dim, generator=generator),
+        torch.randint(classes, (train,), generator=generator),
+        torch.randn(test, dim, generator=generator),
+        torch.randint(classes, (test,), generator=generator),
+    )
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -38,8 +42,9 @@ def test_parity_with_official_knn_classifier(k: int, temperature: float, normali
     expected = reference_json(arrays, "results_json")[f"k{k}_T{temperature}"]
     chunk = inputs[2].shape[0] // int(arrays["num_chunks"])  # the official chunking
     for chunk_size in (chunk, 1024):
-        result = weighted_knn(*inputs, num_classes, k=k, temperature=temperature,
-                              chunk_size=chunk_size, normalize=normalize)
+        result = weighted_knn(
+            *inputs, num_classes, k=k, temperature=temperature, chunk_size=chunk_size, normalize=normalize
+        )
         assert result.top1 == pytest.approx(expected[0], abs=1e-6)
         if k >= 20:  # below, the official top-5 depends on how sort orders tied zero-weight classes
             assert result.top5 == pytest.approx(expected[1], abs=1e-6)
@@ -56,8 +61,7 @@ def test_chunking_does_not_change_the_result() -> None:
     inputs = _random_problem()
     reference = weighted_knn(*inputs, 6, k=10, chunk_size=10000)
     for chunk_size, bank_chunk_size in ((7, None), (10000, 13), (7, 5), (1, 1)):
-        assert weighted_knn(*inputs, 6, k=10, chunk_size=chunk_size,
-                            bank_chunk_size=bank_chunk_size) == reference
+        assert weighted_knn(*inputs, 6, k=10, chunk_size=chunk_size, bank_chunk_size=bank_chunk_size) == reference
 
 
 class _MatmulShapes(TorchFunctionMode):
@@ -93,8 +97,9 @@ def test_perfect_features_give_full_accuracy() -> None:
         return one_hot + 0.05 * torch.randn(labels.shape[0], 10, generator=generator)
 
     for temperature in (0.07, 0.005):  # 0.005 would overflow exp(sim / T) without the shift
-        result = weighted_knn(features(train_labels), train_labels, features(test_labels),
-                              test_labels, 10, k=20, temperature=temperature)
+        result = weighted_knn(
+            features(train_labels), train_labels, features(test_labels), test_labels, 10, k=20, temperature=temperature
+        )
         assert (result.top1, result.top5) == (100.0, 100.0)
 
 
@@ -145,8 +150,7 @@ def test_inputs_are_not_modified() -> None:
 def test_float64_features_and_int32_labels() -> None:
     train, train_labels, test, test_labels = _random_problem()
     full = weighted_knn(train, train_labels, test, test_labels, 6, k=10)
-    other = weighted_knn(train.double(), train_labels.int(), test.double(), test_labels.int(),
-                         6, k=10)
+    other = weighted_knn(train.double(), train_labels.int(), test.double(), test_labels.int(), 6, k=10)
     assert (other.top1, other.top5) == (full.top1, full.top5)
 
 
@@ -154,8 +158,7 @@ def test_float64_features_and_int32_labels() -> None:
 def test_cuda_matches_cpu() -> None:
     inputs = _random_problem()
     on_gpu = [tensor.cuda() for tensor in inputs]
-    assert weighted_knn(*on_gpu, 6, k=10, chunk_size=7, bank_chunk_size=13) == \
-        weighted_knn(*inputs, 6, k=10)
+    assert weighted_knn(*on_gpu, 6, k=10, chunk_size=7, bank_chunk_size=13) == weighted_knn(*inputs, 6, k=10)
 
 
 @pytest.mark.parametrize(
@@ -165,8 +168,10 @@ def test_cuda_matches_cpu() -> None:
         (lambda x: {"train_labels": x["train_labels"][:-1]}, "train_labels must have shape"),
         (lambda x: {"test_labels": x["test_labels"][:, None]}, "test_labels must have shape"),
         (lambda x: {"test_features": x["test_features"][0]}, "test_features must be a non-empty"),
-        (lambda x: {"train_features": x["train_features"][:0],
-                    "train_labels": x["train_labels"][:0]}, "train_features must be a non-empty"),
+        (
+            lambda x: {"train_features": x["train_features"][:0], "train_labels": x["train_labels"][:0]},
+            "train_features must be a non-empty",
+        ),
         (lambda x: {"test_labels": x["test_labels"].float()}, "integer tensor"),
         (lambda x: {"train_labels": x["train_labels"] + 6}, r"must lie in \[0, 6\)"),
         (lambda x: {"k": 0}, "k must be >= 1"),
@@ -178,8 +183,14 @@ def test_cuda_matches_cpu() -> None:
 )
 def test_invalid_arguments_raise(change, message: str) -> None:
     train, train_labels, test, test_labels = _random_problem()
-    arguments = {"train_features": train, "train_labels": train_labels, "test_features": test,
-                 "test_labels": test_labels, "num_classes": 6, "k": 5}
+    arguments = {
+        "train_features": train,
+        "train_labels": train_labels,
+        "test_features": test,
+        "test_labels": test_labels,
+        "num_classes": 6,
+        "k": 5,
+    }
     arguments.update(change(arguments))
     with pytest.raises(ValueError, match=message):
         weighted_knn(**arguments)

@@ -22,8 +22,7 @@ def test_bank_chunked_equals_unchunked_on_a_float16_bank() -> None:
     inputs = _half_problem()
     unchunked = weighted_knn(*inputs, 5, k=10, chunk_size=1000, bank_chunk_size=300)
     for chunk_size, bank_chunk_size in ((7, 1), (40, 17), (13, 64), (40, 299)):
-        assert weighted_knn(*inputs, 5, k=10, chunk_size=chunk_size,
-                            bank_chunk_size=bank_chunk_size) == unchunked
+        assert weighted_knn(*inputs, 5, k=10, chunk_size=chunk_size, bank_chunk_size=bank_chunk_size) == unchunked
     assert 20.0 < unchunked.top1 <= 100.0  # clustered features: well above chance (20%)
 
 

@@ -42,8 +42,9 @@ def test_validation_split_takes_queries_from_the_training_set_and_scores_three_f
     bank, queries, classes = monitor._load_splits()
     assert monitor.split_name == "validation" and len(queries) == 6 and len(bank) == 34
     assert not {bank.paths[i] for i in range(len(bank))} & set(queries.paths)
-    again, _, _ = KNNMonitor(tiny_config(f"data.source={tmp_path}", "data.val_images=6", "train.seed=5"),
-                             16, "cpu")._load_splits()
+    again, _, _ = KNNMonitor(
+        tiny_config(f"data.source={tmp_path}", "data.val_images=6", "train.seed=5"), 16, "cpu"
+    )._load_splits()
     assert again.paths == bank.paths, "the validation split does not depend on the run's seed"
     result = monitor.evaluate(build_vit("vit_tiny", img_size=16, patch_size=4, depth=2))
     assert set(result) == {f"knn{infix}_top{k}" for infix in ("", "_gap", "_clsgap") for k in (1, 5)}
@@ -59,7 +60,7 @@ def test_pixel_baseline_is_the_knn_of_flattened_images(tmp_path) -> None:
         (tmp_path / label).mkdir()
         for index in range(12):
             image = np.random.default_rng(index).integers(0, 40, size=(16, 16, 3))
-            image[4:12, corner:corner + 8] = 250
+            image[4:12, corner : corner + 8] = 250
             Image.fromarray(image.astype(np.uint8)).save(tmp_path / label / f"{index}.png")
     config = tiny_config(f"data.source={tmp_path}", "data.val_images=6", "train.knn_k=3")
     assert KNNMonitor(config, 16, "cpu").pixel_baseline()["knn_pixels_top1"] == 100.0
@@ -78,8 +79,14 @@ def test_as_a_callback_it_scores_when_due_and_adds_baselines_at_the_end(tmp_path
     from attmask.methods import build_method
 
     _two_brightness_classes(tmp_path)
-    config = tiny_config(f"data.source={tmp_path}", "data.val_images=6", "train.knn_k=5", "optim.epochs=4",
-                         "train.knn_every_epochs=2", "train.knn_baseline=true")
+    config = tiny_config(
+        f"data.source={tmp_path}",
+        "data.val_images=6",
+        "train.knn_k=5",
+        "optim.epochs=4",
+        "train.knn_every_epochs=2",
+        "train.knn_baseline=true",
+    )
     method = build_method(config, 16, 2)
     built = []
 

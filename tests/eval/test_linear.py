@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.data.datasets import build_dataset
-from attmask.core.schedules import cosine_schedule
 from attmask.eval.features import extract_features
 from attmask.eval.linear import (
     LinearProbeConfig,
@@ -26,13 +26,16 @@ CLASSES = 10
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _separable(train: int = 500, test: int = 200, noise: float = 0.3,
-               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _separable(
+    train: int = 500, test: int = 200, noise: float = 0.3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features ``5 * one_hot(label) + noise``: a linear function of the label."""
     generator = torch.Generator().manual_seed(seed)
     labels = [torch.randint(CLASSES, (size,), generator=generator) for size in (train, test)]
-    features = [5 * torch.nn.functional.one_hot(y, CLASSES).float()
-                + noise * torch.randn(len(y), CLASSES, generator=generator) for y in labels]
+    features = [
+        5 * torch.nn.functional.one_hot(y, CLASSES).float() + noise * torch.randn(len(y), CLASSES, generator=generator)
+        for y in labels
+    ]
     return features[0], labels[0], features[1], labels[1]
 
 
@@ -81,7 +84,7 @@ def test_learning_rate_follows_the_cosine_to_zero() -> None:
     result = linear_probe_on_features(*_separable(), CLASSES, config)
     assert config.lr == pytest.approx(0.1)  # 0.256 * 100 / 256
     steps = 5  # 500 samples / 100
-    expected = cosine_schedule(config.lr, 0.0, 10, steps)[steps - 1::steps]
+    expected = cosine_schedule(config.lr, 0.0, 10, steps)[steps - 1 :: steps]
     assert result.lr == pytest.approx(expected.tolist())
     assert result.lr[-1] < 1e-3 * config.lr and all(a >= b for a, b in zip(result.lr, result.lr[1:]))
 
@@ -103,27 +106,30 @@ def test_inputs_are_not_modified() -> None:
 def test_top5_with_fewer_than_five_classes_is_everything() -> None:
     train_x, train_y, test_x, test_y = _separable()
     keep_train, keep_test = train_y < 3, test_y < 3
-    result = linear_probe_on_features(train_x[keep_train], train_y[keep_train], test_x[keep_test],
-                                      test_y[keep_test], 3, LinearProbeConfig(epochs=1))
+    result = linear_probe_on_features(
+        train_x[keep_train], train_y[keep_train], test_x[keep_test], test_y[keep_test], 3, LinearProbeConfig(epochs=1)
+    )
     assert result.top5 == 100.0
 
 
 def test_topk_accuracy_counts_hits() -> None:
-    logits = torch.tensor([[0.0, 1, 2, 3, 4, 5], [5.0, 4, 3, 2, 1, 0], [0.0, 0, 9, 0, 0, 0],
-                           [1.0, 2, 3, 4, 5, 6]])
+    logits = torch.tensor([[0.0, 1, 2, 3, 4, 5], [5.0, 4, 3, 2, 1, 0], [0.0, 0, 9, 0, 0, 0], [1.0, 2, 3, 4, 5, 6]])
     labels = torch.tensor([5, 5, 2, 0])  # hit; outside top-5; hit; last of 6
     assert topk_accuracy(logits, labels) == pytest.approx((50.0, 50.0))
     assert topk_accuracy(logits[:, :3], torch.tensor([2, 2, 2, 0])) == pytest.approx((50.0, 100.0))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda p: (p[0][:, 0], *p[1:]), "train_features"),
-    (lambda p: (p[0], p[1][:-1], *p[2:]), "train_labels"),
-    (lambda p: (p[0], p[1].float(), *p[2:]), "train_labels"),
-    (lambda p: (*p[:2], p[2][:, :5], p[3]), "width"),
-    (lambda p: (*p[:3], p[3] + CLASSES), "test_labels"),
-    (lambda p: (p[0].long(), *p[1:]), "train_features"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: (p[0][:, 0], *p[1:]), "train_features"),
+        (lambda p: (p[0], p[1][:-1], *p[2:]), "train_labels"),
+        (lambda p: (p[0], p[1].float(), *p[2:]), "train_labels"),
+        (lambda p: (*p[:2], p[2][:, :5], p[3]), "width"),
+        (lambda p: (*p[:3], p[3] + CLASSES), "test_labels"),
+        (lambda p: (p[0].long(), *p[1:]), "train_features"),
+    ],
+)
 def test_bad_inputs_raise(change, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         linear_probe_on_features(*change(_separable()), CLASSES, LinearProbeConfig(epochs=1))
@@ -132,8 +138,13 @@ def test_bad_inputs_raise(change, message: str) -> None:
 def test_bad_num_classes_and_config_raise() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         linear_probe_on_features(*_separable(), 1, LinearProbeConfig(epochs=1))
-    for bad in (dict(epochs=0), dict(base_lr=0.0), dict(momentum=1.0), dict(feature_kind="max"),
-                dict(crop_scale=(0.5, 0.2))):
+    for bad in (
+        dict(epochs=0),
+        dict(base_lr=0.0),
+        dict(momentum=1.0),
+        dict(feature_kind="max"),
+        dict(crop_scale=(0.5, 0.2)),
+    ):
         with pytest.raises(ValueError):
             LinearProbeConfig(**bad)
 
@@ -175,14 +186,14 @@ def test_full_mode_on_digits_beats_chance_and_leaves_the_backbone_alone() -> Non
     vit = _tiny_vit().train()
     vit.blocks[0].requires_grad_(False)  # a mixed state, to check that it is kept
     state = {name: value.clone() for name, value in vit.state_dict().items()}
-    flags = [(module.training, [p.requires_grad for p in module.parameters(recurse=False)])
-             for module in vit.modules()]
+    flags = [(module.training, [p.requires_grad for p in module.parameters(recurse=False)]) for module in vit.modules()]
     config = LinearProbeConfig(epochs=5, batch_size=64, base_lr=1.0, crop_scale=(0.5, 1.0))
     result = linear_probe(vit, train, test, CLASSES, config)
     # measured 53.9 - 63.3% top-1 (94.6 - 96.6% top-5) over 5 seeds; chance is 10% / 50%
     assert result.top1 > 40.0 and result.top5 > 85.0
     assert result.feature_kind == "cls" and result.train_loss[-1] < result.train_loss[0]
     assert all(torch.equal(state[name], value) for name, value in vit.state_dict().items())
-    assert flags == [(module.training, [p.requires_grad for p in module.parameters(recurse=False)])
-                     for module in vit.modules()]
+    assert flags == [
+        (module.training, [p.requires_grad for p in module.parameters(recurse=False)]) for module in vit.modules()
+    ]
     assert train.transform is None and test.transform is None

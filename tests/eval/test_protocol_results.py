@@ -42,8 +42,12 @@ def session(tmp_path_factory) -> EvalSession:
     torch.manual_seed(0)
     model = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2)
     torch.save(model.state_dict(), root / "c.pth")
-    data = DataOptions(source=str(_folder(root / "train", 10, 0)), test_source=str(_folder(root / "test", 4, 1)),
-                       batch_size=8, num_workers=0)
+    data = DataOptions(
+        source=str(_folder(root / "train", 10, 0)),
+        test_source=str(_folder(root / "test", 4, 1)),
+        batch_size=8,
+        num_workers=0,
+    )
     return EvalSession(load_backbone(root / "c.pth", num_heads=2), data)
 
 
@@ -53,16 +57,22 @@ def test_robustness_names_the_classifier_not_a_variant(session: EvalSession, tmp
     assert isinstance(outcome, ProtocolResult)
     assert outcome.record["classifier"] == "5-NN" and outcome.summary.startswith("5-NN top-1")
     assert list(outcome.record["variants"]) == ["bright", "other"] and ", other: " in outcome.summary
-    probe = robustness_protocol(session, RobustnessConfig(ratios=[0.0], classifier="linear"),
-                                LinearEvalConfig(epochs=2, base_lr=1.0), variants=variants)
+    probe = robustness_protocol(
+        session,
+        RobustnessConfig(ratios=[0.0], classifier="linear"),
+        LinearEvalConfig(epochs=2, base_lr=1.0),
+        variants=variants,
+    )
     assert probe.record["classifier"] == "linear probe" and probe.summary.startswith("linear probe top-1")
 
 
 def test_every_frozen_protocol_returns_its_result(session: EvalSession) -> None:
-    outcomes = [knn_protocol(session, KnnConfig(ks=[1, 5])),
-                fewshot_protocol(session, FewShotConfig(shots=[1, 2], repeats=2)),
-                retrieval_protocol(session, RetrievalConfig(ks=[1, 2])),
-                linear_protocol(session, LinearEvalConfig(epochs=2, base_lr=1.0))]
+    outcomes = [
+        knn_protocol(session, KnnConfig(ks=[1, 5])),
+        fewshot_protocol(session, FewShotConfig(shots=[1, 2], repeats=2)),
+        retrieval_protocol(session, RetrievalConfig(ks=[1, 2])),
+        linear_protocol(session, LinearEvalConfig(epochs=2, base_lr=1.0)),
+    ]
     assert [type(outcome) for outcome in outcomes] == [ProtocolResult] * 4
     protocols = [outcome.record["protocol"] for outcome in outcomes]
     assert protocols == ["knn", "fewshot", "retrieval", "linear"]

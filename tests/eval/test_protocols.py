@@ -179,6 +179,7 @@ def test_cache_hits_misses_and_keys(tmp_path: Path) -> None:
 
 def test_cache_recomputes_a_corrupt_entry(tmp_path: Path) -> None:
     from attmask.eval.cache import cache_path
+
     key = {"x": 1}
     cache_path(tmp_path, key).write_bytes(b"garbage")
     features, _, hit = cached_features(tmp_path, key, lambda: (torch.zeros(1, 1), torch.zeros(1)))

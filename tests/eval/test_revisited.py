@@ -25,7 +25,8 @@ def ref() -> dict[str, np.ndarray]:
 def _ground_truth(ref) -> list[dict]:
     def sets(name: str) -> list[np.ndarray]:
         flat, offsets = ref[f"{name}_flat"], ref[f"{name}_offsets"]
-        return [flat[offsets[q]:offsets[q + 1]] for q in range(len(offsets) - 1)]
+        return [flat[offsets[q] : offsets[q + 1]] for q in range(len(offsets) - 1)]
+
     return [{"easy": e, "hard": h, "junk": j} for e, h, j in zip(sets("easy"), sets("hard"), sets("junk"))]
 
 
@@ -76,8 +77,9 @@ def _synthetic_landmarks(root) -> None:
             names.append(name)
         Image.fromarray(texture).save(root / "jpg" / f"q_{index}.jpg", quality=95)
     gnd = [{"bbx": [0, 0, 56, 40], "easy": [2 * i], "hard": [2 * i + 1], "junk": []} for i in range(3)]
-    (root / "gnd_toy.pkl").write_bytes(pickle.dumps({"imlist": names, "qimlist": [f"q_{i}" for i in range(3)],
-                                                     "gnd": gnd}))
+    (root / "gnd_toy.pkl").write_bytes(
+        pickle.dumps({"imlist": names, "qimlist": [f"q_{i}" for i in range(3)], "gnd": gnd})
+    )
 
 
 def test_eval_revisited_end_to_end(tmp_path, capsys) -> None:
@@ -85,8 +87,21 @@ def test_eval_revisited_end_to_end(tmp_path, capsys) -> None:
     assert main(["pretrain", "--out", str(run), *[a for s in (*TINY, "optim.epochs=1") for a in ("--set", s)]]) == 0
     _synthetic_landmarks(tmp_path / "toy")
     capsys.readouterr()
-    assert main(["eval", "revisited", "--checkpoint", str(run), "--data", str(tmp_path / "toy"),
-                 "--set", "revisited.max_side=32"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "revisited",
+                "--checkpoint",
+                str(run),
+                "--data",
+                str(tmp_path / "toy"),
+                "--set",
+                "revisited.max_side=32",
+            ]
+        )
+        == 0
+    )
     assert "toy: mAP E / M / H" in capsys.readouterr().out
     result = json.loads((run / "eval" / "revisited.json").read_text())
     assert result["num_queries"] == 3 and result["num_database"] == 6 and result["max_side"] == 32

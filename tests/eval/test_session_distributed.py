@@ -16,10 +16,10 @@ from tests.conftest import free_port
 OPTIONS = DataOptions(source="digits", img_size=16, batch_size=100, num_workers=0)
 
 
-
 def _session(checkpoint: str, cache_dir: str | None = None) -> EvalSession:
-    return EvalSession(load_backbone(checkpoint, num_heads=2), OPTIONS,
-                       cache_dir=None if cache_dir is None else Path(cache_dir))
+    return EvalSession(
+        load_backbone(checkpoint, num_heads=2), OPTIONS, cache_dir=None if cache_dir is None else Path(cache_dir)
+    )
 
 
 def _worker(rank: int, port: int, checkpoint: str, directory: str) -> None:
@@ -42,8 +42,9 @@ def test_two_ranks_give_the_single_process_features(tmp_path) -> None:
     model = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
     checkpoint = tmp_path / "c.pth"
     torch.save(model.state_dict(), checkpoint)
-    mp.start_processes(_worker, args=(free_port(), str(checkpoint), str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
+    mp.start_processes(
+        _worker, args=(free_port(), str(checkpoint), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+    )
     expected = _sorted(*_session(str(checkpoint)).features("test"))
     assert expected[0].shape == (297, 32)
     for rank in (0, 1):

@@ -54,8 +54,13 @@ def test_bad_experiment_settings_are_one_line(overrides: list[str], message: str
 
 
 def test_plan_shares_the_main_fraction_with_the_sweep() -> None:
-    config = ExperimentConfig(arms=["block", "random", "attmask_high"], seeds=[3, 4],
-                              fractions=[0.01, 0.05], fraction_arms=["block", "attmask_high"], fraction_seeds=1)
+    config = ExperimentConfig(
+        arms=["block", "random", "attmask_high"],
+        seeds=[3, 4],
+        fractions=[0.01, 0.05],
+        fraction_arms=["block", "attmask_high"],
+        fraction_seeds=1,
+    )
     main_cells, sweep = plan_cells(config, 0.05)
     assert [(c.seed, c.arm) for c in main_cells[:3]] == [(3, "block"), (3, "random"), (3, "attmask_high")]
     assert len(main_cells) == 6 and all(c.subset == 0.05 for c in main_cells)
@@ -143,18 +148,31 @@ def test_cached_result_computes_once_and_refuses_other_settings(tmp_path) -> Non
 
 
 def _fake(knn: float, linear: float, curve=(), images: int = 100) -> dict:
-    return {"metrics": {"knn_top1": knn, "linear_top1": linear, "fewshot": {"1": knn / 2}},
-            "curve": [list(p) for p in curve], "train_images": images, "steps": 4,
-            "seconds": {"pretrain": 30.0, "evaluate": 30.0}, "resumed": False}
+    return {
+        "metrics": {"knn_top1": knn, "linear_top1": linear, "fewshot": {"1": knn / 2}},
+        "curve": [list(p) for p in curve],
+        "train_images": images,
+        "steps": 4,
+        "seconds": {"pretrain": 30.0, "evaluate": 30.0},
+        "resumed": False,
+    }
 
 
 def test_summary_tables_pair_arms_by_seed() -> None:
-    config = ExperimentConfig(arms=["block", "attmask_high"], seeds=[0, 1], curve_arms=["attmask_high"],
-                              fractions=[0.1], fraction_seeds=2, eval=EvalSpec(shots=[1]))
+    config = ExperimentConfig(
+        arms=["block", "attmask_high"],
+        seeds=[0, 1],
+        curve_arms=["attmask_high"],
+        fractions=[0.1],
+        fraction_seeds=2,
+        eval=EvalSpec(shots=[1]),
+    )
     main_cells, _ = plan_cells(config, 0.5)
     results = {
-        Cell("block", 0, 0.5): _fake(60, 70), Cell("attmask_high", 0, 0.5): _fake(62, 71, [(1, 55), (2, 62)]),
-        Cell("block", 1, 0.5): _fake(50, 60), Cell("attmask_high", 1, 0.5): _fake(51, 63, [(1, 45), (2, 52)]),
+        Cell("block", 0, 0.5): _fake(60, 70),
+        Cell("attmask_high", 0, 0.5): _fake(62, 71, [(1, 55), (2, 62)]),
+        Cell("block", 1, 0.5): _fake(50, 60),
+        Cell("attmask_high", 1, 0.5): _fake(51, 63, [(1, 45), (2, 52)]),
         Cell("attmask_high", 0, 0.1): _fake(40, 45, images=20),
     }
     inits = {0: {**_fake(40, 41), "curve": [[0, 30.0]]}, 1: {**_fake(42, 43), "curve": [[0, 32.0]]}}
@@ -179,12 +197,21 @@ def test_summary_tables_pair_arms_by_seed() -> None:
 
 def _experiment_file(tmp_path: Path) -> Path:
     (tmp_path / "recipe.yaml").write_text("{}\n")
-    overrides = [*TINY, "optim.epochs=2", "train.knn_every_epochs=1", "train.knn_train_samples=200",
-                 "train.knn_test_samples=100", "data.subset=0.5"]
-    spec = {"pretrain": {"config": "recipe.yaml", "overrides": overrides},
-            "arms": ["block", "attmask_high"], "seeds": [0], "fractions": [0.25],
-            "eval": {"train_per_class": 30, "shots": [1, 2], "fewshot_repeats": 2, "linear_epochs": 3,
-                     "num_workers": 0}}
+    overrides = [
+        *TINY,
+        "optim.epochs=2",
+        "train.knn_every_epochs=1",
+        "train.knn_train_samples=200",
+        "train.knn_test_samples=100",
+        "data.subset=0.5",
+    ]
+    spec = {
+        "pretrain": {"config": "recipe.yaml", "overrides": overrides},
+        "arms": ["block", "attmask_high"],
+        "seeds": [0],
+        "fractions": [0.25],
+        "eval": {"train_per_class": 30, "shots": [1, 2], "fewshot_repeats": 2, "linear_epochs": 3, "num_workers": 0},
+    }
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -197,16 +224,20 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert text.count("done in") == 5, text  # init + 2 main cells + 2 sweep cells
     cells = sorted(p.name for p in (out / "cells").iterdir())
-    assert cells == ["attmask_high-s0-d0.25.json", "attmask_high-s0-d0.5.json", "block-s0-d0.25.json",
-                     "block-s0-d0.5.json", "init-s0.json"]
+    assert cells == [
+        "attmask_high-s0-d0.25.json",
+        "attmask_high-s0-d0.5.json",
+        "block-s0-d0.25.json",
+        "block-s0-d0.5.json",
+        "init-s0.json",
+    ]
     stored = json.loads((out / "cells" / "attmask_high-s0-d0.5.json").read_text())
     assert stored["steps"] == 4 and [p[0] for p in stored["curve"]] == [1, 2]
     assert stored["settings"]["masking"]["strategy"] == "attmask_high"
     report = (out / "results.md").read_text()
     assert "| AttMask-High | 1 |" in report and "| Block-wise 10-50% | 1 |" in report
     assert "25% (" in report and "50% (" in report
-    assert {p.name for p in (out / "figures").iterdir()} == {"knn_vs_epoch.png", "data_fraction.png",
-                                                          "main_table.png"}
+    assert {p.name for p in (out / "figures").iterdir()} == {"knn_vs_epoch.png", "data_fraction.png", "main_table.png"}
     summary = json.loads((out / "results.json").read_text())
     assert summary["main_table"]["attmask_high"]["knn_top1"]["values"] == [stored["metrics"]["knn_top1"]]
 

@@ -32,8 +32,12 @@ def test_batch_norm_statistics_cover_all_leading_dims() -> None:
 
 @pytest.mark.parametrize(
     ("num_layers", "use_bn", "linear_keys"),
-    [(1, False, ["mlp"]), (2, False, ["mlp.0", "mlp.2"]), (3, False, ["mlp.0", "mlp.2", "mlp.4"]),
-     (3, True, ["mlp.0", "mlp.3", "mlp.6"])],
+    [
+        (1, False, ["mlp"]),
+        (2, False, ["mlp.0", "mlp.2"]),
+        (3, False, ["mlp.0", "mlp.2", "mlp.4"]),
+        (3, True, ["mlp.0", "mlp.3", "mlp.6"]),
+    ],
 )
 def test_state_dict_keys_follow_the_official_head(num_layers: int, use_bn: bool, linear_keys: list[str]) -> None:
     keys = set(_head(num_layers=num_layers, use_bn=use_bn).state_dict())

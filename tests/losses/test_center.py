@@ -85,7 +85,6 @@ def _rows(dim: int = 4) -> torch.Tensor:
     return torch.randn(sum(ROWS_PER_RANK), dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -102,8 +101,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path) -> None:
-    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     single = Center((1, 4)).double()
     single.center.fill_(0.5)
     single.update_from_rows(_rows())

@@ -14,9 +14,16 @@ TOLERANCE = {"float64": {"rtol": 1e-9, "atol": 1e-9}, "float32": {"rtol": 1e-5, 
 
 
 def _loss_for_case(meta: dict) -> DINOLoss:
-    loss = DINOLoss(meta["K"], meta["ncrops"], meta["warmup_teacher_temp"], meta["teacher_temp"],
-                    meta["warmup_teacher_temp_epochs"], meta["nepochs"], student_temp=meta["student_temp"],
-                    center_momentum=meta["center_momentum"])
+    loss = DINOLoss(
+        meta["K"],
+        meta["ncrops"],
+        meta["warmup_teacher_temp"],
+        meta["teacher_temp"],
+        meta["warmup_teacher_temp_epochs"],
+        meta["nepochs"],
+        student_temp=meta["student_temp"],
+        center_momentum=meta["center_momentum"],
+    )
     return loss.to(getattr(torch, meta["dtype"]))
 
 
@@ -29,15 +36,19 @@ def test_matches_official_dino_loss_step_by_step(case: str) -> None:
     loss_fn.center.center.copy_(torch.from_numpy(ref[f"{case}_center_init"]))
     tol = TOLERANCE[meta["dtype"]]
     for step, epoch in enumerate(ref[f"{case}_epochs"].tolist()):
-        loss = loss_fn(torch.from_numpy(ref[f"{case}_student_output"][step]),
-                       torch.from_numpy(ref[f"{case}_teacher_output"][step]), epoch)
+        loss = loss_fn(
+            torch.from_numpy(ref[f"{case}_student_output"][step]),
+            torch.from_numpy(ref[f"{case}_teacher_output"][step]),
+            epoch,
+        )
         assert loss.dtype == getattr(torch, meta["dtype"])
         np.testing.assert_allclose(loss.item(), ref[f"{case}_loss"][step], **tol)
         np.testing.assert_allclose(loss_fn.center.center.numpy(), ref[f"{case}_center_after"][step], **tol)
 
 
-def _naive(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, temp: float,
-           crops: int, global_crops: int = 2) -> torch.Tensor:
+def _naive(
+    student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, temp: float, crops: int, global_crops: int = 2
+) -> torch.Tensor:
     """The official double loop, for configurations the reference file does not cover."""
     student_chunks = (student / 0.1).chunk(crops)
     teacher_chunks = F.softmax((teacher - center) / temp, dim=-1).chunk(global_crops)
@@ -118,8 +129,9 @@ def test_epochs_past_the_schedule_keep_the_last_temperature() -> None:
         loss_fn.teacher_temp(-1)
 
 
-@pytest.mark.parametrize(("student_shape", "teacher_shape"), [((10, 16), (6, 16)), ((12, 8), (6, 8)),
-                                                              ((12, 16), (4, 16))])
+@pytest.mark.parametrize(
+    ("student_shape", "teacher_shape"), [((10, 16), (6, 16)), ((12, 8), (6, 8)), ((12, 16), (4, 16))]
+)
 def test_rejects_inconsistent_shapes(student_shape: tuple, teacher_shape: tuple) -> None:
     with pytest.raises(ValueError):
         DINOLoss(16, 4, 0.04, 0.07, 3, 10)(torch.randn(student_shape), torch.randn(teacher_shape), 0)

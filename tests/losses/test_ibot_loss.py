@@ -21,17 +21,30 @@ TOLERANCE = {"float64": {"rtol": 1e-9, "atol": 1e-9}, "float32": {"rtol": 1e-5, 
 
 def _loss_for_case(meta: dict) -> IBOTLoss:
     loss = IBOTLoss(
-        meta["K"], meta["K"], meta["L"], meta["wt"], meta["tt"], meta["wt2"], meta["tt2"], meta["warm"],
-        meta["nepochs"], student_temp=meta["student_temp"], center_momentum=meta["center_momentum"],
-        patch_center_momentum=meta["center_momentum2"], lambda_cls=meta["lambda1"],
-        lambda_patch=meta["lambda2"], mim_start_epoch=meta["mim_start"],
+        meta["K"],
+        meta["K"],
+        meta["L"],
+        meta["wt"],
+        meta["tt"],
+        meta["wt2"],
+        meta["tt2"],
+        meta["warm"],
+        meta["nepochs"],
+        student_temp=meta["student_temp"],
+        center_momentum=meta["center_momentum"],
+        patch_center_momentum=meta["center_momentum2"],
+        lambda_cls=meta["lambda1"],
+        lambda_patch=meta["lambda2"],
+        mim_start_epoch=meta["mim_start"],
     )
     return loss.to(getattr(torch, meta["dtype"]))
 
 
 def _step_inputs(ref: dict, case: str, step: int) -> dict:
-    tensor = {name: torch.from_numpy(ref[f"{case}_{name}"][step])
-              for name in ("student_cls", "student_patch", "teacher_cls", "teacher_patch")}
+    tensor = {
+        name: torch.from_numpy(ref[f"{case}_{name}"][step])
+        for name in ("student_cls", "student_patch", "teacher_cls", "teacher_patch")
+    }
     masks = ref[f"{case}_masks"][step]  # (2, B, H, W), view-major
     tensor["masks"] = torch.from_numpy(masks.reshape(masks.shape[0] * masks.shape[1], -1))
     local = ref.get(f"{case}_student_local_cls")
@@ -45,8 +58,7 @@ def test_matches_official_ibot_loss_step_by_step(case: str) -> None:
     meta = reference_json(ref, "meta_json")[case]
     loss_fn = _loss_for_case(meta)
     np.testing.assert_allclose(loss_fn.teacher_temp_schedule, ref[f"{case}_teacher_temp_schedule"], rtol=1e-12)
-    np.testing.assert_allclose(loss_fn.teacher_patch_temp_schedule, ref[f"{case}_teacher_temp2_schedule"],
-                               rtol=1e-12)
+    np.testing.assert_allclose(loss_fn.teacher_patch_temp_schedule, ref[f"{case}_teacher_temp2_schedule"], rtol=1e-12)
     loss_fn.center.center.copy_(torch.from_numpy(ref[f"{case}_center_init"]))
     loss_fn.patch_center.center.copy_(torch.from_numpy(ref[f"{case}_center2_init"]))
     tol = TOLERANCE[meta["dtype"]]
@@ -72,9 +84,14 @@ def _inputs(dtype: torch.dtype = torch.float32, local: bool = True, seed: int = 
     masks = torch.rand(2 * B, N, generator=generator) < 0.5
     masks[0] = False
     masks[-1] = True
-    return {"student_cls": draw(2 * B, K), "student_patch": draw(2 * B, N, K), "teacher_cls": draw(2 * B, K),
-            "teacher_patch": draw(2 * B, N, K), "masks": masks,
-            "student_local_cls": draw(L * B, K) if local else None}
+    return {
+        "student_cls": draw(2 * B, K),
+        "student_patch": draw(2 * B, N, K),
+        "teacher_cls": draw(2 * B, K),
+        "teacher_patch": draw(2 * B, N, K),
+        "masks": masks,
+        "student_local_cls": draw(L * B, K) if local else None,
+    }
 
 
 def _loss(num_local_crops: int = L, **kwargs) -> IBOTLoss:

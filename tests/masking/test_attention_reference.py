@@ -62,9 +62,7 @@ def test_hint_invariants_match_reference() -> None:
     for case in reference_json(ref, "cases_json"):  # type: ignore[union-attr]
         scores = torch.from_numpy(ref[f"attention_{case['grid']}"])
         generator = torch.Generator().manual_seed(1000 + case["case"])
-        mask = attmask_hint(
-            scores, case["masking_ratio"], case["show_ratio"], case["show_max"], generator
-        )
+        mask = attmask_hint(scores, case["masking_ratio"], case["show_ratio"], case["show_max"], generator)
         high = attmask_high(scores, case["masking_ratio"])
         revealed = high & ~mask
         assert not (mask & ~high).any(), "hint must never hide a token outside the High set"
@@ -103,9 +101,7 @@ def test_hint_reveal_count_distribution_when_candidates_exceed_high_set() -> Non
 def test_hint_probability_case_keeps_dropped_rows_empty() -> None:
     ref = load_reference("attmask_hint.npz")
     masking_prob, ratio, show_ratio, show_max = ref["prob_case_params"].tolist()
-    scores = torch.from_numpy(ref["attention_14x14"]).repeat(
-        int(ref["prob_case_attention_repeats"]), 1
-    )
+    scores = torch.from_numpy(ref["attention_14x14"]).repeat(int(ref["prob_case_attention_repeats"]), 1)
     generator = torch.Generator().manual_seed(int(ref["prob_case_torch_seed"]))
     keep = sample_keep_rows(scores.shape[0], masking_prob, generator)
     np.testing.assert_array_equal(keep.numpy(), ref["prob_case_row_kept"])

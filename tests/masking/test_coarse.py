@@ -23,18 +23,14 @@ def test_coarse_grid_refuses_what_does_not_divide(grid: tuple[int, int], factor:
 
 def test_expand_mask_on_a_4x4_grid() -> None:
     cells = torch.tensor([[True, False, False, True]])  # 2x2 cells of 2x2 tokens
-    expected = torch.tensor([[1, 1, 0, 0],
-                             [1, 1, 0, 0],
-                             [0, 0, 1, 1],
-                             [0, 0, 1, 1]], dtype=torch.bool).reshape(1, 16)
+    expected = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.bool).reshape(1, 16)
     assert torch.equal(expand_mask(cells, (2, 2), 2), expected)
     assert torch.equal(expand_mask(cells, (2, 2), 1), cells), "factor 1 is the identity"
 
 
 def test_expand_mask_non_square() -> None:
     cells = torch.tensor([[False, True, False]])  # 1x3 cells -> 2x6 tokens
-    expected = torch.tensor([[0, 0, 1, 1, 0, 0],
-                             [0, 0, 1, 1, 0, 0]], dtype=torch.bool).reshape(1, 12)
+    expected = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0]], dtype=torch.bool).reshape(1, 12)
     assert torch.equal(expand_mask(cells, (1, 3), 2), expected)
 
 

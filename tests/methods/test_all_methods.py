@@ -21,11 +21,16 @@ METHOD_OVERRIDES: dict[str, tuple[str, ...]] = {
     "dino": ("train.method=dino",),
     "mst": ("train.method=mst", "masking.strategy=attmask_low"),
     "mae": (*TINY_MAE, "masking.strategy=attmask_high"),
-    "simmim": ("train.method=simmim", "masking.strategy=attmask_high", "masking.ratio=0.5",
-               "recon.mask_patch_size=8"),
+    "simmim": ("train.method=simmim", "masking.strategy=attmask_high", "masking.ratio=0.5", "recon.mask_patch_size=8"),
     "lut": (*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16"),
-    "lut_simmim": ("train.method=lut_simmim", "masking.strategy=random", "masking.ratio=0.5",
-                   "recon.mask_patch_size=8", "lut.hidden_dim=32", "lut.out_dim=16"),
+    "lut_simmim": (
+        "train.method=lut_simmim",
+        "masking.strategy=random",
+        "masking.ratio=0.5",
+        "recon.mask_patch_size=8",
+        "lut.hidden_dim=32",
+        "lut.out_dim=16",
+    ),
 }
 RECONSTRUCTING = {"mst", "mae", "simmim", "lut", "lut_simmim"}
 
@@ -54,8 +59,7 @@ def test_reconstruct_exists_exactly_for_pixel_methods(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["mae", "simmim", "lut", "lut_simmim"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, name: str) -> None:
-    overrides = (*METHOD_OVERRIDES[name], "optim.epochs=2", "train.max_steps_per_epoch=3",
-                 "train.save_every_steps=2")
+    overrides = (*METHOD_OVERRIDES[name], "optim.epochs=2", "train.max_steps_per_epoch=3", "train.save_every_steps=2")
     Trainer(tiny_config(*overrides), tmp_path / "straight").fit()
     expected = losses_by_step(read_log(tmp_path / "straight"))
     assert sorted(expected) == list(range(1, 7)) and all(math.isfinite(v) for v in expected.values())
@@ -77,6 +81,9 @@ def test_attmask_guided_mae_on_two_gloo_processes_matches_one_process(tmp_path) 
         assert ddp[step] == pytest.approx(single[step], rel=1e-5, abs=1e-6)
     one = load_checkpoint(tmp_path / "single" / "checkpoint.pth")["method"]
     two = load_checkpoint(tmp_path / "ddp" / "checkpoint.pth")["method"]
-    for key in ("teacher.backbone.pos_embed", "student.decoder.pred.weight",
-                "student.backbone.blocks.0.attn.qkv.weight"):
+    for key in (
+        "teacher.backbone.pos_embed",
+        "student.decoder.pred.weight",
+        "student.backbone.blocks.0.attn.qkv.weight",
+    ):
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)

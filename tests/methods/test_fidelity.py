@@ -80,9 +80,22 @@ def test_fidelity_is_checked_and_model_width_heads_come_from_the_config() -> Non
 
 
 def test_bad_fidelity_is_one_line_from_the_cli(tmp_path, capsys) -> None:
-    assert main(["pretrain", "--set", "train.fidelity=exact", "--set", "data.source=digits",
-                 "--set", "data.num_workers=0",
-                 "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "pretrain",
+                "--set",
+                "train.fidelity=exact",
+                "--set",
+                "data.source=digits",
+                "--set",
+                "data.num_workers=0",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "train.fidelity" in err and "default, original" in err and len(err.strip().splitlines()) == 1
 
@@ -139,6 +152,8 @@ def test_the_student_runner_is_not_saved_twice_and_old_checkpoints_still_load() 
     method = build_method(tiny_config(), 16, 2)
     state = method.state_dict()
     assert not any(key.startswith("_student_runner.") for key in state)
-    legacy = {**state, **{f"_student_runner.{k[len('student.'):]}": v for k, v in state.items()
-                          if k.startswith("student.")}}
+    legacy = {
+        **state,
+        **{f"_student_runner.{k[len('student.') :]}": v for k, v in state.items() if k.startswith("student.")},
+    }
     method.load_state_dict(legacy)  # written before the fix: the duplicate is ignored

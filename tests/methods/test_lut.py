@@ -21,9 +21,16 @@ from attmask.models.checkpoints import load_backbone
 from tests.engine.tiny import tiny_config, train_on_gloo
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-LUT_TINY = ("train.method=lut", "masking.strategy=random", "masking.ratio=0.75",
-            "recon.decoder_dim=32", "recon.decoder_depth=1", "recon.decoder_heads=2",
-            "lut.hidden_dim=32", "lut.out_dim=16")
+LUT_TINY = (
+    "train.method=lut",
+    "masking.strategy=random",
+    "masking.ratio=0.75",
+    "recon.decoder_dim=32",
+    "recon.decoder_depth=1",
+    "recon.decoder_heads=2",
+    "lut.hidden_dim=32",
+    "lut.out_dim=16",
+)
 
 
 def _lut(*overrides: str) -> LUT:
@@ -72,13 +79,16 @@ def test_too_few_tokens_for_two_disjoint_views_is_one_line() -> None:
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (("masking.strategy=attmask_high",), "masking.strategy=random"),
-    (("masking.strategy=block",), "masking.strategy=random"),
-    (("masking.ratio=[0.6, 0.8]",), "single value"),
-    (("masking.probability=0.5",), "single value"),
-    (("masking.ratio=0.4",), r"2V <= N"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("masking.strategy=attmask_high",), "masking.strategy=random"),
+        (("masking.strategy=block",), "masking.strategy=random"),
+        (("masking.ratio=[0.6, 0.8]",), "single value"),
+        (("masking.probability=0.5",), "single value"),
+        (("masking.ratio=0.4",), r"2V <= N"),
+    ],
+)
 def test_bad_masking_settings_are_one_line_config_errors(overrides: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as error:
         _lut(*overrides)
@@ -89,10 +99,13 @@ def test_teacher_sees_the_full_views_and_gets_no_gradient() -> None:
     method = _lut()
     seen: dict[str, tuple[int, ...]] = {}
     method.teacher.backbone.register_forward_hook(
-        lambda module, args, output: seen.update(teacher_input=tuple(args[0].shape),
-                                                 teacher_tokens=tuple(output.patch_tokens.shape)))
+        lambda module, args, output: seen.update(
+            teacher_input=tuple(args[0].shape), teacher_tokens=tuple(output.patch_tokens.shape)
+        )
+    )
     method.student.backbone.blocks[0].register_forward_hook(
-        lambda module, args, output: seen.update(student_tokens=tuple(args[0].shape)))
+        lambda module, args, output: seen.update(student_tokens=tuple(args[0].shape))
+    )
     views = _views(batch=6)
     out = method.training_step(views, epoch=0)
     assert seen["teacher_input"] == (12, 3, 16, 16)  # both views, every pixel

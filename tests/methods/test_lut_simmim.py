@@ -18,8 +18,15 @@ from attmask.models.checkpoints import load_backbone
 from tests.engine.tiny import tiny_config
 from tests.methods.test_lut import _cosine_term, _views
 
-LUT_SIMMIM = ("train.method=lut_simmim", "masking.strategy=random", "masking.ratio=0.5",
-              "masking.probability=1.0", "recon.mask_patch_size=8", "lut.hidden_dim=32", "lut.out_dim=16")
+LUT_SIMMIM = (
+    "train.method=lut_simmim",
+    "masking.strategy=random",
+    "masking.ratio=0.5",
+    "masking.probability=1.0",
+    "recon.mask_patch_size=8",
+    "lut.hidden_dim=32",
+    "lut.out_dim=16",
+)
 
 
 def _method(*overrides: str) -> LUTSimMIM:
@@ -85,9 +92,11 @@ def test_total_loss_is_simmim_plus_a_quarter_of_the_broader_context_loss() -> No
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("masking.strategy=attmask_high", "masking.strategy=random"),
-     ("masking.ratio=0.25", "two disjoint visible sets"),
-     ("recon.mask_patch_size=6", "must be a multiple of model.patch_size")],
+    [
+        ("masking.strategy=attmask_high", "masking.strategy=random"),
+        ("masking.ratio=0.25", "two disjoint visible sets"),
+        ("recon.mask_patch_size=6", "must be a multiple of model.patch_size"),
+    ],
 )
 def test_bad_settings_are_one_line_config_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -99,8 +108,7 @@ def test_two_step_trainer_run_evaluates_the_encoder(tmp_path) -> None:
     trainer.fit()
     steps = [r for r in read_log(tmp_path) if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2]
-    assert all(math.isfinite(r["loss"]) and math.isfinite(r["loss_bc"]) and r["mask_fraction"] == 0.5
-               for r in steps)
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["loss_bc"]) and r["mask_fraction"] == 0.5 for r in steps)
     loaded = load_backbone(tmp_path)
     assert loaded.which == "student"
     result = trainer.method.reconstruct(_views(2)[0])

@@ -17,8 +17,15 @@ from attmask.models import build_vit, patchify
 from attmask.models.checkpoints import load_backbone
 from tests.engine.tiny import tiny_config
 
-MAE = ("train.method=mae", "masking.strategy=random", "masking.ratio=0.75", "masking.probability=1.0",
-       "recon.decoder_dim=32", "recon.decoder_depth=1", "recon.decoder_heads=2")
+MAE = (
+    "train.method=mae",
+    "masking.strategy=random",
+    "masking.ratio=0.75",
+    "masking.probability=1.0",
+    "recon.decoder_dim=32",
+    "recon.decoder_depth=1",
+    "recon.decoder_heads=2",
+)
 
 
 def _method(*overrides: str):
@@ -93,8 +100,9 @@ def test_masking_without_a_fixed_count_is_a_config_error(override: str, message:
 
 @pytest.mark.parametrize("strategy", ["random", "attmask_low"])
 def test_two_step_trainer_run_and_the_encoder_is_what_gets_evaluated(tmp_path, strategy: str) -> None:
-    config = tiny_config(*MAE, f"masking.strategy={strategy}", "optim.epochs=1",
-                         "optim.betas=[0.9, 0.95]", "optim.clip_grad=0")
+    config = tiny_config(
+        *MAE, f"masking.strategy={strategy}", "optim.epochs=1", "optim.betas=[0.9, 0.95]", "optim.clip_grad=0"
+    )
     trainer = Trainer(config, tmp_path)
     assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.95)
     trainer.fit()

@@ -38,15 +38,15 @@ def _method(strategy: str = "attmask_low", ratio: float = 0.5) -> MST:
 def _crops() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(3)
     return [torch.randn(4, 3, 16, 16, generator=g) for _ in range(2)] + [
-        torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)]
+        torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)
+    ]
 
 
 def _dino_by_hand(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """DINO eq. 1 with centre 0, T_t = 0.04, T_s = 0.1: mean over pairs (q, v != q) of H."""
     teacher_probs = F.softmax(teacher / 0.04, dim=-1).chunk(2)
     student_logs = F.log_softmax(student / 0.1, dim=-1).chunk(4)
-    terms = [-(t * s).sum(-1).mean() for q, t in enumerate(teacher_probs)
-             for v, s in enumerate(student_logs) if v != q]
+    terms = [-(t * s).sum(-1).mean() for q, t in enumerate(teacher_probs) for v, s in enumerate(student_logs) if v != q]
     return torch.stack(terms).mean()
 
 
@@ -125,8 +125,14 @@ def test_two_step_smoke_run(tmp_path, strategy: str) -> None:
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch) -> None:
-    overrides = ("train.method=mst", "masking.strategy=attmask_low", "optim.epochs=2",
-                 "train.max_steps_per_epoch=3", "train.save_every_steps=2", "masking.probability=0.5")
+    overrides = (
+        "train.method=mst",
+        "masking.strategy=attmask_low",
+        "optim.epochs=2",
+        "train.max_steps_per_epoch=3",
+        "train.save_every_steps=2",
+        "masking.probability=0.5",
+    )
     Trainer(tiny_config(*overrides), tmp_path / "straight").fit()
     expected = losses_by_step(read_log(tmp_path / "straight"))
     assert sorted(expected) == list(range(1, 7))

@@ -126,8 +126,7 @@ def test_no_masking_is_refused() -> None:
 
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "none"])
 def test_every_masking_strategy_trains_and_reconstructs(strategy: str) -> None:
-    method = tiny_simmim(f"masking.strategy={strategy}", "recon.mask_patch_size=8",
-                         "masking.show_ratio=[0.01, 0.05]")
+    method = tiny_simmim(f"masking.strategy={strategy}", "recon.mask_patch_size=8", "masking.show_ratio=[0.01, 0.05]")
     assert isinstance(method.teacher, BackboneOnly) == strategy.startswith("attmask")
     images = torch.randn(2, 3, 16, 16)
     out = method.training_step([images], epoch=0)
@@ -140,11 +139,14 @@ def test_every_masking_strategy_trains_and_reconstructs(strategy: str) -> None:
     assert result.reconstruction.shape == images.shape and result.patch_size == 4
 
 
-@pytest.mark.parametrize(("size", "message"), [
-    (6, r"recon.mask_patch_size \(6\) must be a multiple of model.patch_size \(4\)"),
-    (2, r"recon.mask_patch_size \(2\) must be a multiple of model.patch_size \(4\)"),
-    (12, r"recon.mask_patch_size \(12\) must divide the crop size \(16\)"),
-])
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (6, r"recon.mask_patch_size \(6\) must be a multiple of model.patch_size \(4\)"),
+        (2, r"recon.mask_patch_size \(2\) must be a multiple of model.patch_size \(4\)"),
+        (12, r"recon.mask_patch_size \(12\) must divide the crop size \(16\)"),
+    ],
+)
 def test_bad_mask_patch_size_is_one_line(size: int, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as error:
         tiny_simmim("masking.strategy=random", f"recon.mask_patch_size={size}")
@@ -174,7 +176,9 @@ def test_two_step_trainer_run(tmp_path, strategy: str) -> None:
 def test_presets() -> None:
     paper = load_config(CONFIGS / "simmim_vitb16_in1k.yaml")
     assert paper.train.method == "simmim" and mask_factor(paper, 224) == 2  # 32 px cells, 16 px patches
-    assert paper.masking.ratio == (0.6, 0.6) and paper.optim.lr == pytest.approx(1e-4 * 256 / 512)  # released config: 1e-4 per 512
+    assert paper.masking.ratio == (0.6, 0.6) and paper.optim.lr == pytest.approx(
+        1e-4 * 256 / 512
+    )  # released config: 1e-4 per 512
     tiny = build_method(load_config(CONFIGS / "fashion_mnist_simmim_tiny.yaml"), 28, 0)
     assert isinstance(tiny, SimMIM) and isinstance(tiny.student, SimMIMModel)
     assert tiny.mask_factor == 2 and tiny.teacher is None

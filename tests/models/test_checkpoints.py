@@ -15,8 +15,16 @@ from attmask.models import VisionTransformer
 from attmask.models.checkpoints import load_backbone, read_checkpoint, vit_kwargs_from_state_dict
 from attmask.models.export import export_backbone
 
-KWARGS = {"img_size": 16, "patch_size": 4, "in_chans": 3, "embed_dim": 64, "depth": 2,
-          "num_heads": 1, "mlp_ratio": 2.0, "qkv_bias": True}
+KWARGS = {
+    "img_size": 16,
+    "patch_size": 4,
+    "in_chans": 3,
+    "embed_dim": 64,
+    "depth": 2,
+    "num_heads": 1,
+    "mlp_ratio": 2.0,
+    "qkv_bias": True,
+}
 
 
 def _vit(seed: int) -> VisionTransformer:
@@ -42,11 +50,13 @@ def _images() -> torch.Tensor:
 
 def test_project_checkpoint_teacher_and_student(tmp_path: Path) -> None:
     teacher, student = _vit(0), _vit(1)
-    method = {**{f"teacher.backbone.{k}": v for k, v in teacher.state_dict().items()},
-              **{f"student.backbone.{k}": v for k, v in student.state_dict().items()},
-              **_head("teacher.head."), **_head("student.head.")}
-    state = {"format": "attmask-checkpoint", "method": method,
-             "config": {"model": {"arch": "vit_tiny"}}}
+    method = {
+        **{f"teacher.backbone.{k}": v for k, v in teacher.state_dict().items()},
+        **{f"student.backbone.{k}": v for k, v in student.state_dict().items()},
+        **_head("teacher.head."),
+        **_head("student.head."),
+    }
+    state = {"format": "attmask-checkpoint", "method": method, "config": {"model": {"arch": "vit_tiny"}}}
     torch.save(state, tmp_path / "checkpoint.pth")
     loaded = load_backbone(tmp_path, num_heads=1)  # a run folder works
     assert loaded.layout == "attmask" and loaded.which == "teacher" and loaded.config is not None
@@ -56,8 +66,11 @@ def test_project_checkpoint_teacher_and_student(tmp_path: Path) -> None:
 
 def test_project_checkpoint_heads_come_from_the_config(tmp_path: Path) -> None:
     model = VisionTransformer(**{**KWARGS, "embed_dim": 192, "num_heads": 3})
-    state = {"format": "attmask-checkpoint", "config": {"model": {"arch": "vit_tiny"}},
-             "method": {f"teacher.backbone.{k}": v for k, v in model.state_dict().items()}}
+    state = {
+        "format": "attmask-checkpoint",
+        "config": {"model": {"arch": "vit_tiny"}},
+        "method": {f"teacher.backbone.{k}": v for k, v in model.state_dict().items()},
+    }
     torch.save(state, tmp_path / "c.pth")
     assert load_backbone(tmp_path / "c.pth").kwargs["num_heads"] == 3
 
@@ -65,15 +78,20 @@ def test_project_checkpoint_heads_come_from_the_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("student_prefix", ["module.backbone.", "backbone."])
 def test_dino_ibot_attmask_training_checkpoint(tmp_path: Path, student_prefix: str) -> None:
     teacher, student = _vit(0), _vit(1)
+
     # iBOT / AttMask name the mask token ``masked_embed`` with shape (1, D).
     def layout(model: VisionTransformer, prefix: str) -> dict[str, torch.Tensor]:
         state = {f"{prefix}{k}": v for k, v in model.state_dict().items() if k != "mask_token"}
         state[f"{prefix}masked_embed"] = model.mask_token.detach().reshape(1, -1)
         return {**state, **_head(prefix.replace("backbone.", "head."))}
 
-    checkpoint = {"teacher": layout(teacher, "backbone."), "student": layout(student, student_prefix),
-                  "epoch": 3, "args": argparse.Namespace(arch="vit_small", lr=5e-4),
-                  "optimizer": {"state": {}, "param_groups": []}}
+    checkpoint = {
+        "teacher": layout(teacher, "backbone."),
+        "student": layout(student, student_prefix),
+        "epoch": 3,
+        "args": argparse.Namespace(arch="vit_small", lr=5e-4),
+        "optimizer": {"state": {}, "param_groups": []},
+    }
     torch.save(checkpoint, tmp_path / "checkpoint.pth")
     loaded = load_backbone(tmp_path / "checkpoint.pth", num_heads=1)
     assert loaded.layout == "teacher/student"
@@ -98,8 +116,9 @@ def test_plain_and_wrapped_state_dicts(tmp_path: Path, wrap: str) -> None:
 
 
 def test_timm_state_dict_with_classifier_and_default_heads(tmp_path: Path) -> None:
-    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=7, img_size=32,
-                                  patch_size=8, depth=2).eval()
+    reference = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=7, img_size=32, patch_size=8, depth=2
+    ).eval()
     save_file(reference.state_dict(), str(tmp_path / "timm.safetensors"))
     loaded = load_backbone(tmp_path / "timm.safetensors")
     assert loaded.layout == "safetensors" and loaded.dropped == ["head.bias", "head.weight"]
@@ -112,15 +131,17 @@ def test_timm_state_dict_with_classifier_and_default_heads(tmp_path: Path) -> No
 
 def test_export_round_trip_into_timm(tmp_path: Path) -> None:
     model = _vit(3)
-    weights, sidecar = export_backbone(model, KWARGS, tmp_path / "out" / "backbone.safetensors",
-                                       source={"checkpoint": "x"})
+    weights, sidecar = export_backbone(
+        model, KWARGS, tmp_path / "out" / "backbone.safetensors", source={"checkpoint": "x"}
+    )
     info = json.loads(sidecar.read_text())
     timm_model = timm.create_model(info["timm_model"], pretrained=False, **info["timm_kwargs"]).eval()
     timm_model.load_state_dict(load_file(str(weights)), strict=True)
     images = _images()
     with torch.no_grad():
-        torch.testing.assert_close(timm_model.forward_features(images)[:, 0], model(images).cls_token,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            timm_model.forward_features(images)[:, 0], model(images).cls_token, atol=1e-5, rtol=1e-5
+        )
     # the export loads back, heads from its JSON, without the mask token
     again = load_backbone(weights)
     assert again.kwargs == KWARGS
@@ -137,19 +158,25 @@ def test_architecture_mismatch_is_one_line(tmp_path: Path) -> None:
     state["blocks.0.ls1.gamma"] = torch.ones(64)
     del state["blocks.1.norm2.weight"]
     torch.save(state, tmp_path / "odd.pth")
-    with pytest.raises(ValueError, match=r"missing keys \[blocks.1.norm2.weight\], unexpected keys "
-                                         r"\[blocks.0.ls1.gamma\]") as error:
+    with pytest.raises(
+        ValueError,
+        match=r"missing keys \[blocks.1.norm2.weight\], unexpected keys "
+        r"\[blocks.0.ls1.gamma\]",
+    ) as error:
         load_backbone(tmp_path / "odd.pth", num_heads=1)
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match=r"embed_dim=64, expected 384"):
         load_backbone(tmp_path / "odd.pth", expect={"embed_dim": 384})
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"not a checkpoint", "is not a PyTorch checkpoint"),
-    (b"", "is empty"),
-    (None, "checkpoint not found"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a checkpoint", "is not a PyTorch checkpoint"),
+        (b"", "is empty"),
+        (None, "checkpoint not found"),
+    ],
+)
 def test_unreadable_or_missing(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "bad.pth"
     if content is not None:

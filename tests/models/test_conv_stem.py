@@ -51,8 +51,17 @@ def test_timm_builds_the_same_model_through_embed_layer() -> None:
 
 def test_export_names_the_stem_and_reloads(tmp_path) -> None:
     model = _stem_vit()
-    kwargs = {"img_size": 28, "patch_size": 7, "in_chans": 3, "embed_dim": 192, "depth": 2, "num_heads": 3,
-              "mlp_ratio": 4.0, "qkv_bias": True, "stem_channels": 16}
+    kwargs = {
+        "img_size": 28,
+        "patch_size": 7,
+        "in_chans": 3,
+        "embed_dim": 192,
+        "depth": 2,
+        "num_heads": 3,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "stem_channels": 16,
+    }
     weights, sidecar = export_backbone(model, kwargs, tmp_path / "backbone.safetensors")
     info = json.loads(sidecar.read_text())
     assert "stem_channels" not in info["timm_kwargs"]

@@ -26,8 +26,9 @@ class _Layer(nn.Module):
         self.attn = nn.Module()
         self.attn.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.ffn = nn.Module()
-        self.ffn.layers = nn.Sequential(nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.0)),
-                                        nn.Linear(4 * dim, dim), nn.Dropout(0.0))
+        self.ffn.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.0)), nn.Linear(4 * dim, dim), nn.Dropout(0.0)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.ln1(x)
@@ -73,14 +74,42 @@ def test_mmseg_layout_loads_strict_and_gives_the_same_tokens() -> None:
 def test_export_mmseg_from_the_cli(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["pretrain", "--out", str(run), *[a for s in (*TINY, "optim.epochs=1") for a in ("--set", s)]]) == 0
-    assert main(["export", "--checkpoint", str(run), "--format", "mmseg", "--img-size", "32",
-                 "--out", str(tmp_path / "vit.pth")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run),
+                "--format",
+                "mmseg",
+                "--img-size",
+                "32",
+                "--out",
+                str(tmp_path / "vit.pth"),
+            ]
+        )
+        == 0
+    )
     state = torch.load(tmp_path / "vit.pth", weights_only=True)["state_dict"]
     assert state["pos_embed"].shape == (1, 8 * 8 + 1, 192) and "layers.1.attn.attn.in_proj_weight" in state
     MMSegViT(192, 2, 3, 4, 8).load_state_dict(state, strict=True)
     snippet = (tmp_path / "vit.py").read_text()
     assert "type='VisionTransformer'" in snippet and "embed_dims=192" in snippet and "img_size=(32, 32)" in snippet
     capsys.readouterr()
-    assert main(["export", "--checkpoint", str(run), "--format", "mmseg", "--img-size", "30",
-                 "--out", str(tmp_path / "bad.pth")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run),
+                "--format",
+                "mmseg",
+                "--img-size",
+                "30",
+                "--out",
+                str(tmp_path / "bad.pth"),
+            ]
+        )
+        == 2
+    )
     assert "multiple of the patch size 4" in capsys.readouterr().err

@@ -43,8 +43,9 @@ def test_hugging_face_folder_loads_offline_in_timm(run, tmp_path, monkeypatch) -
     reference = load_backbone(run).model
     images = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_features(images)[:, 0], reference(images).cls_token,
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model.forward_features(images)[:, 0], reference(images).cls_token, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_onnx_export_matches_pytorch(run, tmp_path, capsys) -> None:
@@ -70,7 +71,16 @@ def test_hf_export_refuses_a_convolutional_stem(tmp_path) -> None:
     from attmask.models.export_hf import export_hf
 
     model = build_vit("vit_tiny", img_size=28, patch_size=7, depth=1, stem_channels=8)
-    kwargs = {"img_size": 28, "patch_size": 7, "in_chans": 3, "embed_dim": 192, "depth": 1, "num_heads": 3,
-              "mlp_ratio": 4.0, "qkv_bias": True, "stem_channels": 8}
+    kwargs = {
+        "img_size": 28,
+        "patch_size": 7,
+        "in_chans": 3,
+        "embed_dim": 192,
+        "depth": 1,
+        "num_heads": 3,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "stem_channels": 8,
+    }
     with pytest.raises(ValueError, match="convolutional stem cannot be rebuilt by timm"):
         export_hf(model, kwargs, tmp_path / "hf")

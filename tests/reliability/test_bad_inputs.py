@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import errno
-import re
-import warnings
 import os
+import re
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from attmask.cli.main import main
-from attmask.data.images import load_image
 from attmask.core.checkpoint import save_atomic
+from attmask.data.images import load_image
 from attmask.engine.logging import read_log
 from tests.engine.tiny import TINY
 
@@ -35,11 +35,17 @@ def _one_line(capsys) -> str:
 
 def _bomb_png(path: Path, side: int = 50000) -> Path:
     """A PNG whose header claims ``side x side`` pixels (a few bytes of data)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -63,18 +69,34 @@ def test_decompression_bomb_is_skipped_like_any_unreadable_image(tmp_path, capsy
     assert code == 0
     with warnings.catch_warnings():  # the worker process warns on its own
         warnings.simplefilter("ignore")
-        assert main(["pretrain", "--out", str(tmp_path / "run1"), *_sets(f"data.source={folder}",
-                                                                         "data.num_workers=1")]) == 0
+        assert (
+            main(["pretrain", "--out", str(tmp_path / "run1"), *_sets(f"data.source={folder}", "data.num_workers=1")])
+            == 0
+        )
     with warnings.catch_warnings():  # eval's loader workers warn on their own
         warnings.simplefilter("ignore")
-        assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run"), "--data", str(folder),
-                     "--img-size", "16"]) == 0
+        assert (
+            main(["eval", "knn", "--checkpoint", str(tmp_path / "run"), "--data", str(folder), "--img-size", "16"]) == 0
+        )
     with pytest.raises(ValueError, match=r"too large to decode safely.*2500000000 pixels.*data.max_image_pixels"):
         load_image(folder / "a" / "bomb0.png")
     with pytest.raises(ValueError, match=r"20x20 pixels, more than the limit of 100"):
         load_image(folder / "a" / "0.png", max_pixels=100)  # the limit is a data option
-    assert main(["visualize", "attention", "--checkpoint", str(tmp_path / "run"), "--images", str(folder / "a" / "bomb0.png"),
-                 "--out", str(tmp_path / "fig")]) == 2
+    assert (
+        main(
+            [
+                "visualize",
+                "attention",
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--images",
+                str(folder / "a" / "bomb0.png"),
+                "--out",
+                str(tmp_path / "fig"),
+            ]
+        )
+        == 2
+    )
     assert "too large to decode safely" in _one_line(capsys)
 
 
@@ -86,8 +108,9 @@ def test_a_folder_of_unreadable_files_is_one_line_even_from_a_worker(tmp_path, c
         (folder / "a" / f"{index}.png").write_bytes(b"junk")
     with warnings.catch_warnings():  # one warning per file (in the worker process with workers=1)
         warnings.simplefilter("ignore")
-        code = main(["pretrain", "--out", str(tmp_path / "run"),
-                     *_sets(f"data.source={folder}", f"data.num_workers={workers}")])
+        code = main(
+            ["pretrain", "--out", str(tmp_path / "run"), *_sets(f"data.source={folder}", f"data.num_workers={workers}")]
+        )
     assert code == 2
     line = _one_line(capsys)
     assert "none of the 20 image files of the data set is readable" in line and "DataLoader" not in line
@@ -96,13 +119,17 @@ def test_a_folder_of_unreadable_files_is_one_line_even_from_a_worker(tmp_path, c
         capsys.readouterr()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            assert main(["eval", "knn", "--checkpoint", str(tmp_path / "ok"), "--data", str(folder),
-                         "--img-size", "16"]) == 2
+            assert (
+                main(["eval", "knn", "--checkpoint", str(tmp_path / "ok"), "--data", str(folder), "--img-size", "16"])
+                == 2
+            )
         assert "is readable" in _one_line(capsys)
 
 
-@pytest.mark.parametrize("override", ["optim.lr=1e-3", "train.seed=1", "masking.strategy=random",
-                                      "data.batch_size=4", "optim.warmup_epochs=0"])
+@pytest.mark.parametrize(
+    "override",
+    ["optim.lr=1e-3", "train.seed=1", "masking.strategy=random", "data.batch_size=4", "optim.warmup_epochs=0"],
+)
 def test_resume_with_a_changed_training_setting_is_refused(tmp_path, capsys, override) -> None:
     run = tmp_path / "run"
     assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2", "train.max_steps_per_epoch=1")]) == 0
@@ -115,14 +142,26 @@ def test_resume_with_a_changed_training_setting_is_refused(tmp_path, capsys, ove
     line = _one_line(capsys)
     assert f"{override.split('=')[0]} " in line and "--allow-config-change" in line
     assert (run / "config.yaml").read_text() == before
-    assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2", "train.max_steps_per_epoch=1",
-                                                       "train.log_every_steps=5")]) == 0  # monitoring may change
+    assert (
+        main(
+            [
+                "pretrain",
+                "--out",
+                str(run),
+                *_sets("optim.epochs=2", "train.max_steps_per_epoch=1", "train.log_every_steps=5"),
+            ]
+        )
+        == 0
+    )  # monitoring may change
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("- a\n- b\n", "must hold a mapping of sections .* not a list"),
-    ("42\n", "must hold a mapping of sections .* not a int"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n- b\n", "must hold a mapping of sections .* not a list"),
+        ("42\n", "must hold a mapping of sections .* not a int"),
+    ],
+)
 def test_config_file_that_is_not_a_mapping(tmp_path, capsys, text, message) -> None:
     (tmp_path / "c.yaml").write_text(text)
     assert main(["pretrain", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
@@ -130,20 +169,23 @@ def test_config_file_that_is_not_a_mapping(tmp_path, capsys, text, message) -> N
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("optim.lr=[1,", "the value is not valid YAML"),
-    ("optim.lr={a: 1", "the value is not valid YAML"),
-    ("optim.lr=!!python/object/apply:os.system [echo]", "the value is not valid YAML"),
-    ("model.patch_size=0", "model.patch_size must be >= 1"),
-    ("optim.accumulation_steps=0", "optim.accumulation_steps must be >= 1"),
-    ("optim.lr=inf", "optim.lr must be a finite number"),
-    ("optim.lr=nan", "optim.lr must be a finite number"),
-    ("optim.lr=-1", "optim.lr must be >= 0"),
-    ("optim.teacher_momentum=2", r"optim.teacher_momentum must be in \[0, 1\]"),
-    ("optim.clip_grad=-1", "optim.clip_grad must be >= 0"),
-    ("train.save_every_steps=-5", "train.save_every_steps must be >= 0"),
-    ("data.subset=50", "data.subset must be a fraction in .* use data.per_class"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=[1,", "the value is not valid YAML"),
+        ("optim.lr={a: 1", "the value is not valid YAML"),
+        ("optim.lr=!!python/object/apply:os.system [echo]", "the value is not valid YAML"),
+        ("model.patch_size=0", "model.patch_size must be >= 1"),
+        ("optim.accumulation_steps=0", "optim.accumulation_steps must be >= 1"),
+        ("optim.lr=inf", "optim.lr must be a finite number"),
+        ("optim.lr=nan", "optim.lr must be a finite number"),
+        ("optim.lr=-1", "optim.lr must be >= 0"),
+        ("optim.teacher_momentum=2", r"optim.teacher_momentum must be in \[0, 1\]"),
+        ("optim.clip_grad=-1", "optim.clip_grad must be >= 0"),
+        ("train.save_every_steps=-5", "train.save_every_steps must be >= 0"),
+        ("data.subset=50", "data.subset must be a fraction in .* use data.per_class"),
+    ],
+)
 def test_bad_values_are_one_line_and_leave_no_files(tmp_path, capsys, override, message) -> None:
     assert main(["pretrain", "--out", str(tmp_path / "run"), *_sets(override)]) == 2
     assert re.search(message, _one_line(capsys))
@@ -163,8 +205,20 @@ def test_subset_one_means_every_image_and_per_class_is_a_count() -> None:
 def test_zero_heads_is_refused(tmp_path, capsys) -> None:
     assert main(["pretrain", "--out", str(tmp_path / "run"), *_sets()]) == 0
     capsys.readouterr()
-    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "b.safetensors"),
-                 "--num-heads", "0"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--out",
+                str(tmp_path / "b.safetensors"),
+                "--num-heads",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--num-heads must be >= 1" in _one_line(capsys)
 
 
@@ -214,9 +268,14 @@ def test_nonfinite_weights_are_refused_by_eval_and_export(tmp_path, capsys) -> N
     assert "NaN/inf weights" in _one_line(capsys)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "is empty"), (os.urandom(64), "is not a PyTorch checkpoint"), (b"PK\x03\x04" + b"\0" * 60, "truncated"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (os.urandom(64), "is not a PyTorch checkpoint"),
+        (b"PK\x03\x04" + b"\0" * 60, "truncated"),
+    ],
+)
 def test_bad_checkpoint_files_say_what_they_are(tmp_path, capsys, content, message) -> None:
     (tmp_path / "bad.pth").write_bytes(content if not content.startswith(b"\x80") else b"x" + content)
     assert main(["export", "--checkpoint", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "b.safetensors")]) == 2
@@ -225,8 +284,14 @@ def test_bad_checkpoint_files_say_what_they_are(tmp_path, capsys, content, messa
 
 
 def test_nan_before_the_first_checkpoint_says_none_was_written(tmp_path, capsys) -> None:
-    code = main(["pretrain", "--out", str(tmp_path / "run"), *_sets("optim.lr=1e30", "optim.warmup_epochs=0",
-                                                                    "train.precision=fp32")])
+    code = main(
+        [
+            "pretrain",
+            "--out",
+            str(tmp_path / "run"),
+            *_sets("optim.lr=1e30", "optim.warmup_epochs=0", "train.precision=fp32"),
+        ]
+    )
     if code == 0:
         pytest.skip("lr 1e30 did not diverge here")
     assert "no checkpoint was written yet" in _one_line(capsys)

@@ -20,8 +20,7 @@ from attmask.engine.logging import read_log
 from tests.conftest import REPO_ROOT
 from tests.engine.tiny import TINY
 
-SETTINGS = (*TINY, "optim.epochs=3", "train.max_steps_per_epoch=3", "train.save_every_steps=1",
-            "train.num_threads=1")
+SETTINGS = (*TINY, "optim.epochs=3", "train.max_steps_per_epoch=3", "train.save_every_steps=1", "train.num_threads=1")
 
 #: Runs the CLI, SIGKILLing itself in the KILL_AT_WRITE-th atomic write: after the temporary file
 #: is complete, before it is renamed over the checkpoint (the worst moment of a write).
@@ -46,15 +45,21 @@ def _arguments(run: Path) -> list[str]:
 
 def _driver(run: Path, kill_at: int) -> int:
     env = {**os.environ, "KILL_AT_WRITE": str(kill_at), "PYTHONPATH": str(REPO_ROOT / "src")}
-    done = subprocess.run([sys.executable, "-c", DRIVER, *_arguments(run)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, *_arguments(run)], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
     return done.returncode
 
 
 def _killed_at_a_random_moment(run: Path, seconds: float) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "attmask.cli.main", *_arguments(run)], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attmask.cli.main", *_arguments(run)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(seconds)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -108,6 +113,8 @@ def test_resume_with_another_world_size_says_what_changes(tmp_path, capsys) -> N
     torch.save(state, run / "checkpoint.pth")
     capsys.readouterr()
     assert main(arguments) == 0
-    assert "resumed with 1 processes, trained with 2: the global batch and the data order change" in \
-        capsys.readouterr().err
+    assert (
+        "resumed with 1 processes, trained with 2: the global batch and the data order change"
+        in capsys.readouterr().err
+    )
     assert any("world_size_changed" in r for r in read_log(run))

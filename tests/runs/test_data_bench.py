@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attmask.runs.data_bench import (DataBenchResult, describe, measure_pretraining_loader,
-                                       pretraining_loader, time_loader)
+from attmask.runs.data_bench import (
+    DataBenchResult,
+    describe,
+    measure_pretraining_loader,
+    pretraining_loader,
+    time_loader,
+)
 from tests.engine.tiny import tiny_config
 
 
@@ -51,17 +56,21 @@ def test_restores_the_thread_count(one_thread) -> None:
 
 
 def test_one_batch_has_no_steady_rate_and_describe_is_one_line() -> None:
-    result = DataBenchResult(images=8, batches=1, batch_size=8, num_workers=2, crops_per_image=4,
-                             seconds=0.5, first_batch_seconds=0.5)
+    result = DataBenchResult(
+        images=8, batches=1, batch_size=8, num_workers=2, crops_per_image=4, seconds=0.5, first_batch_seconds=0.5
+    )
     assert result.images_per_second == 16.0 and result.steady_images_per_second is None
     line = describe(result)
     assert len(line.splitlines()) == 1 and "16.0 images/s" in line and "2 workers" in line
 
 
-@pytest.mark.parametrize(("overrides", "batches", "message"), [
-    (("data.batch_size=100000",), 1, "lower data.batch_size"),
-    ((), 0, "at least 1 batch"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "batches", "message"),
+    [
+        (("data.batch_size=100000",), 1, "lower data.batch_size"),
+        ((), 0, "at least 1 batch"),
+    ],
+)
 def test_bad_settings_raise(overrides: tuple[str, ...], batches: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         measure_pretraining_loader(tiny_config(*overrides), max_batches=batches)

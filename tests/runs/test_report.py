@@ -10,23 +10,28 @@ import pytest
 from PIL import Image
 
 from attmask.cli.main import main
-from attmask.engine.trainer import Trainer
 from attmask.viz.curves import plot_panels, series
 from attmask.viz.figures import sample_images
-from tests.engine.tiny import monitored_trainer, TINY_MAE, tiny_config
+from tests.engine.tiny import TINY_MAE, monitored_trainer, tiny_config
 
 
 def test_series_keeps_the_last_value_of_replayed_steps() -> None:
-    records = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}, {"step": 2, "loss": 1.5},
-               {"step": 3, "loss": "nan"}, {"epoch": 0, "knn_top1": 50.0}]
+    records = [
+        {"step": 1, "loss": 3.0},
+        {"step": 2, "loss": 2.0},
+        {"step": 2, "loss": 1.5},
+        {"step": 3, "loss": "nan"},
+        {"epoch": 0, "knn_top1": 50.0},
+    ]
     assert series(records, "loss") == ([1.0, 2.0], [3.0, 1.5])
     assert series(records, "knn_top1", x="epoch") == ([0.0], [50.0])
 
 
 def test_plot_panels_skips_empty_panels(tmp_path: Path) -> None:
     assert plot_panels([{"step": 1}], [("loss", ["loss"])], tmp_path / "x.png") is None
-    path = plot_panels([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],
-                       [("loss", ["loss"]), ("lr", ["lr"])], tmp_path / "y.png")
+    path = plot_panels(
+        [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}], [("loss", ["loss"]), ("lr", ["lr"])], tmp_path / "y.png"
+    )
     with Image.open(path) as image:
         assert image.size[0] < 500  # one panel only
 
@@ -43,8 +48,15 @@ def test_sample_images_one_per_class_and_safe_names() -> None:
 
 def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    monitored_trainer(tiny_config("train.knn_every_epochs=1", "train.knn_baseline=true",
-                        "train.knn_train_samples=200", "train.knn_test_samples=100"), run).fit()
+    monitored_trainer(
+        tiny_config(
+            "train.knn_every_epochs=1",
+            "train.knn_baseline=true",
+            "train.knn_train_samples=200",
+            "train.knn_test_samples=100",
+        ),
+        run,
+    ).fit()
     assert main(["report", str(run), "--num-images", "2"]) == 0
     page = (run / "report" / "index.html").read_text()
     assert capsys.readouterr().out.startswith("wrote")
@@ -65,8 +77,9 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
 
 def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructions(tmp_path: Path) -> None:
     run = tmp_path / "lut"
-    monitored_trainer(tiny_config(*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16",
-                        "optim.epochs=1"), run).fit()
+    monitored_trainer(
+        tiny_config(*TINY_MAE, "train.method=lut", "lut.hidden_dim=32", "lut.out_dim=16", "optim.epochs=1"), run
+    ).fit()
     assert main(["report", str(run), "--num-images", "2"]) == 0
     page = (run / "report" / "index.html").read_text()
     assert "<h2>attention and masks (encoder)</h2>" in page
@@ -88,5 +101,9 @@ def test_trainer_draws_figures_of_fixed_images(tmp_path: Path) -> None:
     monitored_trainer(tiny_config("train.figures_every_epochs=1", "train.figure_images=2"), tmp_path).fit()
     for epoch in ("epoch_0001", "epoch_0002"):
         names = sorted(p.name for p in (tmp_path / "figures" / epoch).glob("*.png"))
-        assert names == ["digits_0_0_attention.png", "digits_0_0_masks.png",
-                         "digits_15_1_attention.png", "digits_15_1_masks.png"]
+        assert names == [
+            "digits_0_0_attention.png",
+            "digits_0_0_masks.png",
+            "digits_15_1_attention.png",
+            "digits_15_1_masks.png",
+        ]

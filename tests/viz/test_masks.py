@@ -67,6 +67,7 @@ def test_mask_figure_says_when_hint_reveals_nothing(tmp_path, monkeypatch) -> No
     labels = [axis.get_xlabel() for axis in figures[-1].axes]
     assert "no hint shown: floor(16 x s) = 0" in labels
     large = strategy_masks(torch.rand(196), (14, 14), [0.3], torch.Generator().manual_seed(0))  # 5 revealed
-    render.render_mask_grid(np.zeros((56, 56, 3), np.float32), torch.rand(196), large, [0.3], 4, "t",
-                            tmp_path / "b.png")
+    render.render_mask_grid(
+        np.zeros((56, 56, 3), np.float32), torch.rand(196), large, [0.3], 4, "t", tmp_path / "b.png"
+    )
     assert not any("no hint" in axis.get_xlabel() for axis in figures[-1].axes)

@@ -11,13 +11,12 @@ from PIL import Image
 
 from attmask.engine.data import crop_config
 from attmask.engine.restore import load_method
-from attmask.engine.trainer import Trainer
 from attmask.methods.base import Reconstruction
 from attmask.models import patchify
 from attmask.viz.figures import sample_images
 from attmask.viz.masks import HIDDEN_GREY, denormalize
 from attmask.viz.reconstruction import draw_reconstructions, reconstruct_images, reconstruction_panels
-from tests.engine.tiny import monitored_trainer, TINY_MAE, tiny_config
+from tests.engine.tiny import TINY_MAE, monitored_trainer, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,12 @@ def test_denormalize_inverts_the_normalisation_and_clips() -> None:
 def test_masked_panel_is_grey_exactly_at_hidden_patches() -> None:
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 8, 12, generator=generator) * 0.4  # never HIDDEN_GREY
-    masks = torch.tensor([[True, False, False, False, True, True],   # 2 x 3 grid of 4 px patches
-                          [False, True, True, False, False, False]])
+    masks = torch.tensor(
+        [
+            [True, False, False, False, True, True],  # 2 x 3 grid of 4 px patches
+            [False, True, True, False, False, False],
+        ]
+    )
     result = Reconstruction(images, masks, 1.0 - images, 4)
     panels = reconstruction_panels(result, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     assert panels.shape == (2, 3, 8, 12, 3)
@@ -108,6 +111,7 @@ def test_reconstruction_of_a_gray_image_is_drawn_gray() -> None:
     output = panels[0, 2]
     assert np.allclose(output, output[..., :1])  # no tint: every channel equal
     colour = torch.rand(1, 3, 8, 8)  # a colour original keeps the reconstruction's colours
-    panels = reconstruction_panels(Reconstruction(colour, torch.zeros(1, 4, dtype=torch.bool), colour, 4),
-                                   (0.0,) * 3, (1.0,) * 3)
+    panels = reconstruction_panels(
+        Reconstruction(colour, torch.zeros(1, 4, dtype=torch.bool), colour, 4), (0.0,) * 3, (1.0,) * 3
+    )
     np.testing.assert_allclose(panels[0, 2], colour[0].permute(1, 2, 0).numpy(), atol=1e-6)

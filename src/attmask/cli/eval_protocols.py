@@ -49,11 +49,13 @@ class Alias:
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Register the flag (hidden from the option list; ``--help`` lists the shorthands in its epilog)."""
         if self.constant is not None:
-            parser.add_argument(self.flag, dest=self.dest, action="store_const", const=self.constant,
-                                help=argparse.SUPPRESS)
+            parser.add_argument(
+                self.flag, dest=self.dest, action="store_const", const=self.constant, help=argparse.SUPPRESS
+            )
         else:
-            parser.add_argument(self.flag, dest=self.dest, nargs="+" if self.many else None, metavar="VALUE",
-                                help=argparse.SUPPRESS)
+            parser.add_argument(
+                self.flag, dest=self.dest, nargs="+" if self.many else None, metavar="VALUE", help=argparse.SUPPRESS
+            )
 
     def overrides(self, args: argparse.Namespace) -> list[str]:
         """The ``key=value`` overrides the flag stands for ([] when it was not given)."""
@@ -75,18 +77,25 @@ def _alias(flag: str, *keys: str, many: bool = False, constant: str | None = Non
 
 #: Shorthands of every protocol.
 COMMON_ALIASES = (
-    _alias("--student", "session.student", constant="true"), _alias("--num-heads", "session.num_heads"),
-    _alias("--img-size", "data.img_size"), _alias("--batch-size", "data.batch_size"),
-    _alias("--num-workers", "data.num_workers"), _alias("--device", "session.device"),
+    _alias("--student", "session.student", constant="true"),
+    _alias("--num-heads", "session.num_heads"),
+    _alias("--img-size", "data.img_size"),
+    _alias("--batch-size", "data.batch_size"),
+    _alias("--num-workers", "data.num_workers"),
+    _alias("--device", "session.device"),
     _alias("--no-progress", "session.progress", constant="false"),
 )
 
 
 def _probe_aliases(section: str) -> tuple[Alias, ...]:
     """Shorthands of a trained classifier's section (linear probe or fine-tuning)."""
-    return (_alias("--epochs", f"{section}.epochs"), _alias("--lr", f"{section}.base_lr"),
-            _alias("--train-batch-size", f"{section}.batch_size"), _alias("--seed", f"{section}.seed"),
-            _alias("--num-workers", "data.num_workers", f"{section}.num_workers"))
+    return (
+        _alias("--epochs", f"{section}.epochs"),
+        _alias("--lr", f"{section}.base_lr"),
+        _alias("--train-batch-size", f"{section}.batch_size"),
+        _alias("--seed", f"{section}.seed"),
+        _alias("--num-workers", "data.num_workers", f"{section}.num_workers"),
+    )
 
 
 def _variant(text: str) -> tuple[str, str]:
@@ -97,17 +106,26 @@ def _variant(text: str) -> tuple[str, str]:
 
 
 def _robustness_paths(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--attention-checkpoint",
-                        help="model whose attention picks the patches (default: the evaluated one)")
-    parser.add_argument("--variant", type=_variant, action="append", default=[], metavar="NAME=FOLDER",
-                        help="also report accuracy on this labelled folder (IN-9 style; repeatable)")
+    parser.add_argument(
+        "--attention-checkpoint", help="model whose attention picks the patches (default: the evaluated one)"
+    )
+    parser.add_argument(
+        "--variant",
+        type=_variant,
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="also report accuracy on this labelled folder (IN-9 style; repeatable)",
+    )
 
 
 def _robustness(session: EvalSession, config: EvalConfig, args: argparse.Namespace) -> ProtocolResult:
     attention = load_backbone(args.attention_checkpoint).model if args.attention_checkpoint else None
     if attention is not None and attention.patch_size != session.backbone.patch_size:
-        raise ValueError(f"--attention-checkpoint has patch size {attention.patch_size}, the evaluated "
-                         f"model {session.backbone.patch_size}; both must cut the same patch grid")
+        raise ValueError(
+            f"--attention-checkpoint has patch size {attention.patch_size}, the evaluated "
+            f"model {session.backbone.patch_size}; both must cut the same patch grid"
+        )
     return robustness_protocol(session, config.robustness, config.linear, attention, dict(args.variant))
 
 
@@ -148,43 +166,91 @@ PROTOCOLS: dict[str, Protocol] = {
     "knn": Protocol(
         "weighted k-NN on frozen features (k = 10, 20, 100, 200; T = 0.07)",
         lambda session, config, _: knn_protocol(session, config.knn),
-        (_alias("--k", "knn.ks", many=True), _alias("--temperature", "knn.temperature"),
-         _alias("--features", "knn.features"))),
+        (
+            _alias("--k", "knn.ks", many=True),
+            _alias("--temperature", "knn.temperature"),
+            _alias("--features", "knn.features"),
+        ),
+    ),
     "fewshot": Protocol(
         "few-shot k-NN: nu images per class over disjoint subsets",
         lambda session, config, _: fewshot_protocol(session, config.fewshot),
-        (_alias("--shots", "fewshot.shots", many=True), _alias("--repeats", "fewshot.repeats"),
-         _alias("--seed", "fewshot.seed"), _alias("--features", "fewshot.features"))),
+        (
+            _alias("--shots", "fewshot.shots", many=True),
+            _alias("--repeats", "fewshot.repeats"),
+            _alias("--seed", "fewshot.seed"),
+            _alias("--features", "fewshot.features"),
+        ),
+    ),
     "linear": Protocol(
         "linear probe on frozen features (DINO protocol; fast or full mode)",
         lambda session, config, _: linear_protocol(session, config.linear),
-        (_alias("--mode", "linear.mode"), _alias("--features", "linear.feature_kind"), *_probe_aliases("linear"))),
+        (_alias("--mode", "linear.mode"), _alias("--features", "linear.feature_kind"), *_probe_aliases("linear")),
+    ),
     "finetune": Protocol(
         "fine-tune the whole ViT with layer-wise lr decay",
         lambda session, config, _: finetune_protocol(session, config.finetune),
-        (*_probe_aliases("finetune"), *(_alias(f"--{key.replace('_', '-')}", f"finetune.{key}") for key in (
-            "min_lr", "warmup_epochs", "weight_decay", "layer_decay", "drop_path", "label_smoothing", "mixup",
-            "cutmix", "pool", "clip_grad")), _alias("--randaug", "finetune.randaug", constant="true"))),
+        (
+            *_probe_aliases("finetune"),
+            *(
+                _alias(f"--{key.replace('_', '-')}", f"finetune.{key}")
+                for key in (
+                    "min_lr",
+                    "warmup_epochs",
+                    "weight_decay",
+                    "layer_decay",
+                    "drop_path",
+                    "label_smoothing",
+                    "mixup",
+                    "cutmix",
+                    "pool",
+                    "clip_grad",
+                )
+            ),
+            _alias("--randaug", "finetune.randaug", constant="true"),
+        ),
+    ),
     "retrieval": Protocol(
         "Recall@k and mAP of every image against the others",
         lambda session, config, _: retrieval_protocol(session, config.retrieval),
-        (_alias("--k", "retrieval.ks", many=True), _alias("--split", "retrieval.split"),
-         _alias("--no-map", "retrieval.map", constant="false"), _alias("--features", "retrieval.features"))),
+        (
+            _alias("--k", "retrieval.ks", many=True),
+            _alias("--split", "retrieval.split"),
+            _alias("--no-map", "retrieval.map", constant="false"),
+            _alias("--features", "retrieval.features"),
+        ),
+    ),
     "robustness": Protocol(
-        "k-NN accuracy with the most attended patches blacked out", _robustness,
-        (_alias("--ratios", "robustness.ratios", many=True), _alias("--k", "robustness.k"),
-         _alias("--temperature", "robustness.temperature"), _alias("--classifier", "robustness.classifier"),
-         _alias("--features", "robustness.features"), *_probe_aliases("linear")),
-        _robustness_paths),
+        "k-NN accuracy with the most attended patches blacked out",
+        _robustness,
+        (
+            _alias("--ratios", "robustness.ratios", many=True),
+            _alias("--k", "robustness.k"),
+            _alias("--temperature", "robustness.temperature"),
+            _alias("--classifier", "robustness.classifier"),
+            _alias("--features", "robustness.features"),
+            *_probe_aliases("linear"),
+        ),
+        _robustness_paths,
+    ),
     "revisited": Protocol(
         "revisited Oxford / Paris retrieval: mAP and mP@k, Easy / Medium / Hard (--data ROOT with "
         "gnd_<dataset>.pkl and jpg/)",
         lambda session, config, _: revisited_protocol(session, config.revisited),
-        (_alias("--dataset", "revisited.dataset"), _alias("--max-side", "revisited.max_side"),
-         _alias("--scales", "revisited.scales", many=True), _alias("--k", "revisited.ks", many=True))),
+        (
+            _alias("--dataset", "revisited.dataset"),
+            _alias("--max-side", "revisited.max_side"),
+            _alias("--scales", "revisited.scales", many=True),
+            _alias("--k", "revisited.ks", many=True),
+        ),
+    ),
     "davis": Protocol(
-        "DAVIS 2017 video object segmentation by label propagation: J&F (--data the DAVIS root)", _davis,
-        (*(_alias(f"--{key.replace('_', '-')}", f"davis.{key}") for key in ("scale", "n_last", "radius", "topk")),
-         _alias("--sequences", "davis.sequences", many=True)),
-        _davis_paths),
+        "DAVIS 2017 video object segmentation by label propagation: J&F (--data the DAVIS root)",
+        _davis,
+        (
+            *(_alias(f"--{key.replace('_', '-')}", f"davis.{key}") for key in ("scale", "n_last", "radius", "topk")),
+            _alias("--sequences", "davis.sequences", many=True),
+        ),
+        _davis_paths,
+    ),
 }

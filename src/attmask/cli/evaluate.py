@@ -72,44 +72,75 @@ def key_reference(sections: typing.Sequence[str]) -> list[str]:
 def _epilog(protocol: str) -> str:
     shorthands = [alias.describe() for alias in eval_protocols.PROTOCOLS[protocol].all_aliases()]
     shorthands.append("--subset X = data.subset (a fraction) or data.per_class (a count)")
-    wrapped = textwrap.wrap(", ".join(text.replace(" ", "\0") for text in shorthands), 100,
-                            initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
-    return "\n".join([
-        "config keys (set in --config FILE.yaml or with --set key=value):",
-        *key_reference(sections_of(protocol)), "",
-        "shorthand flags (each sets config keys; applied after --set):",
-        *(line.replace("\0", " ") for line in wrapped),
-    ])
+    wrapped = textwrap.wrap(
+        ", ".join(text.replace(" ", "\0") for text in shorthands),
+        100,
+        initial_indent="  ",
+        subsequent_indent="  ",
+        break_on_hyphens=False,
+    )
+    return "\n".join(
+        [
+            "config keys (set in --config FILE.yaml or with --set key=value):",
+            *key_reference(sections_of(protocol)),
+            "",
+            "shorthand flags (each sets config keys; applied after --set):",
+            *(line.replace("\0", " ") for line in wrapped),
+        ]
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     """Paths and configuration, shared by every protocol."""
-    parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint file or run folder (attmask, DINO/iBOT/AttMask, timm, .safetensors)")
-    parser.add_argument("--data", help="fashion-mnist, digits, or a labelled folder (sets data.source; "
-                        "default fashion-mnist)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint file or run folder (attmask, DINO/iBOT/AttMask, timm, .safetensors)",
+    )
+    parser.add_argument(
+        "--data", help="fashion-mnist, digits, or a labelled folder (sets data.source; default fashion-mnist)"
+    )
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
     parser.add_argument("--test-data", help="separate labelled folder for the test split (sets data.test_source)")
     parser.add_argument("--cache-dir", help="cache extracted features here (keyed by checkpoint, data, options)")
-    parser.add_argument("--out", help="result JSON (default: <checkpoint folder>/eval/<protocol>.json); the "
-                        "resolved config goes beside it as <name>.config.yaml")
-    parser.add_argument("--config", help="evaluation config YAML (sections as listed below), e.g. "
-                        "configs/eval/quick.yaml or a <name>.config.yaml written by an earlier run")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set knn.ks=[20] (repeatable)")
+    parser.add_argument(
+        "--out",
+        help="result JSON (default: <checkpoint folder>/eval/<protocol>.json); the "
+        "resolved config goes beside it as <name>.config.yaml",
+    )
+    parser.add_argument(
+        "--config",
+        help="evaluation config YAML (sections as listed below), e.g. "
+        "configs/eval/quick.yaml or a <name>.config.yaml written by an earlier run",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set knn.ks=[20] (repeatable)",
+    )
     parser.add_argument("--subset", type=parse_subset, help=argparse.SUPPRESS)
 
 
 def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     """Register ``eval`` and its protocol subcommands."""
     parser = commands.add_parser(
-        name, help="evaluate a checkpoint: knn, fewshot, linear, finetune, retrieval, robustness",
+        name,
+        help="evaluate a checkpoint: knn, fewshot, linear, finetune, retrieval, robustness",
         description="Evaluate a pretrained ViT with the protocols of the AttMask paper. Settings: "
-                    "--config FILE.yaml and --set section.key=value (attmask eval PROTOCOL --help lists the keys).")
+        "--config FILE.yaml and --set section.key=value (attmask eval PROTOCOL --help lists the keys).",
+    )
     protocols = parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
     for protocol, spec in eval_protocols.PROTOCOLS.items():
-        sub = protocols.add_parser(protocol, help=spec.help, description=spec.help, epilog=_epilog(protocol),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = protocols.add_parser(
+            protocol,
+            help=spec.help,
+            description=spec.help,
+            epilog=_epilog(protocol),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _common(sub)
         if spec.paths is not None:
             spec.paths(sub)
@@ -119,13 +150,17 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The ``key=value`` overrides that the path flags and the shorthand flags stand for."""
-    overrides = [f"{key}={json.dumps(getattr(args, dest))}" for dest, key in (
-        ("data", "data.source"), ("data_dir", "data.data_dir"), ("test_data", "data.test_source"))
-        if getattr(args, dest) is not None]
+    overrides = [
+        f"{key}={json.dumps(getattr(args, dest))}"
+        for dest, key in (("data", "data.source"), ("data_dir", "data.data_dir"), ("test_data", "data.test_source"))
+        if getattr(args, dest) is not None
+    ]
     if args.subset is not None:
         counted = isinstance(args.subset, int)
-        overrides += [f"data.per_class={args.subset if counted else 'null'}",
-                      f"data.subset={'null' if counted else args.subset}"]
+        overrides += [
+            f"data.per_class={args.subset if counted else 'null'}",
+            f"data.subset={'null' if counted else args.subset}",
+        ]
     for alias in eval_protocols.PROTOCOLS[args.protocol].all_aliases():
         overrides += alias.overrides(args)
     return overrides
@@ -160,14 +195,25 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_backbone(args.checkpoint, "student" if config.session.student else None, config.session.num_heads)
     ctx = init_distributed(config.session.device)
     try:
-        session = EvalSession(loaded, config.data, ctx.device, Path(args.cache_dir) if args.cache_dir else None,
-                              progress=config.session.progress and ctx.is_main)
+        session = EvalSession(
+            loaded,
+            config.data,
+            ctx.device,
+            Path(args.cache_dir) if args.cache_dir else None,
+            progress=config.session.progress and ctx.is_main,
+        )
         outcome = eval_protocols.PROTOCOLS[args.protocol].run(session, config, args)
     finally:
         shutdown()
     if ctx.is_main:
-        result = {**outcome.record, "session": session.describe(), "seconds": time.perf_counter() - start,
-                  "torch": torch.__version__, "device": str(ctx.device), "world_size": ctx.world_size}
+        result = {
+            **outcome.record,
+            "session": session.describe(),
+            "seconds": time.perf_counter() - start,
+            "torch": torch.__version__,
+            "device": str(ctx.device),
+            "world_size": ctx.world_size,
+        }
         out = Path(args.out) if args.out else _default_out(args)
         _write(result, out)
         save_eval_config(config, config_path(out), sections_of(args.protocol))

@@ -14,28 +14,44 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser = commands.add_parser(name, help="reproducible experiments (masking ablation of AttMask)")
     experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     masking = experiments.add_parser(
-        "masking", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "masking",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="iBOT with every masking strategy: k-NN, few-shot, linear; tables and figures",
         description=(
             "Pretrain iBOT with block-wise, random, AttMask-Low/-Hint/-High masking under one recipe and\n"
             "several seeds, evaluate every teacher (weighted k-NN, few-shot k-NN, linear probe), sweep\n"
             "the training-set size, and write OUT/results.md, OUT/results.json and OUT/figures/.\n"
-            "Running the same command again skips finished cells and resumes a started one."),
+            "Running the same command again skips finished cells and resumes a started one."
+        ),
     )
-    masking.add_argument("--preset", default="cpu",
-                         help=f"cpu, gpu (= {PRESET_FOLDER}/masking_<name>.yaml) or an experiment YAML file")
+    masking.add_argument(
+        "--preset", default="cpu", help=f"cpu, gpu (= {PRESET_FOLDER}/masking_<name>.yaml) or an experiment YAML file"
+    )
     masking.add_argument("--out", required=True, help="output folder (resumed when it holds results)")
     masking.add_argument("--data", help="data set name or labelled image folder (sets data.source)")
     masking.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
     masking.add_argument("--seeds", type=int, nargs="+", help="seeds of the main table (default: the preset's)")
-    masking.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override an experiment key, e.g. --set eval.linear_epochs=50 (repeatable)")
-    masking.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[],
-                         metavar="KEY=VALUE", help="override a pretraining key for every cell, e.g. "
-                         "--pretrain-set optim.epochs=2 (repeatable; see attmask pretrain --help)")
+    masking.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an experiment key, e.g. --set eval.linear_epochs=50 (repeatable)",
+    )
+    masking.add_argument(
+        "--pretrain-set",
+        dest="pretrain_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a pretraining key for every cell, e.g. "
+        "--pretrain-set optim.epochs=2 (repeatable; see attmask pretrain --help)",
+    )
     masking.add_argument("--status", action="store_true", help="list the cells and whether they are done")
-    masking.add_argument("--report-only", action="store_true",
-                         help="write the tables and figures from the finished cells only")
+    masking.add_argument(
+        "--report-only", action="store_true", help="write the tables and figures from the finished cells only"
+    )
     masking.add_argument("--progress", action="store_true", help="show the trainer's progress bars")
 
 
@@ -55,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from attmask.experiments import MaskingExperiment, load_experiment
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("the experiment runs its cells one after another in one process (one GPU); "
-                         "start it without torchrun (torchrun is for attmask pretrain)")
+        raise ValueError(
+            "the experiment runs its cells one after another in one process (one GPU); "
+            "start it without torchrun (torchrun is for attmask pretrain)"
+        )
     overrides = list(args.overrides)
     if args.seeds:
         overrides.append(f"seeds=[{', '.join(str(s) for s in args.seeds)}]")

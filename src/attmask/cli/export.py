@@ -8,21 +8,37 @@ import argparse
 def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     """Register the subcommand."""
     parser = commands.add_parser(
-        name, help="export a backbone to .safetensors (timm key layout) with a JSON of its config",
-        description=("Write the teacher (or student) backbone of any supported checkpoint as a "
-                     ".safetensors file in timm's key layout, and FILE.json naming the timm model "
-                     "and arguments: timm.create_model(info['timm_model'], **info['timm_kwargs'])."))
+        name,
+        help="export a backbone to .safetensors (timm key layout) with a JSON of its config",
+        description=(
+            "Write the teacher (or student) backbone of any supported checkpoint as a "
+            ".safetensors file in timm's key layout, and FILE.json naming the timm model "
+            "and arguments: timm.create_model(info['timm_model'], **info['timm_kwargs'])."
+        ),
+    )
     parser.add_argument("--checkpoint", required=True, help="checkpoint file or pretraining run folder")
     parser.add_argument("--out", required=True, help="destination FILE.safetensors")
-    parser.add_argument("--student", action="store_true", help="export the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
+    parser.add_argument(
+        "--student",
+        action="store_true",
+        help="export the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)",
+    )
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
-    parser.add_argument("--format", default="timm", choices=("timm", "hf", "onnx", "mmseg"),
-                        help="timm: FILE.safetensors + FILE.json (default); hf: a FOLDER (config.json + "
-                        "model.safetensors) that timm.create_model('local-dir:FOLDER' or 'hf-hub:...') loads; "
-                        "onnx: FILE.onnx with a dynamic batch, checked against PyTorch with onnxruntime; "
-                        "mmseg: FILE.pth in mmsegmentation's VisionTransformer key layout + FILE.py config snippet")
-    parser.add_argument("--img-size", type=int, help="mmseg: the fine-tuning crop size; the position table is "
-                        "resampled to its grid (default: the backbone's own size)")
+    parser.add_argument(
+        "--format",
+        default="timm",
+        choices=("timm", "hf", "onnx", "mmseg"),
+        help="timm: FILE.safetensors + FILE.json (default); hf: a FOLDER (config.json + "
+        "model.safetensors) that timm.create_model('local-dir:FOLDER' or 'hf-hub:...') loads; "
+        "onnx: FILE.onnx with a dynamic batch, checked against PyTorch with onnxruntime; "
+        "mmseg: FILE.pth in mmsegmentation's VisionTransformer key layout + FILE.py config snippet",
+    )
+    parser.add_argument(
+        "--img-size",
+        type=int,
+        help="mmseg: the fine-tuning crop size; the position table is "
+        "resampled to its grid (default: the backbone's own size)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,14 +53,17 @@ def run(args: argparse.Namespace) -> int:
         from attmask.models.export_hf import export_hf
 
         folder = export_hf(loaded.model, kwargs, args.out)
-        print(f"exported {loaded.which or 'backbone'} to {folder}: timm.create_model('local-dir:{folder}', pretrained=True)")
+        load = f"timm.create_model('local-dir:{folder}', pretrained=True)"
+        print(f"exported {loaded.which or 'backbone'} to {folder}: {load}")
         return 0
     if args.format == "onnx":
         from attmask.models.export_onnx import export_onnx
 
         check = export_onnx(loaded.model, args.out, args.img_size or int(kwargs["img_size"]))
-        print(f"exported {loaded.which or 'backbone'} to {check.path} (inputs (batch, {check.channels}, {check.size}, "
-              f"{check.size}); onnxruntime vs PyTorch max abs difference {check.max_abs_diff:.2e})")
+        print(
+            f"exported {loaded.which or 'backbone'} to {check.path} (inputs (batch, {check.channels}, {check.size}, "
+            f"{check.size}); onnxruntime vs PyTorch max abs difference {check.max_abs_diff:.2e})"
+        )
         return 0
     if args.format == "mmseg":
         from attmask.models.export_dense import export_mmseg
@@ -53,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported {loaded.which or 'backbone'} for mmsegmentation to {weights} (config: {sidecar})")
         return 0
     weights, sidecar = export_backbone(loaded.model, kwargs, args.out, source)
-    print(f"exported {loaded.which or 'backbone'} (ViT width {kwargs['embed_dim']}, depth {kwargs['depth']}, "
-          f"patch {kwargs['patch_size']}, {kwargs['img_size']} px) to {weights} and {sidecar}")
+    print(
+        f"exported {loaded.which or 'backbone'} (ViT width {kwargs['embed_dim']}, depth {kwargs['depth']}, "
+        f"patch {kwargs['patch_size']}, {kwargs['img_size']} px) to {weights} and {sidecar}"
+    )
     return 0

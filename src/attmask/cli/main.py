@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 #: subcommand -> (module under attmask.cli, one line for ``attmask --help``). A module is imported
 #: only when its subcommand runs, so ``attmask --help`` and a mistyped command never load torch.
 SUBCOMMANDS = {
     "pretrain": ("pretrain", "pretrain a ViT (iBOT, DINO, MST, MAE, SimMIM, LUT; AttMask or other masking)"),
-    "eval": ("evaluate", "evaluate a checkpoint: knn, fewshot, linear, finetune, retrieval, robustness, "
-                         "revisited, davis"),
+    "eval": (
+        "evaluate",
+        "evaluate a checkpoint: knn, fewshot, linear, finetune, retrieval, robustness, revisited, davis",
+    ),
     "export": ("export", "export a backbone: timm safetensors + JSON, a Hugging Face folder, ONNX, mmseg"),
     "visualize": ("visualize", "draw attention maps per head, every strategy's masks, or reconstructions"),
     "report": ("report", "write RUN_DIR/report/index.html: curves, schedules, k-NN, monitors, figures, config"),

@@ -18,9 +18,14 @@ from attmask.models import VIT_ARCHITECTURES
 
 #: The accepted values of the keys that name a choice (from the registries that check them).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.arch": tuple(VIT_ARCHITECTURES), "model.pos_embed_init": ("normal", "sincos"),
-    "masking.strategy": STRATEGIES, "data.crops": tuple(MULTICROP_PRESETS), "data.augment_on": AUGMENT_ON,
-    "train.method": tuple(METHODS), "train.precision": PRECISIONS, "train.fidelity": FIDELITIES,
+    "model.arch": tuple(VIT_ARCHITECTURES),
+    "model.pos_embed_init": ("normal", "sincos"),
+    "masking.strategy": STRATEGIES,
+    "data.crops": tuple(MULTICROP_PRESETS),
+    "data.augment_on": AUGMENT_ON,
+    "train.method": tuple(METHODS),
+    "train.precision": PRECISIONS,
+    "train.fidelity": FIDELITIES,
     "train.device": ("auto", "cpu", "cuda", "cuda:N"),
 }
 _RANGES = {key: words for key, _, words in RULES}
@@ -98,19 +103,33 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--config", help="YAML preset, e.g. configs/fashion_mnist_ibot_attmask_tiny.yaml")
     parser.add_argument("--data", help="data set: fashion-mnist, digits, or an image folder (sets data.source)")
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
-    parser.add_argument("--out", help="run folder (created; resumed when it has a checkpoint); "
-                        "required unless --data-bench")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)")
-    parser.add_argument("--allow-config-change", action="store_true",
-                        help="resume a run even though settings that change training (lr, seed, masking, batch "
-                        "size, schedules, ...) differ from its checkpoint's; the change is logged and "
-                        "config.yaml rewritten (without this flag such a resume is refused)")
-    parser.add_argument("--data-bench", action="store_true",
-                        help="measure images/s of the pretraining data loader alone (same data, the method's "
-                        "augmentation, workers and batch size; no model) and exit without training")
-    parser.add_argument("--data-bench-batches", type=int, default=50, metavar="N",
-                        help="batches the data bench draws (default 50)")
+    parser.add_argument(
+        "--out", help="run folder (created; resumed when it has a checkpoint); required unless --data-bench"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume a run even though settings that change training (lr, seed, masking, batch "
+        "size, schedules, ...) differ from its checkpoint's; the change is logged and "
+        "config.yaml rewritten (without this flag such a resume is refused)",
+    )
+    parser.add_argument(
+        "--data-bench",
+        action="store_true",
+        help="measure images/s of the pretraining data loader alone (same data, the method's "
+        "augmentation, workers and batch size; no model) and exit without training",
+    )
+    parser.add_argument(
+        "--data-bench-batches", type=int, default=50, metavar="N", help="batches the data bench draws (default 50)"
+    )
 
 
 def _data_bench(config: Config, batches: int) -> int:
@@ -138,8 +157,9 @@ def run(args: argparse.Namespace) -> int:
     from attmask.runs.monitors import build_monitors
 
     try:
-        trainer = Trainer(config, args.out, allow_config_change=args.allow_config_change,
-                          callbacks=build_monitors(config, args.out))
+        trainer = Trainer(
+            config, args.out, allow_config_change=args.allow_config_change, callbacks=build_monitors(config, args.out)
+        )
         summary = trainer.fit()
     finally:
         shutdown()

@@ -27,10 +27,18 @@ def _image_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="checkpoint file or run folder (default: random init)")
-    parser.add_argument("--student", action="store_true", help="use the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)")
+    parser.add_argument(
+        "--student",
+        action="store_true",
+        help="use the student instead of the evaluated backbone (the teacher for iBOT, DINO, MST)",
+    )
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
-    parser.add_argument("--arch", default="vit_small", choices=sorted(VIT_ARCHITECTURES),
-                        help="random-init architecture (without --checkpoint)")
+    parser.add_argument(
+        "--arch",
+        default="vit_small",
+        choices=sorted(VIT_ARCHITECTURES),
+        help="random-init architecture (without --checkpoint)",
+    )
     parser.add_argument("--patch-size", type=int, default=16, help="random-init patch size")
     parser.add_argument("--img-size", type=int, help="side of the centre crop (default: the model's, 224 random)")
     _image_arguments(parser, "output folder (one PNG per image)")
@@ -43,18 +51,25 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser = commands.add_parser(name, help="draw attention maps per head, every strategy's masks, or reconstructions")
     figures = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     attention = figures.add_parser(
-        "attention", help="mean [CLS] attention, per-head maps and thresholded heads (Fig. A1)")
+        "attention", help="mean [CLS] attention, per-head maps and thresholded heads (Fig. A1)"
+    )
     _model_arguments(attention)
-    attention.add_argument("--mass", type=float, default=0.6,
-                           help="each head's panel keeps the patches holding this share of its attention")
+    attention.add_argument(
+        "--mass",
+        type=float,
+        default=0.6,
+        help="each head's panel keeps the patches holding this share of its attention",
+    )
     masks = figures.add_parser(
-        "masks", help="block-wise / random / AttMask-High / Hint / Low masks by ratio (Fig. 1, A2)")
+        "masks", help="block-wise / random / AttMask-High / Hint / Low masks by ratio (Fig. 1, A2)"
+    )
     _model_arguments(masks)
     masks.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     masks.add_argument("--show-ratio", type=float, default=0.03, help="AttMask-Hint ratio")
     masks.add_argument("--show-max", type=float, default=0.1, help="AttMask-Hint s_max")
     reconstruction = figures.add_parser(
-        "reconstruction", help="original, masked input and reconstruction of each image (MAE Fig. 2)")
+        "reconstruction", help="original, masked input and reconstruction of each image (MAE Fig. 2)"
+    )
     reconstruction.add_argument("--checkpoint", required=True, help="run folder or checkpoint of a pixel method (mae)")
     _image_arguments(reconstruction, "output folder (reconstruction.png, one row per image)")
     reconstruction.add_argument("--seed", type=int, default=0, help="seed of the masks")
@@ -95,8 +110,9 @@ def _reconstruction(args: argparse.Namespace) -> int:
     images = _images(args)
     escaped = str(args.checkpoint).replace("{", "{{").replace("}", "}}")
     title = f"{{method}} of {escaped}, mask seed {args.seed}"
-    path = run_reconstruction(args.checkpoint, images, Path(args.out) / "reconstruction.png", title, args.seed,
-                              required=True)
+    path = run_reconstruction(
+        args.checkpoint, images, Path(args.out) / "reconstruction.png", title, args.seed, required=True
+    )
     print(f"wrote {path}")
     return 0
 
@@ -111,9 +127,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--ratios must lie in [0, 1], got {args.ratios}")
     images = _images(args)
     model, size, label = _model(args)
-    options = ({"mass": args.mass} if args.figure == "attention" else
-               {"ratios": args.ratios, "show_ratio": args.show_ratio, "show_max": args.show_max})
-    for path in draw_figures(model, images, size, args.out, label, (args.figure,), block=args.block,
-                             seed=args.seed, **options):
+    options = (
+        {"mass": args.mass}
+        if args.figure == "attention"
+        else {"ratios": args.ratios, "show_ratio": args.show_ratio, "show_max": args.show_max}
+    )
+    for path in draw_figures(
+        model, images, size, args.out, label, (args.figure,), block=args.block, seed=args.seed, **options
+    ):
         print(f"wrote {path}")
     return 0

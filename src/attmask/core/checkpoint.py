@@ -47,12 +47,16 @@ def checkpoint_read_error(path: Path, error: BaseException) -> str:
     if size == 0:
         return f"checkpoint {path} is empty (0 bytes): it was never written; pass another file"
     if head == b"PK\x03\x04" and ("central directory" in text or "zip archive" in text or "file_reader" in text):
-        return (f"checkpoint {path} is truncated ({size} bytes, the end of its zip archive is missing): its "
-                "write was cut off; use an earlier checkpoint")
+        return (
+            f"checkpoint {path} is truncated ({size} bytes, the end of its zip archive is missing): its "
+            "write was cut off; use an earlier checkpoint"
+        )
     if head != b"PK\x03\x04" and head[:1] != b"\x80" and path.suffix != ".safetensors":
         return f"{path} is not a PyTorch checkpoint (it starts with the bytes {head!r})"
     if "Weights only load failed" in text or "Unsupported global" in text:
-        return (f"checkpoint {path} holds Python objects besides tensors and plain containers, which are not "
-                "loaded because unpickling them could run code; re-save it with tensors only")
+        return (
+            f"checkpoint {path} holds Python objects besides tensors and plain containers, which are not "
+            "loaded because unpickling them could run code; re-save it with tensors only"
+        )
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return f"cannot read checkpoint {path}: {first}"

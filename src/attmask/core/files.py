@@ -24,8 +24,11 @@ def _umask_mode() -> int:
 
 def _disk_full(error: BaseException) -> bool:
     text = str(error)
-    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in text or (
-        isinstance(error, RuntimeError) and "inline_container" in text)
+    return (
+        (isinstance(error, OSError) and error.errno == errno.ENOSPC)
+        or "No space left" in text
+        or (isinstance(error, RuntimeError) and "inline_container" in text)
+    )
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -50,8 +53,11 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         if _disk_full(error):
             kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; {kept}; free "
-                          "some space and run the same command again") from None
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on the device while writing {path}; {kept}; free "
+                "some space and run the same command again",
+            ) from None
         raise
     return path
 

@@ -37,8 +37,10 @@ def cosine_schedule(
         float64 array of ``epochs * iters_per_epoch`` values.
     """
     if epochs < 1 or iters_per_epoch < 1 or warmup_epochs < 0:
-        raise ValueError(f"need epochs >= 1, iters_per_epoch >= 1 and warmup_epochs >= 0, "
-                         f"got {epochs}, {iters_per_epoch}, {warmup_epochs}")
+        raise ValueError(
+            f"need epochs >= 1, iters_per_epoch >= 1 and warmup_epochs >= 0, "
+            f"got {epochs}, {iters_per_epoch}, {warmup_epochs}"
+        )
     total = epochs * iters_per_epoch
     warmup_iters = min(warmup_epochs, epochs) * iters_per_epoch
     warmup = np.linspace(start_warmup_value, base_value, warmup_iters)
@@ -74,8 +76,10 @@ def teacher_temperature_schedule(
         float64 array of ``num_epochs`` values.
     """
     if num_epochs < 1 or warmup_epochs < 0 or start_epoch < 0:
-        raise ValueError(f"need num_epochs >= 1, warmup_epochs >= 0 and start_epoch >= 0, "
-                         f"got {num_epochs}, {warmup_epochs}, {start_epoch}")
+        raise ValueError(
+            f"need num_epochs >= 1, warmup_epochs >= 0 and start_epoch >= 0, "
+            f"got {num_epochs}, {warmup_epochs}, {start_epoch}"
+        )
     hold = np.full(start_epoch, warmup_temp, dtype=np.float64)
     ramp = np.linspace(warmup_temp, final_temp, warmup_epochs)
     rest = np.full(max(num_epochs - start_epoch - warmup_epochs, 0), final_temp, dtype=np.float64)

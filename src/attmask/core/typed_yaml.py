@@ -158,8 +158,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as error:
         first = str(error).strip().splitlines()[0]
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({first}); quote it or "
-                          "write a number, true/false, [a, b] or a plain word") from None
+        raise ConfigError(
+            f"override {text!r}: the value is not valid YAML ({first}); quote it or "
+            "write a number, true/false, [a, b] or a plain word"
+        ) from None
     return key.strip().split("."), value
 
 
@@ -193,6 +195,7 @@ def read_yaml(path: str | Path, kind: str, presets: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{kind} {path} is not a text file; pass a YAML file") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{kind} {path} must hold a mapping of sections (e.g. 'optim: {{lr: 1e-3}}'), "
-                          f"not a {type(values).__name__}")
+        raise ConfigError(
+            f"{kind} {path} must hold a mapping of sections (e.g. 'optim: {{lr: 1e-3}}'), not a {type(values).__name__}"
+        )
     return values

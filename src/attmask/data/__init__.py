@@ -1,6 +1,12 @@
 """Data: built-in data sets and image folders, multi-crop augmentation, resumable order."""
 
-from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig, eval_transform
+from attmask.data.augment import (
+    MULTICROP_PRESETS,
+    CropFlipViews,
+    MultiCropAugmentation,
+    MultiCropConfig,
+    eval_transform,
+)
 from attmask.data.batched import BatchedCropFlip, BatchedMultiCrop
 from attmask.data.collate import collate_images, collate_multicrop
 from attmask.data.datasets import BUILTIN, DatasetError, ImageDataset, build_dataset, subset_per_class

@@ -10,8 +10,9 @@ strength are configurable; the blur kernel follows the crop size, nothing assume
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from PIL import Image
@@ -19,8 +20,15 @@ from torchvision.transforms import InterpolationMode, v2
 
 from attmask.data.images import IMAGENET_MEAN, IMAGENET_STD
 
-_PROBABILITIES = ("flip_prob", "jitter_prob", "grayscale_prob", "global1_blur_prob",
-                  "global2_blur_prob", "global2_solarize_prob", "local_blur_prob")
+_PROBABILITIES = (
+    "flip_prob",
+    "jitter_prob",
+    "grayscale_prob",
+    "global1_blur_prob",
+    "global2_blur_prob",
+    "global2_solarize_prob",
+    "local_blur_prob",
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,9 @@ def blur_kernel_size(size: int) -> int:
     return min(kernel, 2 * size - 1)
 
 
-def _view(config: MultiCropConfig, size: int, scale: tuple[float, float], blur: float,
-          solarize: float = 0.0) -> v2.Compose:
+def _view(
+    config: MultiCropConfig, size: int, scale: tuple[float, float], blur: float, solarize: float = 0.0
+) -> v2.Compose:
     """One view: crop on uint8 pixels first (cheap), then the photometric steps, then normalise."""
     steps: list[v2.Transform] = [
         v2.PILToTensor(),
@@ -109,8 +118,13 @@ class MultiCropAugmentation:
     def __init__(self, config: MultiCropConfig) -> None:
         self.config = config
         self.global_1 = _view(config, config.global_size, config.global_scale, config.global1_blur_prob)
-        self.global_2 = _view(config, config.global_size, config.global_scale, config.global2_blur_prob,
-                              solarize=config.global2_solarize_prob)
+        self.global_2 = _view(
+            config,
+            config.global_size,
+            config.global_scale,
+            config.global2_blur_prob,
+            solarize=config.global2_solarize_prob,
+        )
         self.local = _view(config, config.local_size, config.local_scale, config.local_blur_prob)
 
     def __call__(self, image: Image.Image) -> list[torch.Tensor]:
@@ -139,14 +153,20 @@ class CropFlipViews:
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
         self.config, self.num_views = config, num_views
-        self.view = v2.Compose([
-            v2.PILToTensor(),
-            v2.RandomResizedCrop(config.global_size, scale=config.global_scale,
-                                 interpolation=InterpolationMode.BICUBIC, antialias=True),
-            v2.RandomHorizontalFlip(p=config.flip_prob),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(config.mean, config.std),
-        ])
+        self.view = v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.RandomResizedCrop(
+                    config.global_size,
+                    scale=config.global_scale,
+                    interpolation=InterpolationMode.BICUBIC,
+                    antialias=True,
+                ),
+                v2.RandomHorizontalFlip(p=config.flip_prob),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(config.mean, config.std),
+            ]
+        )
 
     def __call__(self, image: Image.Image) -> list[torch.Tensor]:
         """``num_views`` float tensors ``(3, global_size, global_size)`` of any PIL image."""
@@ -160,20 +180,23 @@ def decode_square(size: int) -> v2.Compose:
     random augmentations then run batched on the device (:mod:`attmask.data.batched`)."""
     if size < 1:
         raise ValueError(f"decode size must be positive, got {size}")
-    return v2.Compose([
-        v2.Lambda(_to_rgb),
-        v2.PILToTensor(),
-        v2.Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(size),
-    ])
+    return v2.Compose(
+        [
+            v2.Lambda(_to_rgb),
+            v2.PILToTensor(),
+            v2.Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(size),
+        ]
+    )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if isinstance(image, Image.Image) else image
 
 
-def eval_transform(size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                   resize: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform(
+    size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD, resize: int | None = None
+) -> Callable[[Image.Image], torch.Tensor]:
     """Resize the shorter side, centre-crop, normalise: ``PIL image -> (3, size, size)`` float.
 
     Args:
@@ -187,19 +210,25 @@ def eval_transform(size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tupl
         raise ValueError(f"eval_transform needs size >= 1 and resize >= size, got {size}, {resize}")
     if resize is None:
         resize = round(size * 256 / 224) if size >= 64 else size
-    return v2.Compose([
-        v2.Lambda(_to_rgb),
-        v2.PILToTensor(),
-        v2.Resize(resize, interpolation=InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
+    return v2.Compose(
+        [
+            v2.Lambda(_to_rgb),
+            v2.PILToTensor(),
+            v2.Resize(resize, interpolation=InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
 
 
-def crop_flip_transform(size: int, scale: tuple[float, float] = (0.08, 1.0), randaug: bool = False,
-                        mean: tuple[float, ...] = IMAGENET_MEAN,
-                        std: tuple[float, ...] = IMAGENET_STD) -> v2.Compose:
+def crop_flip_transform(
+    size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    randaug: bool = False,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> v2.Compose:
     """Random resized crop, horizontal flip (and RandAugment): ``PIL image -> (3, size, size)``.
 
     Random draws come from torch's global generator (seeded by the callers).
@@ -218,8 +247,10 @@ def crop_flip_transform(size: int, scale: tuple[float, float] = (0.08, 1.0), ran
 def with_transform(dataset: Any, transform: Callable) -> Any:
     """A shallow copy of ``dataset`` (an ``ImageDataset``) whose ``transform`` is ``transform``."""
     if not hasattr(dataset, "transform"):
-        raise ValueError(f"{type(dataset).__name__} has no transform attribute; pass a data set from "
-                         "attmask.data.datasets.build_dataset")
+        raise ValueError(
+            f"{type(dataset).__name__} has no transform attribute; pass a data set from "
+            "attmask.data.datasets.build_dataset"
+        )
     copied = copy.copy(dataset)
     copied.transform = transform
     return copied

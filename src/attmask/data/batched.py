@@ -20,7 +20,7 @@ documented differences:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,21 +35,28 @@ RATIO = (3.0 / 4.0, 4.0 / 3.0)
 BatchAugmentation = Callable[[torch.Tensor, torch.Generator], list[torch.Tensor]]
 
 
-def _uniform(count: int, low: float, high: float, generator: torch.Generator,
-             device: torch.device) -> torch.Tensor:
+def _uniform(count: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """``(count,)`` floats uniform in [low, high), drawn on the generator's device."""
     draws = torch.rand(count, generator=generator, device=generator.device)
     return (low + (high - low) * draws).to(device)
 
 
-def _chance(probability: float | torch.Tensor, count: int, generator: torch.Generator,
-            device: torch.device) -> torch.Tensor:
+def _chance(
+    probability: float | torch.Tensor, count: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """``(count,)`` bool, True with ``probability`` (a float or a ``(count,)`` tensor) per image."""
     return _uniform(count, 0.0, 1.0, generator, device) < torch.as_tensor(probability, device=device)
 
 
-def crop_boxes(count: int, height: int, width: int, scale: tuple[float, float], generator: torch.Generator,
-               ratio: tuple[float, float] = RATIO, attempts: int = 10) -> torch.Tensor:
+def crop_boxes(
+    count: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    generator: torch.Generator,
+    ratio: tuple[float, float] = RATIO,
+    attempts: int = 10,
+) -> torch.Tensor:
     """Random resized crop boxes ``(count, 4)`` as ``(top, left, h, w)`` integer-valued floats.
 
     torchvision's ``RandomResizedCrop.get_params`` per image, batched: area fraction uniform in
@@ -72,8 +79,9 @@ def crop_boxes(count: int, height: int, width: int, scale: tuple[float, float], 
         fallback_h = float(round(width / ratio[0]))
     elif width / height > ratio[1]:
         fallback_w = float(round(height * ratio[1]))
-    fallback = torch.tensor([(height - fallback_h) // 2, (width - fallback_w) // 2, fallback_h, fallback_w],
-                            device=device)
+    fallback = torch.tensor(
+        [(height - fallback_h) // 2, (width - fallback_w) // 2, fallback_h, fallback_w], device=device
+    )
     boxes = torch.stack([top, left, h, w], dim=1)
     return torch.where(fits.any(dim=1, keepdim=True), boxes, fallback)
 
@@ -140,8 +148,9 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bij,bjhw->bihw", matrix, images).clamp(0, 1)
 
 
-def color_jitter(images: torch.Tensor, strength: tuple[float, float, float, float],
-                 probability: float, generator: torch.Generator) -> torch.Tensor:
+def color_jitter(
+    images: torch.Tensor, strength: tuple[float, float, float, float], probability: float, generator: torch.Generator
+) -> torch.Tensor:
     """torchvision's ``RandomApply([ColorJitter(b, c, s, h)], p)`` per image, random order per image.
 
     Factors are uniform in ``[max(0, 1 - b), 1 + b]`` (same for c, s), the hue shift in ``[-h, h]``.
@@ -149,10 +158,12 @@ def color_jitter(images: torch.Tensor, strength: tuple[float, float, float, floa
     """
     B, device = images.shape[0], images.device
     brightness, contrast, saturation, hue = strength
-    operations = [(adjust_brightness, _uniform(B, max(0.0, 1 - brightness), 1 + brightness, generator, device)),
-                  (adjust_contrast, _uniform(B, max(0.0, 1 - contrast), 1 + contrast, generator, device)),
-                  (adjust_saturation, _uniform(B, max(0.0, 1 - saturation), 1 + saturation, generator, device)),
-                  (adjust_hue, _uniform(B, -hue, hue, generator, device))]
+    operations = [
+        (adjust_brightness, _uniform(B, max(0.0, 1 - brightness), 1 + brightness, generator, device)),
+        (adjust_contrast, _uniform(B, max(0.0, 1 - contrast), 1 + contrast, generator, device)),
+        (adjust_saturation, _uniform(B, max(0.0, 1 - saturation), 1 + saturation, generator, device)),
+        (adjust_hue, _uniform(B, -hue, hue, generator, device)),
+    ]
     order = torch.argsort(_uniform(4 * B, 0, 1, generator, device).view(B, 4), dim=1)  # (B, 4) a permutation each
     apply = _chance(probability, B, generator, device)
     for slot in range(4):
@@ -184,8 +195,13 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -
     return x.view(B, C, H, W)
 
 
-def random_gaussian_blur(images: torch.Tensor, sigma: tuple[float, float], kernel_size: int,
-                         probability: float | torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_gaussian_blur(
+    images: torch.Tensor,
+    sigma: tuple[float, float],
+    kernel_size: int,
+    probability: float | torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Blur with ``probability`` per image (float or ``(B,)``), sigma uniform in ``sigma``."""
     B, device = images.shape[0], images.device
     sigmas = _uniform(B, *sigma, generator, device)
@@ -211,8 +227,14 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255 if images.dtype == torch.uint8 else images.float()
 
 
-def _crop_flip(pixels: torch.Tensor, views: int, size: int, scale: tuple[float, float], flip_prob: float,
-               generator: torch.Generator) -> torch.Tensor:
+def _crop_flip(
+    pixels: torch.Tensor,
+    views: int,
+    size: int,
+    scale: tuple[float, float],
+    flip_prob: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """``views`` independent crops of each image: ``(views B, C, size, size)``, view-major."""
     repeated = pixels.repeat(views, 1, 1, 1)
     count, _, height, width = repeated.shape
@@ -235,8 +257,15 @@ class BatchedMultiCrop:
     def __init__(self, config: MultiCropConfig) -> None:
         self.config = config
 
-    def _views(self, pixels: torch.Tensor, size: int, scale: tuple[float, float], blur: list[float],
-               solarize_prob: list[float], generator: torch.Generator) -> list[torch.Tensor]:
+    def _views(
+        self,
+        pixels: torch.Tensor,
+        size: int,
+        scale: tuple[float, float],
+        blur: list[float],
+        solarize_prob: list[float],
+        generator: torch.Generator,
+    ) -> list[torch.Tensor]:
         config, B, device = self.config, pixels.shape[0], pixels.device
         crops = _crop_flip(pixels, len(blur), size, scale, config.flip_prob, generator)
         crops = color_jitter(crops, config.jitter, config.jitter_prob, generator)
@@ -252,12 +281,23 @@ class BatchedMultiCrop:
         """``2 + num_local`` float32 tensors: two ``(B, 3, global_size, global_size)``, then
         ``(B, 3, local_size, local_size)``, normalised with ``config.mean`` / ``config.std``."""
         config, pixels = self.config, to_unit_float(images)
-        crops = self._views(pixels, config.global_size, config.global_scale,
-                            [config.global1_blur_prob, config.global2_blur_prob],
-                            [0.0, config.global2_solarize_prob], generator)
+        crops = self._views(
+            pixels,
+            config.global_size,
+            config.global_scale,
+            [config.global1_blur_prob, config.global2_blur_prob],
+            [0.0, config.global2_solarize_prob],
+            generator,
+        )
         if config.num_local:
-            crops += self._views(pixels, config.local_size, config.local_scale,
-                                 [config.local_blur_prob] * config.num_local, [0.0] * config.num_local, generator)
+            crops += self._views(
+                pixels,
+                config.local_size,
+                config.local_scale,
+                [config.local_blur_prob] * config.num_local,
+                [0.0] * config.num_local,
+                generator,
+            )
         return crops
 
 
@@ -278,6 +318,7 @@ class BatchedCropFlip:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         """``num_views`` float32 tensors ``(B, 3, global_size, global_size)``, normalised."""
         config = self.config
-        crops = _crop_flip(to_unit_float(images), self.num_views, config.global_size, config.global_scale,
-                           config.flip_prob, generator)
+        crops = _crop_flip(
+            to_unit_float(images), self.num_views, config.global_size, config.global_scale, config.flip_prob, generator
+        )
         return list(normalize(crops, config.mean, config.std).split(images.shape[0]))

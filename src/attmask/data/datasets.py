@@ -11,8 +11,9 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,8 +26,18 @@ BUILTIN = ("fashion-mnist", "digits")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 SPLITS = ("train", "test")
 DIGITS_TRAIN = 1500  # of scikit-learn's 1797 digits, after a permutation with seed 0
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 class DatasetError(ValueError):
@@ -74,8 +85,13 @@ class ImageDataset(Dataset):
 class ArrayDataset(ImageDataset):
     """In-memory uint8 images ``(M, H, W)`` (gray) or ``(M, H, W, 3)``, made PIL on the fly."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, classes: list[str],
-                 transform: Callable[[Image.Image], Any] | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        classes: list[str],
+        transform: Callable[[Image.Image], Any] | None = None,
+    ) -> None:
         super().__init__(transform)
         self.images, self.targets, self.classes = images, np.asarray(targets, dtype=np.int64), classes
 
@@ -90,8 +106,14 @@ class FolderDataset(ImageDataset):
     """Image files. An unreadable file is skipped with one warning naming it, and the next
     readable file (cyclically) is returned in its place, so a batch never fails."""
 
-    def __init__(self, paths: list[Path], targets: np.ndarray, classes: list[str],
-                 transform: Callable[[Image.Image], Any] | None = None, max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        targets: np.ndarray,
+        classes: list[str],
+        transform: Callable[[Image.Image], Any] | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
         super().__init__(transform)
         self.paths, self.targets, self.classes = paths, np.asarray(targets, dtype=np.int64), classes
         self.max_pixels = max_pixels  # larger images are skipped (load_image)
@@ -101,8 +123,9 @@ class FolderDataset(ImageDataset):
         return load_image(self.paths[index], self.max_pixels)
 
     def select(self, indices: np.ndarray) -> FolderDataset:
-        return FolderDataset([self.paths[i] for i in indices], self.targets[indices], self.classes,
-                             self.transform, self.max_pixels)
+        return FolderDataset(
+            [self.paths[i] for i in indices], self.targets[indices], self.classes, self.transform, self.max_pixels
+        )
 
     def _readable(self, index: int) -> tuple[Image.Image, int]:
         for offset in range(len(self.paths)):
@@ -113,20 +136,26 @@ class FolderDataset(ImageDataset):
                 return self.image(position), position
             except (ValueError, OSError):
                 self._skip(position)
-        raise DatasetError(f"none of the {len(self.paths)} image files of the data set is readable "
-                           f"(first: {self.paths[0]}); check the files")
+        raise DatasetError(
+            f"none of the {len(self.paths)} image files of the data set is readable "
+            f"(first: {self.paths[0]}); check the files"
+        )
 
     def _skip(self, position: int) -> None:
         self._unreadable.add(position)
         self.num_skipped += 1
-        warnings.warn(f"skipping unreadable image {self.paths[position]}; using the next readable one",
-                      UserWarning, stacklevel=4)
+        warnings.warn(
+            f"skipping unreadable image {self.paths[position]}; using the next readable one", UserWarning, stacklevel=4
+        )
 
 
 def _scan(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted, hidden files excluded)."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not p.name.startswith(".") and p.is_file())
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def _split_folder(path: Path, split: str) -> Path:
@@ -143,8 +172,11 @@ def _folder(path: Path, split: str, transform: Callable | None, max_pixels: int 
     """An ImageFolder (one subfolder per class) or a flat folder of unlabelled images."""
     root = _split_folder(path, split)
     if root == path and split == "test":
-        warnings.warn(f"{path} has no train/ and val/ or test/ subfolders: the test split is the "
-                      "same images as the train split", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{path} has no train/ and val/ or test/ subfolders: the test split is the same images as the train split",
+            UserWarning,
+            stacklevel=3,
+        )
     class_files = {d.name: _scan(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
     class_files = {name: files for name, files in class_files.items() if files}
     if class_files:
@@ -187,8 +219,7 @@ def _subset_count(subset: float | int) -> int | None:
         return int(subset)
     if number and 0 < subset <= 1:
         return None
-    raise DatasetError(f"subset must be a fraction in (0, 1] or a whole count >= 1 of images per class, "
-                       f"got {subset!r}")
+    raise DatasetError(f"subset must be a fraction in (0, 1] or a whole count >= 1 of images per class, got {subset!r}")
 
 
 def subset_per_class(dataset: ImageDataset, subset: float | int) -> ImageDataset:
@@ -211,18 +242,26 @@ def _resolve(source: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise DatasetError(f"data set path is not a folder: {source}; pass a folder of images or a "
-                           f"built-in name: {', '.join(BUILTIN)}")
+        raise DatasetError(
+            f"data set path is not a folder: {source}; pass a folder of images or a built-in name: {', '.join(BUILTIN)}"
+        )
     if os.sep not in source and "/" not in source and not source.startswith((".", "~")):
-        raise DatasetError(f"unknown data set name: {source}; pass a built-in name "
-                           f"({', '.join(BUILTIN)}) or an existing folder")
-    raise DatasetError(f"data set path not found: {source}; pass an existing folder or a built-in name: "
-                       f"{', '.join(BUILTIN)}")
+        raise DatasetError(
+            f"unknown data set name: {source}; pass a built-in name ({', '.join(BUILTIN)}) or an existing folder"
+        )
+    raise DatasetError(
+        f"data set path not found: {source}; pass an existing folder or a built-in name: {', '.join(BUILTIN)}"
+    )
 
 
-def build_dataset(source: str, split: str = "train", transform: Callable[[Image.Image], Any] | None = None,
-                  data_dir: str | None = None, subset: float | int | None = None,
-                  max_pixels: int | None = None) -> ImageDataset:
+def build_dataset(
+    source: str,
+    split: str = "train",
+    transform: Callable[[Image.Image], Any] | None = None,
+    data_dir: str | None = None,
+    subset: float | int | None = None,
+    max_pixels: int | None = None,
+) -> ImageDataset:
     """A built-in data set by name, or an image folder (class subfolders or flat).
 
     Args:

@@ -35,12 +35,16 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     try:
         with Image.open(path) as image:
             if limit and image.width * image.height > limit:
-                raise ValueError(f"image {path} has {image.width}x{image.height} pixels, more than the limit of "
-                                 f"{limit} (data.max_image_pixels): not decoded (a possible decompression bomb)")
+                raise ValueError(
+                    f"image {path} has {image.width}x{image.height} pixels, more than the limit of "
+                    f"{limit} (data.max_image_pixels): not decoded (a possible decompression bomb)"
+                )
             return to_8bit(image).convert("RGB")
     except Image.DecompressionBombError as error:
-        raise ValueError(f"image {path} is too large to decode safely: {error} (data.max_image_pixels; PIL "
-                         "refuses twice its Image.MAX_IMAGE_PIXELS)") from None
+        raise ValueError(
+            f"image {path} is too large to decode safely: {error} (data.max_image_pixels; PIL "
+            "refuses twice its Image.MAX_IMAGE_PIXELS)"
+        ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"cannot read image {path}: {error}; is it a valid image file?") from None
 
@@ -66,7 +70,10 @@ def to_8bit(image: Image.Image) -> Image.Image:
 
 
 def image_to_tensor(
-    image: Image.Image, size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+    image: Image.Image,
+    size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize the shorter side to ``size``, centre-crop ``size x size`` and normalise by ``mean`` / ``std``.
 

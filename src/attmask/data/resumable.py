@@ -8,7 +8,8 @@ depend on the number of workers, on which worker loads the sample, or on a resta
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -36,8 +37,7 @@ class EpochSampler(Sampler[int]):
         shuffle: permute (True) or keep the data set order.
     """
 
-    def __init__(self, length: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
-                 shuffle: bool = True) -> None:
+    def __init__(self, length: int, num_replicas: int = 1, rank: int = 0, seed: int = 0, shuffle: bool = True) -> None:
         if length < num_replicas:
             raise ValueError(f"data set of {length} images is smaller than {num_replicas} ranks")
         self.length, self.num_replicas, self.rank = length, num_replicas, rank

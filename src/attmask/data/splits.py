@@ -62,8 +62,10 @@ def validation_split(dataset: ImageDataset, count: int) -> tuple[ImageDataset, I
     if count == 0:
         return dataset, dataset.select(np.zeros(0, dtype=np.int64))
     if count >= len(dataset):
-        raise DatasetError(f"data.val_images={count} holds out the whole training set of {len(dataset)} "
-                           "images; use fewer validation images")
+        raise DatasetError(
+            f"data.val_images={count} holds out the whole training set of {len(dataset)} "
+            "images; use fewer validation images"
+        )
     order = np.random.default_rng(VALIDATION_SEED).permutation(len(dataset))
     return dataset.select(np.sort(order[count:])), dataset.select(np.sort(order[:count]))
 
@@ -74,9 +76,15 @@ def _same_images(a: ImageDataset, b: ImageDataset) -> bool:
 
 
 def labelled_splits(
-    source: str, transform: Callable[[Any], Any] | None = None, data_dir: str | None = None,
-    subset: float | int | None = None, test_source: str | None = None,
-    holdout: float = 0.2, seed: int = 0, max_pixels: int | None = None, validation: int = 0,
+    source: str,
+    transform: Callable[[Any], Any] | None = None,
+    data_dir: str | None = None,
+    subset: float | int | None = None,
+    test_source: str | None = None,
+    holdout: float = 0.2,
+    seed: int = 0,
+    max_pixels: int | None = None,
+    validation: int = 0,
 ) -> LabelledSplits:
     """Train and test sets for k-NN / linear / few-shot / retrieval evaluation.
 
@@ -108,11 +116,15 @@ def labelled_splits(
             train, test = hold_out(train, holdout, seed)
     classes = list(getattr(train, "classes", []))
     if not classes or (np.asarray(train.targets) < 0).any():
-        raise UnlabelledError(f"{source} has no class labels; evaluation needs a folder with one "
-                           "subfolder per class (or a built-in data set)")
+        raise UnlabelledError(
+            f"{source} has no class labels; evaluation needs a folder with one "
+            "subfolder per class (or a built-in data set)"
+        )
     if list(getattr(test, "classes", [])) != classes:
-        raise DatasetError(f"the test split's classes {list(getattr(test, 'classes', []))[:5]} differ "
-                           f"from the train split's {classes[:5]}; use folders with the same class names")
+        raise DatasetError(
+            f"the test split's classes {list(getattr(test, 'classes', []))[:5]} differ "
+            f"from the train split's {classes[:5]}; use folders with the same class names"
+        )
     if subset is not None:
         train = subset_per_class(train, subset)
     return LabelledSplits(train, test, classes)

@@ -8,18 +8,17 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attmask.config import Config, ConfigError, DataConfig
-from attmask.data.augment import (MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig,
-                                  decode_square)
+from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig, decode_square
 from attmask.data.batched import BatchAugmentation, BatchedCropFlip, BatchedMultiCrop
 from attmask.data.collate import collate_images, collate_multicrop
-from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
 from attmask.data.datasets import build_dataset, subset_per_class
+from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
 from attmask.data.splits import validation_split
 from attmask.methods.build import method_spec
 
@@ -30,9 +29,7 @@ AUGMENT_ON = ("workers", "device")
 def crop_config(data: DataConfig) -> MultiCropConfig:
     """The ``data.crops`` preset with every non-null crop field of ``data`` applied."""
     if data.crops not in MULTICROP_PRESETS:
-        raise ConfigError(
-            f"unknown data.crops preset {data.crops!r}; choose one of {', '.join(MULTICROP_PRESETS)}"
-        )
+        raise ConfigError(f"unknown data.crops preset {data.crops!r}; choose one of {', '.join(MULTICROP_PRESETS)}")
     changes = {name: getattr(data, name) for name in _CROP_FIELDS if getattr(data, name) is not None}
     try:
         return dataclasses.replace(MULTICROP_PRESETS[data.crops], **changes)
@@ -135,7 +132,12 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
     dataset = SeededTransformDataset(base, transform, config.train.seed)
     sampler = EpochSampler(len(dataset), world_size, rank, config.train.seed)
     return DataLoader(
-        dataset, batch_size=config.data.batch_size, sampler=sampler, num_workers=config.data.num_workers,
-        collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=config.data.batch_size,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        collate_fn=collate,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),
     )

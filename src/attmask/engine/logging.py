@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,8 +34,13 @@ class RunLogger:
         config: the run's config as a dict (wandb's config, MLflow's parameters).
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True, loggers: Sequence[str] = ("jsonl", "tensorboard"),
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        enabled: bool = True,
+        loggers: Sequence[str] = ("jsonl", "tensorboard"),
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.path = Path(run_dir) / LOG_NAME
         self.trackers = build_trackers(list(loggers), Path(run_dir), config or {}) if enabled else []
@@ -79,6 +84,8 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} line {number} is not valid JSON ({error.msg}); delete or repair that "
-                             "line (a cut-off last line is repaired by resuming the run)") from None
+            raise ValueError(
+                f"{path} line {number} is not valid JSON ({error.msg}); delete or repair that "
+                "line (a cut-off last line is repaired by resuming the run)"
+            ) from None
     return records

@@ -28,8 +28,10 @@ def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0, decay_t
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        skip = parameter.ndim <= 1 or name.endswith(".bias") or (
-            not decay_tokens and any(token in name for token in _NO_DECAY_NAMES)
+        skip = (
+            parameter.ndim <= 1
+            or name.endswith(".bias")
+            or (not decay_tokens and any(token in name for token in _NO_DECAY_NAMES))
         )
         scale = last_layer_lr_scale if id(parameter) in prototypes else 1.0
         groups.setdefault((not skip, scale), []).append(parameter)
@@ -46,13 +48,22 @@ def parameter_groups(model: nn.Module, last_layer_lr_scale: float = 1.0, decay_t
     return result
 
 
-def build_optimizer(model: nn.Module, device: torch.device, betas: tuple[float, float] = (0.9, 0.999),
-                    last_layer_lr_scale: float = 1.0, decay_tokens: bool = False) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module,
+    device: torch.device,
+    betas: tuple[float, float] = (0.9, 0.999),
+    last_layer_lr_scale: float = 1.0,
+    decay_tokens: bool = False,
+) -> torch.optim.AdamW:
     """AdamW over :func:`parameter_groups` (fused kernel on CUDA, foreach elsewhere)."""
     groups = parameter_groups(model, last_layer_lr_scale, decay_tokens)
     fused = device.type == "cuda"
     return torch.optim.AdamW(
-        groups, lr=0.0, weight_decay=0.0, betas=betas, fused=fused,
+        groups,
+        lr=0.0,
+        weight_decay=0.0,
+        betas=betas,
+        fused=fused,
         foreach=None if fused else True,
     )
 

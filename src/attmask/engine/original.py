@@ -37,8 +37,10 @@ _RENAMES = (
     ("last_layer.weight_g", "last_layer.parametrizations.weight.original0"),
     ("last_layer.weight_v", "last_layer.parametrizations.weight.original1"),
 )
-_LOSS_KEYS = {"ibot_loss": {"center": "loss.center.center", "center2": "loss.patch_center.center"},
-              "dino_loss": {"center": "loss.center.center"}}
+_LOSS_KEYS = {
+    "ibot_loss": {"center": "loss.center.center", "center2": "loss.patch_center.center"},
+    "dino_loss": {"center": "loss.center.center"},
+}
 
 
 @dataclass
@@ -86,8 +88,9 @@ def _tensor(state: dict[str, torch.Tensor], name: str) -> torch.Tensor:
     return state[name] if name in state else state[f"module.{name}"]
 
 
-def _branch_state(method: PretrainingMethod, state: dict[str, torch.Tensor], branch: str,
-                  notes: list[str]) -> dict[str, torch.Tensor]:
+def _branch_state(
+    method: PretrainingMethod, state: dict[str, torch.Tensor], branch: str, notes: list[str]
+) -> dict[str, torch.Tensor]:
     """``state`` (one original network) renamed to ``branch.*`` keys of ``method``."""
     expected = {k for k in method.state_dict() if k.startswith(f"{branch}.")}
     result: dict[str, torch.Tensor] = {}
@@ -96,9 +99,11 @@ def _branch_state(method: PretrainingMethod, state: dict[str, torch.Tensor], bra
         value = _tensor(state, name)
         if key not in expected:
             if "last_layer2" in name:
-                raise ValueError(f"the original {branch} has patch prototypes of its own ({name}: "
-                                 "shared_head false); this project's iBOT shares them or uses a whole "
-                                 "second head, so they cannot be carried over")
+                raise ValueError(
+                    f"the original {branch} has patch prototypes of its own ({name}: "
+                    "shared_head false); this project's iBOT shares them or uses a whole "
+                    "second head, so they cannot be carried over"
+                )
             notes.append(f"{branch}: {name} has no slot here (dropped)")
             continue
         target = method.state_dict()[key]
@@ -106,8 +111,9 @@ def _branch_state(method: PretrainingMethod, state: dict[str, torch.Tensor], bra
     return result
 
 
-def _optimizer_state(checkpoint: dict, method: PretrainingMethod, optimizer: torch.optim.Optimizer,
-                     notes: list[str]) -> dict | None:
+def _optimizer_state(
+    checkpoint: dict, method: PretrainingMethod, optimizer: torch.optim.Optimizer, notes: list[str]
+) -> dict | None:
     """The optimizer's state dict with the original's AdamW moments by name, or None."""
     saved = checkpoint.get("optimizer")
     if not isinstance(saved, dict) or "state" not in saved or "param_groups" not in saved:
@@ -118,14 +124,17 @@ def _optimizer_state(checkpoint: dict, method: PretrainingMethod, optimizer: tor
     if len(names) == trainable + 1:  # the frozen weight_g of norm_last_layer is not optimised
         names = [n for n in names if not n.endswith("last_layer.weight_g")]
     if len(names) != trainable:
-        notes.append(f"the original optimizer holds {trainable} parameters, its student {len(names)}: "
-                     "AdamW starts fresh")
+        notes.append(
+            f"the original optimizer holds {trainable} parameters, its student {len(names)}: AdamW starts fresh"
+        )
         return None
     # get_params_groups: [decayed, not decayed], each in named_parameters order
     decayed = [n for n in names if not (n.endswith(".bias") or _tensor(checkpoint["student"], n).ndim == 1)]
     ordered = decayed + [n for n in names if n not in set(decayed)]
-    index_of = {project_name(name): saved_index for name, saved_index in
-                zip(ordered, [i for group in saved["param_groups"] for i in group["params"]])}
+    index_of = {
+        project_name(name): saved_index
+        for name, saved_index in zip(ordered, [i for group in saved["param_groups"] for i in group["params"]])
+    }
     ours = optimizer.state_dict()
     own_names = {id(p): n for n, p in method.student.named_parameters()}
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -150,13 +159,17 @@ def convert_original_checkpoint(source: str | Path, config: Config, out_dir: str
     """
     checkpoint = read_checkpoint(source)
     if not isinstance(checkpoint, dict) or not {"student", "teacher"} <= set(checkpoint):
-        raise ValueError(f"{source} is not a training checkpoint of the original DINO / iBOT / AttMask "
-                         "code (no student and teacher); `attmask export` reads released backbones")
+        raise ValueError(
+            f"{source} is not a training checkpoint of the original DINO / iBOT / AttMask "
+            "code (no student and teacher); `attmask export` reads released backbones"
+        )
     crops = crop_config(config.data)
     method = build_method(config, crops.global_size, crops.num_local)
     notes: list[str] = []
-    state = {**_branch_state(method, checkpoint["student"], "student", notes),
-             **_branch_state(method, checkpoint["teacher"], "teacher", notes)}
+    state = {
+        **_branch_state(method, checkpoint["student"], "student", notes),
+        **_branch_state(method, checkpoint["teacher"], "teacher", notes),
+    }
     for loss_key, mapping in _LOSS_KEYS.items():
         for old, new in mapping.items():
             if isinstance(checkpoint.get(loss_key), dict) and old in checkpoint[loss_key]:
@@ -168,10 +181,17 @@ def convert_original_checkpoint(source: str | Path, config: Config, out_dir: str
     try:
         method.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"{source} does not fit the {config.train.method} method of this config: "
-                         f"{str(error).strip().splitlines()[-1].strip()}") from None
-    optimizer = build_optimizer(method.student, torch.device("cpu"), config.optim.betas,
-                                config.optim.last_layer_lr_scale, original_numerics(config))
+        raise ValueError(
+            f"{source} does not fit the {config.train.method} method of this config: "
+            f"{str(error).strip().splitlines()[-1].strip()}"
+        ) from None
+    optimizer = build_optimizer(
+        method.student,
+        torch.device("cpu"),
+        config.optim.betas,
+        config.optim.last_layer_lr_scale,
+        original_numerics(config),
+    )
     optimizer_state = _optimizer_state(checkpoint, method, optimizer, notes)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -180,12 +200,20 @@ def convert_original_checkpoint(source: str | Path, config: Config, out_dir: str
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir / "config.yaml")
     progress = {"epoch": epoch, "step": 0, "global_step": 0, "train_seconds": 0.0}
-    path = save_atomic({
-        "format": FORMAT, "version": 1, "progress": progress, "evaluated_branch": method.evaluated_branch,
-        "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-        "scaler": checkpoint.get("fp16_scaler") or {}, "config": to_dict(config),
-        "converted_from": str(source),
-    }, out_dir / CHECKPOINT_NAME)
+    path = save_atomic(
+        {
+            "format": FORMAT,
+            "version": 1,
+            "progress": progress,
+            "evaluated_branch": method.evaluated_branch,
+            "method": method.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": checkpoint.get("fp16_scaler") or {},
+            "config": to_dict(config),
+            "converted_from": str(source),
+        },
+        out_dir / CHECKPOINT_NAME,
+    )
     return ConvertedCheckpoint(path, epoch, optimizer_state is not None, notes)
 
 

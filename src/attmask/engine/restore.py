@@ -17,7 +17,9 @@ from attmask.methods import PretrainingMethod, build_method
 from attmask.models.checkpoints import read_checkpoint, resolve_checkpoint
 
 
-def load_method(checkpoint_or_run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[PretrainingMethod, Config]:
+def load_method(
+    checkpoint_or_run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[PretrainingMethod, Config]:
     """The method of a pretraining checkpoint, with its weights, in eval mode on ``device``.
 
     Args:
@@ -34,16 +36,24 @@ def load_method(checkpoint_or_run_dir: str | Path, device: str | torch.device = 
     """
     path = resolve_checkpoint(checkpoint_or_run_dir)
     checkpoint = read_checkpoint(path)
-    if not (isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT
-            and isinstance(checkpoint.get("method"), dict) and isinstance(checkpoint.get("config"), dict)):
-        raise ValueError(f"{path} is not an attmask pretraining checkpoint; reconstruction figures need "
-                         "a run folder of mae/simmim/mst/lut")
+    if not (
+        isinstance(checkpoint, dict)
+        and checkpoint.get("format") == FORMAT
+        and isinstance(checkpoint.get("method"), dict)
+        and isinstance(checkpoint.get("config"), dict)
+    ):
+        raise ValueError(
+            f"{path} is not an attmask pretraining checkpoint; reconstruction figures need "
+            "a run folder of mae/simmim/mst/lut"
+        )
     config = from_dict(Config, drop_removed_keys(checkpoint["config"]))
     crops = crop_config(config.data)
     method = build_method(config, crops.global_size, crops.num_local)
     try:
         method.load_state_dict(checkpoint["method"])
     except RuntimeError as error:  # missing / unexpected keys or shape mismatches, many lines
-        raise ValueError(f"{path} does not fit the {config.train.method} method its config builds: "
-                         f"{str(error).strip().splitlines()[-1].strip()}") from None
+        raise ValueError(
+            f"{path} does not fit the {config.train.method} method its config builds: "
+            f"{str(error).strip().splitlines()[-1].strip()}"
+        ) from None
     return method.to(device).eval(), config

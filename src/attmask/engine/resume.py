@@ -22,21 +22,37 @@ import torch
 
 from attmask.config import ConfigError, drop_removed_keys
 from attmask.core.checkpoint import FORMAT, load_checkpoint
-from attmask.engine.logging import LOG_NAME, read_log
 from attmask.core.files import remove_stale_temporaries, write_atomic
 from attmask.core.typed_yaml import flatten
+from attmask.engine.logging import LOG_NAME, read_log
 
 
 class TrainingError(ValueError):
     """Training cannot go on (diverged loss, data smaller than a batch, a resume with other settings, ...)."""
 
+
 #: Keys whose change does not change what is trained (where, how often it is monitored or logged).
-FREE_KEYS = frozenset({
-    "train.progress", "train.log_every_steps", "train.knn_every_epochs", "train.knn_k", "train.knn_train_samples",
-    "train.knn_test_samples", "train.knn_baseline", "train.figures_every_epochs", "train.figure_images",
-    "train.num_threads", "train.save_every_steps", "train.keep_every_epochs", "train.device", "data.num_workers",
-    "data.data_dir", "data.max_image_pixels", "train.loggers",
-})
+FREE_KEYS = frozenset(
+    {
+        "train.progress",
+        "train.log_every_steps",
+        "train.knn_every_epochs",
+        "train.knn_k",
+        "train.knn_train_samples",
+        "train.knn_test_samples",
+        "train.knn_baseline",
+        "train.figures_every_epochs",
+        "train.figure_images",
+        "train.num_threads",
+        "train.save_every_steps",
+        "train.keep_every_epochs",
+        "train.device",
+        "data.num_workers",
+        "data.data_dir",
+        "data.max_image_pixels",
+        "train.loggers",
+    }
+)
 
 
 def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -46,8 +62,11 @@ def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str,
     unchanged when the requested value is the default the old run implicitly had.
     """
     old, new = flatten(saved), flatten(wanted)
-    return {key: (old.get(key), value) for key, value in new.items()
-            if key in old and old[key] != value and key not in FREE_KEYS}
+    return {
+        key: (old.get(key), value)
+        for key, value in new.items()
+        if key in old and old[key] != value and key not in FREE_KEYS
+    }
 
 
 def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
@@ -76,23 +95,30 @@ def read_resumable(path: Path, device: torch.device, wanted: dict[str, Any], all
     check_compatible(state["config"], wanted, path)
     changes = describe_changes(changed_settings(state["config"], wanted))
     if changes and not allow_change:
-        raise TrainingError(f"{path} was trained with other settings ({changes}); resume with --config "
-                            f"{path.parent / 'config.yaml'}, use a new --out folder, or pass --allow-config-change "
-                            "to go on with the new settings")
+        raise TrainingError(
+            f"{path} was trained with other settings ({changes}); resume with --config "
+            f"{path.parent / 'config.yaml'}, use a new --out folder, or pass --allow-config-change "
+            "to go on with the new settings"
+        )
     return state, changes
 
 
 def resume_record(state: dict, path: Path, notes: list[str], changes: str, world_size: int) -> dict[str, Any]:
     """The log row of a resume: repairs made, rows of re-run steps dropped, settings and world size changed
     (the latter also printed as a warning)."""
-    record: dict[str, Any] = {"resumed_from": str(path), "repairs": notes,
-                              "dropped_rows": drop_rows_after(path.parent, state["progress"]["global_step"])}
+    record: dict[str, Any] = {
+        "resumed_from": str(path),
+        "repairs": notes,
+        "dropped_rows": drop_rows_after(path.parent, state["progress"]["global_step"]),
+    }
     if changes:
         record["config_changed"] = changes
     trained_with = state.get("world_size", world_size)
     if trained_with != world_size:
-        record["world_size_changed"] = (f"resumed with {world_size} processes, trained with {trained_with}: the "
-                                        "global batch and the data order change from here on")
+        record["world_size_changed"] = (
+            f"resumed with {world_size} processes, trained with {trained_with}: the "
+            "global batch and the data order change from here on"
+        )
         print(f"warning: {record['world_size_changed']}", file=sys.stderr)
     return record
 
@@ -106,8 +132,9 @@ def tidy_run_dir(run_dir: Path) -> list[str]:
         if data and not data.endswith(b"\n"):
             keep = data[: data.rfind(b"\n") + 1]
             write_atomic(log, lambda stream: stream.write(keep))
-            notes.append(f"dropped a partial last line of {len(data) - len(keep)} bytes from {log.name} "
-                         "(its write was cut off)")
+            notes.append(
+                f"dropped a partial last line of {len(data) - len(keep)} bytes from {log.name} (its write was cut off)"
+            )
     return notes
 
 
@@ -140,8 +167,10 @@ def nonfinite_message(run_dir: Path, epoch: int, step: int, checkpoint_written: 
     last = saves[-1]
     ratio = last["checkpoint_weight_norm"] / first
     state = "sane" if ratio < 10 else "already exploding: do not resume from it"
-    return (f"{where}; the last checkpoint in {run_dir} (step {last['step']}) has weight norm "
-            f"{last['checkpoint_weight_norm']:.4g}, {ratio:.2f}x the first logged ({first:.4g}): {state}. {advice}")
+    return (
+        f"{where}; the last checkpoint in {run_dir} (step {last['step']}) has weight norm "
+        f"{last['checkpoint_weight_norm']:.4g}, {ratio:.2f}x the first logged ({first:.4g}): {state}. {advice}"
+    )
 
 
 def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
@@ -155,15 +184,18 @@ def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
                 f"{path} holds a checkpoint of another architecture ({section}.{key}: "
                 f"{saved.get(key)!r} vs {wanted.get(key)!r}); use a new --out folder or the same config"
             )
-    for section, keys in (("recon", ("decoder_dim", "decoder_depth", "decoder_heads")),
-                          ("lut", ("hidden_dim", "out_dim"))):
+    for section, keys in (
+        ("recon", ("decoder_dim", "decoder_depth", "decoder_heads")),
+        ("lut", ("hidden_dim", "out_dim")),
+    ):
         saved, wanted = saved_config.get(section), config.get(section, {})
         changed = [k for k in keys if saved is not None and saved.get(k) != wanted.get(k)]
         if changed:
-            raise ValueError(f"{path} holds a checkpoint with {section}.{changed[0]}={saved.get(changed[0])!r}, "
-                             f"not {wanted.get(changed[0])!r}; use a new --out folder or the same config")
+            raise ValueError(
+                f"{path} holds a checkpoint with {section}.{changed[0]}={saved.get(changed[0])!r}, "
+                f"not {wanted.get(changed[0])!r}; use a new --out folder or the same config"
+            )
     if saved_config.get("train", {}).get("method") != config.get("train", {}).get("method"):
         raise ValueError(
-            f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; "
-            "use a new --out folder"
+            f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; use a new --out folder"
         )

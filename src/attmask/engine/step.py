@@ -55,15 +55,22 @@ class OptimizerStep:
         last_layer: the heads' last-layer parameters (no update while frozen).
     """
 
-    def __init__(self, method: PretrainingMethod, optimizer: torch.optim.Optimizer,
-                 settings: StepSettings, device: torch.device, runner: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        method: PretrainingMethod,
+        optimizer: torch.optim.Optimizer,
+        settings: StepSettings,
+        device: torch.device,
+        runner: nn.Module | None = None,
+    ) -> None:
         self.method, self.optimizer, self.settings, self.device = method, optimizer, settings, device
         self.runner = runner
         self.scaler = grad_scaler(settings.precision, device)
         self.last_layer = last_layer_parameters(method.student)
 
-    def __call__(self, micro: list[list[torch.Tensor]], epoch: int, lr: float, weight_decay: float,
-                 momentum: float) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, micro: list[list[torch.Tensor]], epoch: int, lr: float, weight_decay: float, momentum: float
+    ) -> dict[str, torch.Tensor]:
         """Run the step on ``micro`` (micro-batches of crops ``[global_1, global_2, local_1, ...]``).
 
         Args:

@@ -49,8 +49,13 @@ class WandbTracker:
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "attmask"), name=run_dir.name,
-                              dir=str(run_dir), config=config, reinit="finish_previous")
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "attmask"),
+            name=run_dir.name,
+            dir=str(run_dir),
+            config=config,
+            reinit="finish_previous",
+        )
 
     def log(self, record: dict[str, Any], step: int) -> None:
         self.run.log(_numbers(record), step=step)
@@ -102,6 +107,8 @@ def build_trackers(names: list[str], run_dir: Path, config: dict[str, Any]) -> l
             try:
                 trackers.append(cls(run_dir, config))
             except ImportError:
-                raise ValueError(f"train.loggers names {name}, which is not installed: pip install {package} "
-                                 "(or pip install 'attmask[trackers]')") from None
+                raise ValueError(
+                    f"train.loggers names {name}, which is not installed: pip install {package} "
+                    "(or pip install 'attmask[trackers]')"
+                ) from None
     return trackers

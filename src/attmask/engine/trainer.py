@@ -26,15 +26,21 @@ from tqdm.auto import tqdm
 
 from attmask.config import Config, save_config, to_dict
 from attmask.core.callbacks import Callback, EpochEnd
-from attmask.data.resumable import mix_seed
 from attmask.core.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
-from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
+from attmask.data.resumable import mix_seed
+from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader
 from attmask.engine.logging import RunLogger
 from attmask.engine.optim import build_optimizer, training_schedules, weight_norm
 from attmask.engine.precision import resolve_precision
-from attmask.engine.resume import (TrainingError, drop_rows_after, nonfinite_message, read_resumable, resume_record,
-                                   tidy_run_dir)
+from attmask.engine.resume import (
+    TrainingError,
+    drop_rows_after,
+    nonfinite_message,
+    read_resumable,
+    resume_record,
+    tidy_run_dir,
+)
 from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
 from attmask.methods import build_method, original_numerics
 from attmask.methods.monitors import collapse_warning
@@ -65,8 +71,14 @@ class Trainer:
             monitors of :func:`attmask.runs.monitors.build_monitors` (default: none).
     """
 
-    def __init__(self, config: Config, run_dir: str | Path, context: DistributedContext | None = None,
-                 allow_config_change: bool = False, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | Path,
+        context: DistributedContext | None = None,
+        allow_config_change: bool = False,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.config, self.run_dir, self.allow_config_change = config, Path(run_dir), allow_config_change
         self.callbacks = list(callbacks)
         self.ctx = context or init_distributed(config.train.device)
@@ -86,17 +98,25 @@ class Trainer:
             compile_backbones(self.method)
         self.runner = self._wrap_student()
         original, optim = original_numerics(config), config.optim
-        self.optimizer = build_optimizer(self.method.student, self.device, optim.betas,
-                                         optim.last_layer_lr_scale, decay_tokens=original)
-        settings = StepSettings(self.precision, optim.clip_grad, optim.freeze_last_layer_epochs,
-                                per_parameter_clip=original)
+        self.optimizer = build_optimizer(
+            self.method.student, self.device, optim.betas, optim.last_layer_lr_scale, decay_tokens=original
+        )
+        settings = StepSettings(
+            self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, per_parameter_clip=original
+        )
         self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
         self.scaler = self.train_step.scaler
         batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps
         self.schedules = training_schedules(
-            optim.lr * batch / 256, optim.min_lr, optim.warmup_epochs, optim.weight_decay,
-            optim.weight_decay_end, optim.teacher_momentum, optim.teacher_momentum_end,
-            optim.schedule_epochs or optim.epochs, self.steps_per_epoch,
+            optim.lr * batch / 256,
+            optim.min_lr,
+            optim.warmup_epochs,
+            optim.weight_decay,
+            optim.weight_decay_end,
+            optim.teacher_momentum,
+            optim.teacher_momentum_end,
+            optim.schedule_epochs or optim.epochs,
+            self.steps_per_epoch,
         )
         self.progress = Progress()
         self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
@@ -140,8 +160,12 @@ class Trainer:
         for callback in self.callbacks:
             record.update(callback.on_train_end(self._event(self.progress.epoch - 1)))
         if record:
-            summary.update(self.logger.log({"epoch": self.progress.epoch - 1, "step": self.progress.global_step,
-                                            **record}, step=self.progress.global_step))
+            summary.update(
+                self.logger.log(
+                    {"epoch": self.progress.epoch - 1, "step": self.progress.global_step, **record},
+                    step=self.progress.global_step,
+                )
+            )
         self.logger.close()
         return summary
 
@@ -192,8 +216,7 @@ class Trainer:
         )
         logs = self.train_step(micro, epoch, lr, weight_decay, momentum)
         self._nonfinite |= ~torch.isfinite(logs["loss"])
-        logs.update(lr=torch.tensor(lr), weight_decay=torch.tensor(weight_decay),
-                    momentum=torch.tensor(momentum))
+        logs.update(lr=torch.tensor(lr), weight_decay=torch.tensor(weight_decay), momentum=torch.tensor(momentum))
         return logs
 
     def _seed_step(self) -> None:
@@ -211,12 +234,19 @@ class Trainer:
         keys = sorted(logs)
         averaged = all_reduce_mean(torch.stack([logs[k].float().to(self.device) for k in keys]))
         logs = dict(zip(keys, averaged.unbind()))  # mean over ranks = the global-batch value
-        record = {"epoch": self.progress.epoch, "step": self.progress.global_step, **logs,
-                  "weight_norm": weight_norm(self.method.student), "images_per_second": images_per_second, **self._position()}
+        record = {
+            "epoch": self.progress.epoch,
+            "step": self.progress.global_step,
+            **logs,
+            "weight_norm": weight_norm(self.method.student),
+            "images_per_second": images_per_second,
+            **self._position(),
+        }
         plain = self.logger.log(record, step=self.progress.global_step)
         self._warn_collapse(plain)
-        bar.set_postfix(loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}",
-                        img_s=f"{images_per_second:.0f}", refresh=False)  # drawn by the next update
+        bar.set_postfix(
+            loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}", img_s=f"{images_per_second:.0f}", refresh=False
+        )  # drawn by the next update
 
     def _warn_collapse(self, record: dict) -> None:
         """Once per epoch from the second on: a line (logged and printed) when the collapse
@@ -224,8 +254,7 @@ class Trainer:
         epoch = self.progress.epoch
         if epoch < 1 or epoch == self._collapse_epoch or "teacher_batch_entropy" not in record:
             return
-        message = collapse_warning(record["teacher_entropy"], record["teacher_batch_entropy"],
-                                   self.config.head.out_dim)
+        message = collapse_warning(record["teacher_entropy"], record["teacher_batch_entropy"], self.config.head.out_dim)
         if message:
             self._collapse_epoch = epoch
             self.logger.log({"epoch": epoch, "step": self.progress.global_step, "collapse_warning": message})
@@ -247,8 +276,14 @@ class Trainer:
         # Unreadable files skipped so far, as counted in this process (each loader worker
         # counts, and warns, on its own).
         skipped = getattr(self.images, "num_skipped", 0)
-        record: dict = {"epoch": epoch, "step": self.progress.global_step, "epoch_done": True, "epoch_loss": epoch_loss,
-                        "skipped_images": skipped, **self._position()}
+        record: dict = {
+            "epoch": epoch,
+            "step": self.progress.global_step,
+            "epoch_done": True,
+            "epoch_loss": epoch_loss,
+            "skipped_images": skipped,
+            **self._position(),
+        }
         for callback in self.callbacks:
             record.update(callback.on_epoch_end(self._event(epoch)))
         plain = self.logger.log(record, step=self.progress.global_step)
@@ -259,17 +294,29 @@ class Trainer:
         return plain
 
     def _event(self, epoch: int) -> EpochEnd:
-        return EpochEnd(epoch, self.config.optim.epochs, self.progress.global_step, self.method, self.run_dir,
-                        self.ctx.is_main, self.logger.writer)
+        return EpochEnd(
+            epoch,
+            self.config.optim.epochs,
+            self.progress.global_step,
+            self.method,
+            self.run_dir,
+            self.ctx.is_main,
+            self.logger.writer,
+        )
 
     def checkpoint_state(self) -> dict:
         """Everything needed to resume: weights, optimizer, scaler, progress, config."""
         return {
-            "format": FORMAT, "version": 1, "progress": dataclasses.asdict(self.progress),
+            "format": FORMAT,
+            "version": 1,
+            "progress": dataclasses.asdict(self.progress),
             "evaluated_branch": self.method.evaluated_branch if self.method.teacher is not None else "student",
-            "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(), "config": to_dict(self.config),
-            "world_size": self.ctx.world_size, "epoch_loss_sum": float(self._loss_sum),
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "config": to_dict(self.config),
+            "world_size": self.ctx.world_size,
+            "epoch_loss_sum": float(self._loss_sum),
         }
 
     def save(self) -> None:
@@ -277,7 +324,9 @@ class Trainer:
         self._check_finite()
         if self.ctx.is_main:
             save_atomic(self.checkpoint_state(), self.run_dir / CHECKPOINT_NAME)
-            self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": weight_norm(self.method.student)})
+            self.logger.log(
+                {"step": self.progress.global_step, "checkpoint_weight_norm": weight_norm(self.method.student)}
+            )
         barrier()
 
     def _resume_or_start(self) -> None:

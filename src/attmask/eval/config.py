@@ -30,9 +30,22 @@ from attmask.eval.robustness import DEFAULT_RATIOS
 from attmask.eval.session import DataOptions
 
 __all__ = [
-    "CHOICES", "PROTOCOL_SECTIONS", "SHARED_SECTIONS", "ConfigError", "DavisConfig", "EvalConfig",
-    "FewShotConfig", "KnnConfig", "LinearEvalConfig", "RetrievalConfig", "RobustnessConfig", "SessionConfig",
-    "check_eval_config", "load_eval_config", "save_eval_config", "sections_of",
+    "CHOICES",
+    "PROTOCOL_SECTIONS",
+    "SHARED_SECTIONS",
+    "ConfigError",
+    "DavisConfig",
+    "EvalConfig",
+    "FewShotConfig",
+    "KnnConfig",
+    "LinearEvalConfig",
+    "RetrievalConfig",
+    "RobustnessConfig",
+    "SessionConfig",
+    "check_eval_config",
+    "load_eval_config",
+    "save_eval_config",
+    "sections_of",
 ]
 
 
@@ -164,14 +177,25 @@ class EvalConfig:
 SHARED_SECTIONS = ("data", "session")
 #: protocol -> the sections it reads besides the shared ones.
 PROTOCOL_SECTIONS: dict[str, tuple[str, ...]] = {
-    "knn": ("knn",), "fewshot": ("fewshot",), "retrieval": ("retrieval",), "robustness": ("robustness", "linear"),
-    "linear": ("linear",), "finetune": ("finetune",), "revisited": ("revisited",), "davis": ("davis",),
+    "knn": ("knn",),
+    "fewshot": ("fewshot",),
+    "retrieval": ("retrieval",),
+    "robustness": ("robustness", "linear"),
+    "linear": ("linear",),
+    "finetune": ("finetune",),
+    "revisited": ("revisited",),
+    "davis": ("davis",),
 }
 #: Keys that name a choice and their accepted values.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "knn.features": FEATURE_KINDS, "fewshot.features": FEATURE_KINDS, "retrieval.features": FEATURE_KINDS,
-    "retrieval.split": ("train", "test"), "robustness.features": FEATURE_KINDS,
-    "robustness.classifier": ("knn", "linear"), "linear.mode": ("fast", "full"), "finetune.pool": POOLS,
+    "knn.features": FEATURE_KINDS,
+    "fewshot.features": FEATURE_KINDS,
+    "retrieval.features": FEATURE_KINDS,
+    "retrieval.split": ("train", "test"),
+    "robustness.features": FEATURE_KINDS,
+    "robustness.classifier": ("knn", "linear"),
+    "linear.mode": ("fast", "full"),
+    "finetune.pool": POOLS,
 }
 
 
@@ -181,8 +205,11 @@ def _counts(values: Sequence[float]) -> bool:
 
 #: (dotted key, accepted(value), the accepted range in words). None values (defaults) are skipped.
 RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("data.subset", lambda v: 0 < v <= 1, "a fraction in (0, 1] (1 = all images); for a count of images "
-     "per class use data.per_class"),
+    (
+        "data.subset",
+        lambda v: 0 < v <= 1,
+        "a fraction in (0, 1] (1 = all images); for a count of images per class use data.per_class",
+    ),
     ("data.per_class", lambda v: v >= 1, ">= 1 images per class"),
     ("data.img_size", lambda v: v >= 1, ">= 1 pixels (or null for the model's)"),
     ("data.batch_size", lambda v: v >= 1, ">= 1"),
@@ -193,8 +220,11 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("fewshot.shots", _counts, "one or more counts >= 1, e.g. [1, 5]"),
     ("fewshot.repeats", lambda v: v >= 1, ">= 1"),
     ("retrieval.ks", _counts, "one or more counts >= 1, e.g. [1, 2, 4, 8]"),
-    ("robustness.ratios", lambda v: len(v) > 0 and all(0 <= r <= 1 for r in v),
-     "one or more fractions in [0, 1], e.g. [0, 0.5]"),
+    (
+        "robustness.ratios",
+        lambda v: len(v) > 0 and all(0 <= r <= 1 for r in v),
+        "one or more fractions in [0, 1], e.g. [0, 0.5]",
+    ),
     ("robustness.k", lambda v: v >= 1, ">= 1"),
     ("robustness.temperature", lambda v: v > 0, "> 0"),
     ("revisited.max_side", lambda v: v >= 1, ">= 1 pixels"),
@@ -224,8 +254,10 @@ def check_eval_config(config: EvalConfig) -> None:
         if value is not None and not accepted(value):
             raise ConfigError(f"config key {key} must be {words}, got {value!r}")
     if config.data.subset is not None and config.data.per_class is not None:
-        raise ConfigError(f"data.subset ({config.data.subset}) and data.per_class ({config.data.per_class}) "
-                          "both pick training images; set one of them")
+        raise ConfigError(
+            f"data.subset ({config.data.subset}) and data.per_class ({config.data.per_class}) "
+            "both pick training images; set one of them"
+        )
 
 
 def _section(name: str, hint: type, values: Any) -> Any:
@@ -251,8 +283,10 @@ def load_eval_config(path: str | Path | None = None, overrides: Sequence[str] = 
     hints = typing.get_type_hints(EvalConfig)
     unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ConfigError(f"unknown config key {unknown[0]}; keys are section.key with the sections "
-                          f"{', '.join(hints)}, e.g. knn.ks=[20]")
+        raise ConfigError(
+            f"unknown config key {unknown[0]}; keys are section.key with the sections "
+            f"{', '.join(hints)}, e.g. knn.ks=[20]"
+        )
     config = EvalConfig(**{name: _section(name, hints[name], section) for name, section in values.items()})
     check_eval_config(config)
     return config
@@ -267,8 +301,9 @@ class _Dumper(yaml.SafeDumper):
     """Block-style sections, lists on one line (``ks: [10, 20]``)."""
 
 
-_Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
-    "tag:yaml.org,2002:seq", value, flow_style=True))
+_Dumper.add_representer(
+    list, lambda dumper, value: dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True)
+)
 
 
 def save_eval_config(config: EvalConfig, path: str | Path, sections: Sequence[str] | None = None) -> None:

@@ -79,8 +79,13 @@ def neighbourhood(height: int, width: int, radius: int) -> torch.Tensor:
     return near.float()
 
 
-def propagate(target: torch.Tensor, sources: list[torch.Tensor], labels: list[torch.Tensor], grid: tuple[int, int],
-              settings: PropagationSettings) -> torch.Tensor:
+def propagate(
+    target: torch.Tensor,
+    sources: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    grid: tuple[int, int],
+    settings: PropagationSettings,
+) -> torch.Tensor:
     """Labels ``(C, h, w)`` of the target frame from context frames.
 
     Args:
@@ -114,8 +119,9 @@ def _to_labels(soft: torch.Tensor, patch: int, size: tuple[int, int]) -> np.ndar
     return np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
 
 
-def segment_video(model: torch.nn.Module, frames: list[Path], first_labels: np.ndarray,
-                  settings: PropagationSettings) -> np.ndarray:
+def segment_video(
+    model: torch.nn.Module, frames: list[Path], first_labels: np.ndarray, settings: PropagationSettings
+) -> np.ndarray:
     """Predicted label maps ``(T, H, W)`` uint8 of a video from its first frame's labels ``(H, W)``."""
     patch = model.patch_size
     first = read_frame(frames[0], settings.scale)
@@ -131,8 +137,9 @@ def segment_video(model: torch.nn.Module, frames: list[Path], first_labels: np.n
     for path in frames[1:]:
         frame = read_frame(path, settings.scale)[..., : grid[0] * patch, : grid[1] * patch]
         features = patch_features(model, frame)
-        soft = propagate(features, [first_features, *(f for f, _ in queue)], [one_hot, *(s for _, s in queue)],
-                         grid, settings)
+        soft = propagate(
+            features, [first_features, *(f for f, _ in queue)], [one_hot, *(s for _, s in queue)], grid, settings
+        )
         queue.append((features, soft))
         predictions.append(_to_labels(soft, patch, first_labels.shape))
     return np.stack(predictions)
@@ -144,15 +151,22 @@ def read_labels(path: Path) -> np.ndarray:
     return np.asarray(image if image.mode in ("P", "L") else image.convert("L"), dtype=np.uint8)
 
 
-def evaluate_davis(model: torch.nn.Module, root: str | Path, settings: PropagationSettings | None = None,
-                   sequences: list[str] | None = None, out_dir: Path | None = None) -> dict:
+def evaluate_davis(
+    model: torch.nn.Module,
+    root: str | Path,
+    settings: PropagationSettings | None = None,
+    sequences: list[str] | None = None,
+    out_dir: Path | None = None,
+) -> dict:
     """Propagate every listed sequence's first-frame labels and score J and F against the annotations."""
     root, settings = Path(root), settings or PropagationSettings()
     if sequences is None:
         listing = root / "ImageSets" / "2017" / "val.txt"
         if not listing.is_file():
-            raise FileNotFoundError(f"{listing} not found: pass the DAVIS 2017 root (JPEGImages/480p, "
-                                    "Annotations/480p, ImageSets/2017/val.txt)")
+            raise FileNotFoundError(
+                f"{listing} not found: pass the DAVIS 2017 root (JPEGImages/480p, "
+                "Annotations/480p, ImageSets/2017/val.txt)"
+            )
         sequences = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
     scores: list[SequenceScores] = []
     for name in sequences:
@@ -166,5 +180,8 @@ def evaluate_davis(model: torch.nn.Module, root: str | Path, settings: Propagati
             for frame, labels in zip(frames, predicted):
                 Image.fromarray(labels).save(out_dir / name / f"{frame.stem}.png")
         scores.append(score_sequence(truth, predicted, name))
-    return {"sequences": sequences, **{k: 100 * v for k, v in aggregate(scores).items()},
-            "settings": {f.name: getattr(settings, f.name) for f in fields(PropagationSettings)}}
+    return {
+        "sequences": sequences,
+        **{k: 100 * v for k, v in aggregate(scores).items()},
+        "settings": {f.name: getattr(settings, f.name) for f in fields(PropagationSettings)},
+    }

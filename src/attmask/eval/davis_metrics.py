@@ -49,11 +49,12 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 def _disk(radius: int) -> np.ndarray:
     offsets = np.arange(-radius, radius + 1)
-    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius ** 2
+    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
 
 
-def boundary_f(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None,
-               fraction: float = BOUNDARY_FRACTION) -> float:
+def boundary_f(
+    pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None, fraction: float = BOUNDARY_FRACTION
+) -> float:
     """F of two bool masks ``(H, W)`` with the tolerance ``ceil(fraction * diagonal)`` pixels."""
     keep = np.ones_like(gt, dtype=bool) if void is None else ~void
     radius = fraction if fraction >= 1 else math.ceil(fraction * math.hypot(*gt.shape))
@@ -77,7 +78,7 @@ def statistics(values: np.ndarray) -> tuple[float, float, float]:
     mean = float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
     recall = float(np.mean(values > 0.5))  # NaN > 0.5 is False: a miss that stays in the denominator
     ids = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(np.int64)
-    first, last = values[ids[0]:ids[1] + 1], values[ids[3]:ids[4] + 1]
+    first, last = values[ids[0] : ids[1] + 1], values[ids[3] : ids[4] + 1]
     decay = float(np.nanmean(first) - np.nanmean(last))
     return mean, recall, decay
 
@@ -92,7 +93,11 @@ class SequenceScores:
 
 def object_masks(labels: np.ndarray, num_objects: int) -> np.ndarray:
     """Bool ``(K, T, H, W)`` of labels 1..K in ``labels`` ``(T, H, W)`` (void and other ids are background)."""
-    return np.stack([labels == k for k in range(1, num_objects + 1)]) if num_objects else np.zeros((0, *labels.shape), bool)
+    return (
+        np.stack([labels == k for k in range(1, num_objects + 1)])
+        if num_objects
+        else np.zeros((0, *labels.shape), bool)
+    )
 
 
 def score_sequence(gt_labels: np.ndarray, pred_labels: np.ndarray, name: str = "sequence") -> SequenceScores:
@@ -104,8 +109,10 @@ def score_sequence(gt_labels: np.ndarray, pred_labels: np.ndarray, name: str = "
     scored = slice(1, gt_labels.shape[0] - 1)
     predicted = pred_labels[scored]
     if predicted.size and int(predicted.max()) > num_objects:
-        raise ValueError(f"{name}: the predictions hold object {int(predicted.max())}, but the first frame has "
-                         f"only {num_objects}; label objects 1..{num_objects}")
+        raise ValueError(
+            f"{name}: the predictions hold object {int(predicted.max())}, but the first frame has "
+            f"only {num_objects}; label objects 1..{num_objects}"
+        )
     gt, pred = object_masks(gt_labels[scored], num_objects), object_masks(predicted, num_objects)
     j = np.array([[region_similarity(p, g) for p, g in zip(pred[k], gt[k])] for k in range(num_objects)])
     f = np.array([[boundary_f(p, g) for p, g in zip(pred[k], gt[k])] for k in range(num_objects)])
@@ -120,5 +127,12 @@ def aggregate(sequences: list[SequenceScores]) -> dict[str, float]:
         raise ValueError("no object to score: the first ground-truth frames hold no labels")
     j_m, j_r, j_d = (float(np.mean(column)) for column in zip(*j_stats))
     f_m, f_r, f_d = (float(np.mean(column)) for column in zip(*f_stats))
-    return {"J&F-Mean": (j_m + f_m) / 2, "J-Mean": j_m, "J-Recall": j_r, "J-Decay": j_d,
-            "F-Mean": f_m, "F-Recall": f_r, "F-Decay": f_d}
+    return {
+        "J&F-Mean": (j_m + f_m) / 2,
+        "J-Mean": j_m,
+        "J-Recall": j_r,
+        "J-Decay": j_d,
+        "F-Mean": f_m,
+        "F-Recall": f_r,
+        "F-Decay": f_d,
+    }

@@ -61,8 +61,7 @@ def _gather_from_ranks(tensor: Tensor) -> Tensor:
     """
     if not is_distributed():
         return tensor
-    device = (torch.device("cuda", torch.cuda.current_device())
-              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     local = tensor.to(device)
     size = torch.tensor([local.shape[0]], device=device)
     sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]

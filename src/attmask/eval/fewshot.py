@@ -39,8 +39,9 @@ class FewShotResult:
     std: float
 
 
-def disjoint_subsets(labels: Tensor, shots: int, repeats: int, num_classes: int,
-                     generator: torch.Generator) -> list[Tensor]:
+def disjoint_subsets(
+    labels: Tensor, shots: int, repeats: int, num_classes: int, generator: torch.Generator
+) -> list[Tensor]:
     """``repeats`` disjoint index sets with exactly ``shots`` samples of every class.
 
     Args:
@@ -61,17 +62,25 @@ def disjoint_subsets(labels: Tensor, shots: int, repeats: int, num_classes: int,
     for cls in range(num_classes):
         members = torch.nonzero(labels == cls).flatten()
         if members.numel() < needed:
-            raise ValueError(f"class {cls} has {members.numel()} training images, fewer than "
-                             f"{shots} shots x {repeats} repeats; lower --repeats or the shots")
+            raise ValueError(
+                f"class {cls} has {members.numel()} training images, fewer than "
+                f"{shots} shots x {repeats} repeats; lower --repeats or the shots"
+            )
         per_class.append(members[torch.randperm(members.numel(), generator=generator)[:needed]])
-    return [torch.cat([m[r * shots:(r + 1) * shots] for m in per_class]).sort().values
-            for r in range(repeats)]
+    return [torch.cat([m[r * shots : (r + 1) * shots] for m in per_class]).sort().values for r in range(repeats)]
 
 
 def few_shot_knn(
-    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
-    num_classes: int, shots: Sequence[int] = DEFAULT_SHOTS, repeats: int = 5, k: int = 20,
-    temperature: float = 0.07, seed: int = 0,
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    shots: Sequence[int] = DEFAULT_SHOTS,
+    repeats: int = 5,
+    k: int = 20,
+    temperature: float = 0.07,
+    seed: int = 0,
 ) -> dict[int, FewShotResult]:
     """Few-shot weighted k-NN for every ``nu`` in ``shots``.
 
@@ -98,8 +107,15 @@ def few_shot_knn(
         used_k = 1 if nu == 1 else min(k, nu * num_classes)
         top1 = []
         for subset in disjoint_subsets(train_labels, nu, repeats, num_classes, generator):
-            result = weighted_knn(train_features[subset], train_labels[subset], test_features,
-                                  test_labels, num_classes, k=used_k, temperature=temperature)
+            result = weighted_knn(
+                train_features[subset],
+                train_labels[subset],
+                test_features,
+                test_labels,
+                num_classes,
+                k=used_k,
+                temperature=temperature,
+            )
             top1.append(result.top1)
         values = torch.tensor(top1, dtype=torch.float64)
         std = values.std().item() if len(top1) > 1 else 0.0

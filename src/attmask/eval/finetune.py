@@ -31,9 +31,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from attmask.data.augment import eval_transform
 from attmask.core.schedules import cosine_schedule
-from attmask.data.augment import crop_flip_transform, with_transform
+from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.eval.linear import frozen, seeded_rng, topk_accuracy
 from attmask.models.vit import VisionTransformer
 
@@ -86,21 +85,27 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.warmup_epochs < 0 or self.num_workers < 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1, warmup_epochs >= 0, num_workers "
-                             f">= 0, got {self.epochs}, {self.batch_size}, {self.warmup_epochs}, "
-                             f"{self.num_workers}")
+            raise ValueError(
+                f"need epochs >= 1, batch_size >= 1, warmup_epochs >= 0, num_workers "
+                f">= 0, got {self.epochs}, {self.batch_size}, {self.warmup_epochs}, "
+                f"{self.num_workers}"
+            )
         if self.base_lr <= 0 or self.min_lr < 0 or not 0 < self.layer_decay <= 1:
-            raise ValueError(f"need base_lr > 0, min_lr >= 0 and layer_decay in (0, 1], got "
-                             f"{self.base_lr}, {self.min_lr}, {self.layer_decay}")
+            raise ValueError(
+                f"need base_lr > 0, min_lr >= 0 and layer_decay in (0, 1], got "
+                f"{self.base_lr}, {self.min_lr}, {self.layer_decay}"
+            )
         if not 0 <= self.drop_path < 1 or not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"need drop_path and label_smoothing in [0, 1), got {self.drop_path}, "
-                             f"{self.label_smoothing}")
+            raise ValueError(
+                f"need drop_path and label_smoothing in [0, 1), got {self.drop_path}, {self.label_smoothing}"
+            )
         if self.mixup < 0 or self.cutmix < 0 or (self.mixes and self.batch_size % 2):
-            raise ValueError(f"mixup and cutmix alphas must be >= 0 and need an even batch_size, "
-                             f"got {self.mixup}, {self.cutmix}, batch {self.batch_size}")
+            raise ValueError(
+                f"mixup and cutmix alphas must be >= 0 and need an even batch_size, "
+                f"got {self.mixup}, {self.cutmix}, batch {self.batch_size}"
+            )
         if self.pool not in POOLS or (self.clip_grad is not None and self.clip_grad <= 0):
-            raise ValueError(f"need pool in {POOLS} and clip_grad None or > 0, got {self.pool!r}, "
-                             f"{self.clip_grad}")
+            raise ValueError(f"need pool in {POOLS} and clip_grad None or > 0, got {self.pool!r}, {self.clip_grad}")
 
     @property
     def lr(self) -> float:
@@ -149,15 +154,22 @@ class Classifier(nn.Module):
         generator: source of the head's initialisation (None: torch's global generator).
     """
 
-    def __init__(self, backbone: VisionTransformer, num_classes: int, pool: str = "cls",
-                 head_init_std: float = 2e-5, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        backbone: VisionTransformer,
+        num_classes: int,
+        pool: str = "cls",
+        head_init_std: float = 2e-5,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if pool not in POOLS or num_classes < 1:
             raise ValueError(f"need pool in {POOLS} and num_classes >= 1, got {pool!r}, {num_classes}")
         self.backbone, self.pool = backbone, pool
         self.head = nn.Linear(backbone.embed_dim, num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=head_init_std, a=-2 * head_init_std,
-                              b=2 * head_init_std, generator=generator)
+        nn.init.trunc_normal_(
+            self.head.weight, std=head_init_std, a=-2 * head_init_std, b=2 * head_init_std, generator=generator
+        )
         nn.init.zeros_(self.head.bias)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -192,9 +204,9 @@ def with_drop_path(backbone: VisionTransformer, rate: float) -> VisionTransforme
 def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
     """timm's layer-decay parameter groups of ``model`` (each with ``lr_scale`` and
     ``weight_decay``), excluding ``model.no_weight_decay()`` and 1-d parameters from decay."""
-    return param_groups_layer_decay(model, weight_decay=weight_decay,
-                                    no_weight_decay_list=tuple(model.no_weight_decay()),
-                                    layer_decay=layer_decay)
+    return param_groups_layer_decay(
+        model, weight_decay=weight_decay, no_weight_decay_list=tuple(model.no_weight_decay()), layer_decay=layer_decay
+    )
 
 
 def _adamw(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
@@ -204,8 +216,9 @@ def _adamw(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def evaluate_classifier(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
-                        device: torch.device | str = "cpu") -> tuple[float, float]:
+def evaluate_classifier(
+    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device | str = "cpu"
+) -> tuple[float, float]:
     """Top-1 and top-``min(5, C)`` accuracy in percent of ``model`` (eval mode, then restored).
 
     Args:
@@ -223,9 +236,16 @@ def evaluate_classifier(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]
     return topk_accuracy(torch.cat(logits), torch.cat(labels))
 
 
-def _train_epoch(model: Classifier, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 lrs: Iterable[float], criterion: nn.Module, mixup: Mixup | None,
-                 config: FinetuneConfig, device: torch.device) -> float:
+def _train_epoch(
+    model: Classifier,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    lrs: Iterable[float],
+    criterion: nn.Module,
+    mixup: Mixup | None,
+    config: FinetuneConfig,
+    device: torch.device,
+) -> float:
     """One epoch of AdamW steps at learning rates ``lrs`` (times each group's ``lr_scale``)."""
     model.train()
     total, count = 0.0, 0
@@ -247,9 +267,15 @@ def _train_epoch(model: Classifier, loader: DataLoader, optimizer: torch.optim.O
     return total / count
 
 
-def finetune(backbone: VisionTransformer, train_dataset: Dataset, test_dataset: Dataset,
-             num_classes: int, config: FinetuneConfig = FinetuneConfig(),
-             device: torch.device | str = "cpu", progress: bool = False) -> FinetuneResult:
+def finetune(
+    backbone: VisionTransformer,
+    train_dataset: Dataset,
+    test_dataset: Dataset,
+    num_classes: int,
+    config: FinetuneConfig = FinetuneConfig(),
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> FinetuneResult:
     """Fine-tune a copy of ``backbone`` with a new head; evaluate on central crops at the end.
 
     The caller's backbone and data sets are not modified (the backbone is deep-copied, every
@@ -271,29 +297,39 @@ def finetune(backbone: VisionTransformer, train_dataset: Dataset, test_dataset: 
     """
     device = torch.device(device)
     if num_classes < 2 or len(train_dataset) < config.batch_size:
-        raise ValueError(f"need num_classes >= 2 and at least batch_size ({config.batch_size}) "
-                         f"training images, got {num_classes} and {len(train_dataset)}")
+        raise ValueError(
+            f"need num_classes >= 2 and at least batch_size ({config.batch_size}) "
+            f"training images, got {num_classes} and {len(train_dataset)}"
+        )
     generator = torch.Generator().manual_seed(config.seed)
-    model = Classifier(with_drop_path(backbone, config.drop_path).requires_grad_(True), num_classes,
-                       config.pool, config.head_init_std, generator).to(device)
+    model = Classifier(
+        with_drop_path(backbone, config.drop_path).requires_grad_(True),
+        num_classes,
+        config.pool,
+        config.head_init_std,
+        generator,
+    ).to(device)
     size = backbone.img_size
     train = with_transform(train_dataset, crop_flip_transform(size, config.crop_scale, config.randaug))
-    loader = DataLoader(train, config.batch_size, shuffle=True, drop_last=True, generator=generator,
-                        num_workers=config.num_workers)
+    loader = DataLoader(
+        train, config.batch_size, shuffle=True, drop_last=True, generator=generator, num_workers=config.num_workers
+    )
     optimizer, steps = _adamw(model, config), len(loader)
     schedule = cosine_schedule(config.lr, config.min_lr, config.epochs, steps, config.warmup_epochs)
-    mixup = (Mixup(config.mixup, config.cutmix, label_smoothing=config.label_smoothing,
-                   num_classes=num_classes) if config.mixes else None)
-    criterion = (SoftTargetCrossEntropy() if mixup is not None
-                 else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+    mixup = (
+        Mixup(config.mixup, config.cutmix, label_smoothing=config.label_smoothing, num_classes=num_classes)
+        if config.mixes
+        else None
+    )
+    criterion = (
+        SoftTargetCrossEntropy() if mixup is not None else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    )
     history: list[dict[str, float]] = []
     with seeded_rng(config.seed, device):
         for epoch in tqdm(range(config.epochs), desc="fine-tuning", disable=not progress):
-            lrs = schedule[epoch * steps:(epoch + 1) * steps].tolist()
+            lrs = schedule[epoch * steps : (epoch + 1) * steps].tolist()
             loss = _train_epoch(model, loader, optimizer, lrs, criterion, mixup, config, device)
             history.append({"epoch": epoch, "train_loss": loss, "lr": lrs[-1]})
     test = with_transform(test_dataset, eval_transform(size))
-    top1, top5 = evaluate_classifier(
-        model, DataLoader(test, config.batch_size, num_workers=config.num_workers), device)
-    return FinetuneResult(top1, top5, config.epochs, history[-1]["train_loss"], history,
-                          model.eval())
+    top1, top5 = evaluate_classifier(model, DataLoader(test, config.batch_size, num_workers=config.num_workers), device)
+    return FinetuneResult(top1, top5, config.epochs, history[-1]["train_loss"], history, model.eval())

@@ -52,37 +52,42 @@ class KNNResult:
 
 
 def _check_inputs(
-    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
-    num_classes: int, temperature: float, chunk_size: int, bank_chunk_size: int | None,
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    temperature: float,
+    chunk_size: int,
+    bank_chunk_size: int | None,
 ) -> None:
     """Raise ValueError on inconsistent shapes, empty inputs or invalid settings."""
     for name, features in (("train_features", train_features), ("test_features", test_features)):
         if features.dim() != 2 or features.shape[0] == 0 or features.shape[1] == 0:
-            raise ValueError(f"{name} must be a non-empty (samples, dim) tensor, "
-                             f"got shape {tuple(features.shape)}")
+            raise ValueError(f"{name} must be a non-empty (samples, dim) tensor, got shape {tuple(features.shape)}")
     if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(f"feature dims differ: train {train_features.shape[1]}, "
-                         f"test {test_features.shape[1]}")
+        raise ValueError(f"feature dims differ: train {train_features.shape[1]}, test {test_features.shape[1]}")
     if train_features.device != test_features.device:
-        raise ValueError(f"train features on {train_features.device}, test features on "
-                         f"{test_features.device}; put both on one device")
+        raise ValueError(
+            f"train features on {train_features.device}, test features on "
+            f"{test_features.device}; put both on one device"
+        )
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    for name, labels, features in (("train", train_labels, train_features),
-                                   ("test", test_labels, test_features)):
+    for name, labels, features in (("train", train_labels, train_features), ("test", test_labels, test_features)):
         if labels.shape != (features.shape[0],):
-            raise ValueError(f"{name}_labels must have shape ({features.shape[0]},), "
-                             f"got {tuple(labels.shape)}")
+            raise ValueError(f"{name}_labels must have shape ({features.shape[0]},), got {tuple(labels.shape)}")
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f"{name}_labels must be an integer tensor, got {labels.dtype}")
         if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"{name}_labels must lie in [0, {num_classes}), got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+            raise ValueError(
+                f"{name}_labels must lie in [0, {num_classes}), got values in "
+                f"[{int(labels.min())}, {int(labels.max())}]"
+            )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if chunk_size < 1 or (bank_chunk_size is not None and bank_chunk_size < 1):
-        raise ValueError(f"chunk sizes must be >= 1, got chunk_size={chunk_size}, "
-                         f"bank_chunk_size={bank_chunk_size}")
+        raise ValueError(f"chunk sizes must be >= 1, got chunk_size={chunk_size}, bank_chunk_size={bank_chunk_size}")
 
 
 def _prepare(features: Tensor, normalize: bool) -> Tensor:
@@ -92,8 +97,11 @@ def _prepare(features: Tensor, normalize: bool) -> Tensor:
 
 
 def nearest_neighbours(
-    train_features: Tensor, queries: Tensor, k: int,
-    bank_chunk_size: int = DEFAULT_BANK_CHUNK_SIZE, normalize: bool = True,
+    train_features: Tensor,
+    queries: Tensor,
+    k: int,
+    bank_chunk_size: int = DEFAULT_BANK_CHUNK_SIZE,
+    normalize: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` most similar bank rows of every query, scanning the bank in slices.
 
@@ -129,7 +137,10 @@ def nearest_neighbours(
 
 
 def _hits(
-    similarities: Tensor, neighbour_labels: Tensor, targets: Tensor, num_classes: int,
+    similarities: Tensor,
+    neighbour_labels: Tensor,
+    targets: Tensor,
+    num_classes: int,
     temperature: float,
 ) -> Tensor:
     """Top-1 and top-5 hits of one test chunk (Wu et al. 2018, Sec. 3.4 weighted voting).
@@ -152,8 +163,13 @@ def _hits(
 
 
 def knn_votes(
-    train_features: Tensor, train_labels: Tensor, queries: Tensor, num_classes: int, k: int = 20,
-    temperature: float = 0.07, bank_chunk_size: int = DEFAULT_BANK_CHUNK_SIZE,
+    train_features: Tensor,
+    train_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    bank_chunk_size: int = DEFAULT_BANK_CHUNK_SIZE,
 ) -> Tensor:
     """Class scores of the weighted k-NN vote (Wu et al. 2018, Sec. 3.4) for some queries.
 
@@ -169,17 +185,25 @@ def knn_votes(
         ``(Q, C)`` summed weights (each row scaled so that its best neighbour weighs 1); the
         argmax is the k-NN prediction.
     """
-    similarities, indices = nearest_neighbours(train_features, queries, min(k, train_features.shape[0]),
-                                               bank_chunk_size)
+    similarities, indices = nearest_neighbours(
+        train_features, queries, min(k, train_features.shape[0]), bank_chunk_size
+    )
     weights = ((similarities - similarities[:, :1]) / temperature).exp()
     votes = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
     return votes.scatter_add_(1, train_labels.to(indices.device)[indices].long(), weights)
 
 
 def _evaluate(
-    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
-    num_classes: int, ks: dict[int, int], temperature: float, chunk_size: int,
-    bank_chunk_size: int, normalize: bool,
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    ks: dict[int, int],
+    temperature: float,
+    chunk_size: int,
+    bank_chunk_size: int,
+    normalize: bool,
 ) -> dict[int, KNNResult]:
     """Score every ``requested k -> used k`` of ``ks`` from one top-max(k) search."""
     device = train_features.device
@@ -189,17 +213,20 @@ def _evaluate(
     for start in range(0, test_features.shape[0], chunk_size):
         queries = test_features[start : start + chunk_size]  # (b, D)
         targets = test_labels[start : start + chunk_size]  # (b,)
-        similarities, indices = nearest_neighbours(train_features, queries, largest,
-                                                   bank_chunk_size, normalize)
+        similarities, indices = nearest_neighbours(train_features, queries, largest, bank_chunk_size, normalize)
         neighbour_labels = train_labels[indices].long()  # (b, largest)
         for requested, used in ks.items():
-            hits[requested] += _hits(similarities[:, :used], neighbour_labels[:, :used], targets,
-                                     num_classes, temperature)
+            hits[requested] += _hits(
+                similarities[:, :used], neighbour_labels[:, :used], targets, num_classes, temperature
+            )
     total = test_features.shape[0]
     return {
-        requested: KNNResult(top1=hits[requested][0].item() * 100.0 / total,
-                             top5=hits[requested][1].item() * 100.0 / total,
-                             k=used, temperature=temperature)
+        requested: KNNResult(
+            top1=hits[requested][0].item() * 100.0 / total,
+            top5=hits[requested][1].item() * 100.0 / total,
+            k=used,
+            temperature=temperature,
+        )
         for requested, used in ks.items()
     }
 
@@ -239,17 +266,26 @@ def weighted_knn(
         ValueError: shape or device mismatch, empty inputs, labels out of range, ``k < 1``,
             ``temperature <= 0`` or a chunk size below 1.
     """
-    _check_inputs(train_features, train_labels, test_features, test_labels, num_classes,
-                  temperature, chunk_size, bank_chunk_size)
+    _check_inputs(
+        train_features, train_labels, test_features, test_labels, num_classes, temperature, chunk_size, bank_chunk_size
+    )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     used = min(k, train_features.shape[0])
     if used < k:
-        warnings.warn(f"k={k} exceeds the {used} training samples; using k={used}",
-                      stacklevel=2)
-    return _evaluate(train_features, train_labels, test_features, test_labels, num_classes,
-                     {k: used}, temperature, chunk_size,
-                     bank_chunk_size or DEFAULT_BANK_CHUNK_SIZE, normalize)[k]
+        warnings.warn(f"k={k} exceeds the {used} training samples; using k={used}", stacklevel=2)
+    return _evaluate(
+        train_features,
+        train_labels,
+        test_features,
+        test_labels,
+        num_classes,
+        {k: used},
+        temperature,
+        chunk_size,
+        bank_chunk_size or DEFAULT_BANK_CHUNK_SIZE,
+        normalize,
+    )[k]
 
 
 def knn_sweep(
@@ -276,11 +312,21 @@ def knn_sweep(
     Raises:
         ValueError: as :func:`weighted_knn`, or ``ks`` empty.
     """
-    _check_inputs(train_features, train_labels, test_features, test_labels, num_classes,
-                  temperature, chunk_size, bank_chunk_size)
+    _check_inputs(
+        train_features, train_labels, test_features, test_labels, num_classes, temperature, chunk_size, bank_chunk_size
+    )
     if len(ks) == 0 or min(ks) < 1:
         raise ValueError(f"ks must be a non-empty sequence of integers >= 1, got {tuple(ks)}")
     used = {int(k): min(int(k), train_features.shape[0]) for k in ks}
-    return _evaluate(train_features, train_labels, test_features, test_labels, num_classes, used,
-                     temperature, chunk_size, bank_chunk_size or DEFAULT_BANK_CHUNK_SIZE,
-                     normalize)
+    return _evaluate(
+        train_features,
+        train_labels,
+        test_features,
+        test_labels,
+        num_classes,
+        used,
+        temperature,
+        chunk_size,
+        bank_chunk_size or DEFAULT_BANK_CHUNK_SIZE,
+        normalize,
+    )

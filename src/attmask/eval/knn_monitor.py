@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.config import Config
-from attmask.core.distributed import is_distributed
 from attmask.core.callbacks import EpochEnd
+from attmask.core.distributed import is_distributed
 from attmask.core.schedules import epoch_due
 from attmask.data.augment import eval_transform
 from attmask.data.resumable import EpochSampler
@@ -54,8 +54,13 @@ class KNNMonitor:
             the last epoch with ``train.knn_baseline`` (None: no random-init baseline).
     """
 
-    def __init__(self, config: Config, img_size: int, device: torch.device | str | None = None,
-                 initial_backbone: Callable[[], torch.nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        img_size: int,
+        device: torch.device | str | None = None,
+        initial_backbone: Callable[[], torch.nn.Module] | None = None,
+    ) -> None:
         self.config, self.img_size = config, img_size
         self.device = torch.device(device) if device is not None else None
         self.initial_backbone = initial_backbone
@@ -94,8 +99,14 @@ class KNNMonitor:
         if self._splits is None:
             data, train = self.config.data, self.config.train
             try:
-                splits = labelled_splits(data.source, eval_transform(self.img_size), data.data_dir, seed=train.seed,
-                                         max_pixels=data.max_image_pixels, validation=data.val_images)
+                splits = labelled_splits(
+                    data.source,
+                    eval_transform(self.img_size),
+                    data.data_dir,
+                    seed=train.seed,
+                    max_pixels=data.max_image_pixels,
+                    validation=data.val_images,
+                )
             except UnlabelledError:
                 self._splits = (Subset([], []), Subset([], []), 0)  # type: ignore[arg-type]
                 return self._splits
@@ -107,8 +118,7 @@ class KNNMonitor:
         world = torch.distributed.get_world_size() if is_distributed() else 1
         rank = torch.distributed.get_rank() if is_distributed() else 0
         sampler = EpochSampler(len(dataset), world, rank, shuffle=False)  # type: ignore[arg-type]
-        loader = DataLoader(dataset, batch_size=256, sampler=sampler,
-                            num_workers=self.config.data.num_workers)
+        loader = DataLoader(dataset, batch_size=256, sampler=sampler, num_workers=self.config.data.num_workers)
         device = self.device or next(backbone.parameters()).device
         return extract_features(backbone, loader, device, kind=kind)
 
@@ -118,8 +128,15 @@ class KNNMonitor:
         images, labels = zip(*loader)
         return torch.cat(images).flatten(1).float(), torch.cat([torch.as_tensor(y) for y in labels]).long()
 
-    def _score(self, bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
-               query_labels: torch.Tensor, classes: int, prefix: str) -> dict[str, float]:
+    def _score(
+        self,
+        bank: torch.Tensor,
+        bank_labels: torch.Tensor,
+        queries: torch.Tensor,
+        query_labels: torch.Tensor,
+        classes: int,
+        prefix: str,
+    ) -> dict[str, float]:
         result = weighted_knn(bank, bank_labels, queries, query_labels, classes, k=self.config.train.knn_k)
         return {f"{prefix}_top1": result.top1, f"{prefix}_top5": result.top5}
 
@@ -129,16 +146,26 @@ class KNNMonitor:
         bank, queries, classes = self._load_splits()
         if classes < 2:
             return {}
-        self._announce(f"{prefix}: {self.config.train.knn_k}-NN of {len(queries)} {self.split_name} queries "
-                       f"against {len(bank)} images ...")
+        self._announce(
+            f"{prefix}: {self.config.train.knn_k}-NN of {len(queries)} {self.split_name} queries "
+            f"against {len(bank)} images ..."
+        )
         bank_features, bank_labels = self._features(backbone, bank, "cls+gap")
         query_features, query_labels = self._features(backbone, queries, "cls+gap")
         width = bank_features.shape[1] // 2
         parts = {"cls": slice(0, width), "gap": slice(width, None), "cls+gap": slice(None)}
         scores: dict[str, float] = {}
         for kind, columns in parts.items():
-            scores.update(self._score(bank_features[:, columns], bank_labels, query_features[:, columns],
-                                      query_labels, classes, f"{prefix}{FEATURE_KEYS[kind]}"))
+            scores.update(
+                self._score(
+                    bank_features[:, columns],
+                    bank_labels,
+                    query_features[:, columns],
+                    query_labels,
+                    classes,
+                    f"{prefix}{FEATURE_KEYS[kind]}",
+                )
+            )
         return scores
 
     def _announce(self, message: str) -> None:

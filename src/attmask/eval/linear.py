@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.core.schedules import cosine_schedule
+from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.eval.features import FEATURE_KINDS, batch_features, extract_features
 
 #: Feature width of each kind, in units of the backbone's ``embed_dim``.
@@ -63,14 +63,19 @@ class LinearProbeConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1 and num_workers >= 0, got "
-                             f"{self.epochs}, {self.batch_size}, {self.num_workers}")
+            raise ValueError(
+                f"need epochs >= 1, batch_size >= 1 and num_workers >= 0, got "
+                f"{self.epochs}, {self.batch_size}, {self.num_workers}"
+            )
         if self.base_lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise ValueError(f"need base_lr > 0, momentum in [0, 1) and weight_decay >= 0, got "
-                             f"{self.base_lr}, {self.momentum}, {self.weight_decay}")
+            raise ValueError(
+                f"need base_lr > 0, momentum in [0, 1) and weight_decay >= 0, got "
+                f"{self.base_lr}, {self.momentum}, {self.weight_decay}"
+            )
         if self.feature_kind is not None and self.feature_kind not in FEATURE_KINDS:
-            raise ValueError(f"unknown feature_kind {self.feature_kind!r}; choose one of "
-                             f"{', '.join(FEATURE_KINDS)} or None")
+            raise ValueError(
+                f"unknown feature_kind {self.feature_kind!r}; choose one of {', '.join(FEATURE_KINDS)} or None"
+            )
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
 
@@ -119,8 +124,7 @@ def topk_accuracy(logits: Tensor, labels: Tensor) -> tuple[float, float]:
     """Top-1 and top-``min(5, C)`` accuracy in percent of ``logits (M, C)`` for ``labels (M,)``."""
     ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (M, k)
     hits = ranked == labels.reshape(-1, 1)
-    return (hits[:, 0].float().mean().item() * 100.0,
-            hits.any(dim=1).float().mean().item() * 100.0)
+    return (hits[:, 0].float().mean().item() * 100.0, hits.any(dim=1).float().mean().item() * 100.0)
 
 
 @contextmanager
@@ -149,11 +153,16 @@ def frozen(backbone: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
-def _fit(classifier: nn.Linear, epoch_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]],
-         iters_per_epoch: int, config: LinearProbeConfig) -> tuple[list[float], list[float]]:
+def _fit(
+    classifier: nn.Linear,
+    epoch_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]],
+    iters_per_epoch: int,
+    config: LinearProbeConfig,
+) -> tuple[list[float], list[float]]:
     """SGD with a per-step cosine lr on ``(features (B, F), labels (B,))`` batches of each epoch."""
-    optimizer = torch.optim.SGD(classifier.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        classifier.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     schedule = cosine_schedule(config.lr, 0.0, config.epochs, iters_per_epoch)
     losses, lrs, step = [], [], 0
     for _ in range(config.epochs):
@@ -171,30 +180,39 @@ def _fit(classifier: nn.Linear, epoch_batches: Callable[[], Iterable[tuple[Tenso
     return losses, lrs
 
 
-def _check_features(train_features: Tensor, train_labels: Tensor, test_features: Tensor,
-                    test_labels: Tensor, num_classes: int) -> None:
+def _check_features(
+    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, num_classes: int
+) -> None:
     """Raise ValueError on empty or inconsistent features / labels or a bad ``num_classes``."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    for name, features, labels in (("train", train_features, train_labels),
-                                   ("test", test_features, test_labels)):
+    for name, features, labels in (("train", train_features, train_labels), ("test", test_features, test_labels)):
         if features.dim() != 2 or features.shape[0] == 0 or not features.is_floating_point():
-            raise ValueError(f"{name}_features must be a non-empty float (M, F) tensor, got "
-                             f"{features.dtype} {tuple(features.shape)}")
+            raise ValueError(
+                f"{name}_features must be a non-empty float (M, F) tensor, got {features.dtype} {tuple(features.shape)}"
+            )
         if labels.shape != features.shape[:1] or labels.is_floating_point():
-            raise ValueError(f"{name}_labels must be integer ({features.shape[0]},) to match "
-                             f"{name}_features, got {labels.dtype} {tuple(labels.shape)}")
+            raise ValueError(
+                f"{name}_labels must be integer ({features.shape[0]},) to match "
+                f"{name}_features, got {labels.dtype} {tuple(labels.shape)}"
+            )
         if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"{name}_labels must lie in [0, {num_classes - 1}]; fix the labels or "
-                             f"num_classes")
+            raise ValueError(f"{name}_labels must lie in [0, {num_classes - 1}]; fix the labels or num_classes")
     if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(f"train and test features differ in width ({train_features.shape[1]} vs "
-                         f"{test_features.shape[1]}); extract both with the same kind")
+        raise ValueError(
+            f"train and test features differ in width ({train_features.shape[1]} vs "
+            f"{test_features.shape[1]}); extract both with the same kind"
+        )
 
 
-def linear_probe_on_features(train_features: Tensor, train_labels: Tensor, test_features: Tensor,
-                             test_labels: Tensor, num_classes: int,
-                             config: LinearProbeConfig = LinearProbeConfig()) -> LinearProbeResult:
+def linear_probe_on_features(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    config: LinearProbeConfig = LinearProbeConfig(),
+) -> LinearProbeResult:
     """Linear probe on cached features: seeded shuffled minibatches, no augmentation.
 
     Runs on the device of ``train_features``; the inputs are not modified.
@@ -219,7 +237,7 @@ def linear_probe_on_features(train_features: Tensor, train_labels: Tensor, test_
     def epoch_batches() -> Iterator[tuple[Tensor, Tensor]]:
         order = torch.randperm(size, generator=generator).to(device)
         for start in range(0, size, config.batch_size):
-            chosen = order[start:start + config.batch_size]
+            chosen = order[start : start + config.batch_size]
             yield features[chosen], labels[chosen]
 
     losses, lrs = _fit(classifier, epoch_batches, -(-size // config.batch_size), config)
@@ -239,17 +257,24 @@ def _check_backbone(backbone: nn.Module, num_classes: int, device: torch.device)
 
 
 @torch.no_grad()
-def _feature_batches(backbone: nn.Module, loader: DataLoader, kind: str,
-                     device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+def _feature_batches(
+    backbone: nn.Module, loader: DataLoader, kind: str, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor]]:
     """``(features (B, F) float32, labels (B,))`` of each batch, without gradients."""
     for images, labels in loader:
         yield batch_features(backbone, images.to(device), kind).float(), labels.long().to(device)
 
 
-def linear_probe(backbone: nn.Module, train_dataset: Dataset, test_dataset: Dataset,
-                 num_classes: int, config: LinearProbeConfig = LinearProbeConfig(),
-                 device: torch.device | str = "cpu", train_transform: Callable | None = None,
-                 test_transform: Callable | None = None) -> LinearProbeResult:
+def linear_probe(
+    backbone: nn.Module,
+    train_dataset: Dataset,
+    test_dataset: Dataset,
+    num_classes: int,
+    config: LinearProbeConfig = LinearProbeConfig(),
+    device: torch.device | str = "cpu",
+    train_transform: Callable | None = None,
+    test_transform: Callable | None = None,
+) -> LinearProbeResult:
     """Full linear-probe protocol on a frozen ViT, features recomputed on augmented images.
 
     The backbone (already on ``device``) runs in eval mode without gradients; its train flags
@@ -276,13 +301,10 @@ def linear_probe(backbone: nn.Module, train_dataset: Dataset, test_dataset: Data
     train = with_transform(train_dataset, train_transform or crop_flip_transform(size, config.crop_scale))
     test = with_transform(test_dataset, test_transform or eval_transform(size))
     generator = torch.Generator().manual_seed(config.seed)
-    classifier = linear_classifier(FEATURE_WIDTHS[kind] * backbone.embed_dim, num_classes,
-                                   generator).to(device)
-    loader = DataLoader(train, config.batch_size, shuffle=True, generator=generator,
-                        num_workers=config.num_workers)
+    classifier = linear_classifier(FEATURE_WIDTHS[kind] * backbone.embed_dim, num_classes, generator).to(device)
+    loader = DataLoader(train, config.batch_size, shuffle=True, generator=generator, num_workers=config.num_workers)
     with seeded_rng(config.seed, device), frozen(backbone):
-        losses, lrs = _fit(classifier, lambda: _feature_batches(backbone, loader, kind, device),
-                           len(loader), config)
+        losses, lrs = _fit(classifier, lambda: _feature_batches(backbone, loader, kind, device), len(loader), config)
     test_loader = DataLoader(test, config.batch_size, num_workers=config.num_workers)
     features, labels = extract_features(backbone, test_loader, device, kind)
     with torch.no_grad():

@@ -54,12 +54,21 @@ def knn_protocol(session: EvalSession, config: KnnConfig | None = None) -> Proto
     kind, temperature = config.features, config.temperature
     bank, bank_labels = session.features("train", kind)
     queries, query_labels = session.features("test", kind)
-    results = knn_sweep(bank.to(session.device), bank_labels, queries.to(session.device), query_labels,
-                        session.splits.num_classes, config.ks, temperature)
+    results = knn_sweep(
+        bank.to(session.device),
+        bank_labels,
+        queries.to(session.device),
+        query_labels,
+        session.splits.num_classes,
+        config.ks,
+        temperature,
+    )
     table = {str(k): asdict(result) for k, result in results.items()}
     main = results[20] if 20 in results else next(iter(results.values()))
-    summary = (f"weighted {main.k}-NN top-1 {main.top1:.2f}% top-5 {main.top5:.2f}% "
-               f"({len(query_labels)} queries, bank {len(bank_labels)}, {kind} features)")
+    summary = (
+        f"weighted {main.k}-NN top-1 {main.top1:.2f}% top-5 {main.top5:.2f}% "
+        f"({len(query_labels)} queries, bank {len(bank_labels)}, {kind} features)"
+    )
     return ProtocolResult({"protocol": "knn", "kind": kind, "temperature": temperature, "results": table}, summary)
 
 
@@ -69,12 +78,20 @@ def fewshot_protocol(session: EvalSession, config: FewShotConfig | None = None) 
     kind, repeats, seed = config.features, config.repeats, config.seed
     bank, bank_labels = session.features("train", kind)
     queries, query_labels = session.features("test", kind)
-    results = few_shot_knn(bank, bank_labels, queries, query_labels, session.splits.num_classes,
-                           config.shots, repeats, seed=seed)
+    results = few_shot_knn(
+        bank, bank_labels, queries, query_labels, session.splits.num_classes, config.shots, repeats, seed=seed
+    )
     parts = ", ".join(f"nu={nu}: {r.mean:.2f}+-{r.std:.2f}%" for nu, r in results.items())
-    return ProtocolResult({"protocol": "fewshot", "kind": kind, "repeats": repeats, "seed": seed,
-                           "results": {str(nu): asdict(r) for nu, r in results.items()}},
-                          f"few-shot k-NN top-1 over {repeats} subsets: {parts}")
+    return ProtocolResult(
+        {
+            "protocol": "fewshot",
+            "kind": kind,
+            "repeats": repeats,
+            "seed": seed,
+            "results": {str(nu): asdict(r) for nu, r in results.items()},
+        },
+        f"few-shot k-NN top-1 over {repeats} subsets: {parts}",
+    )
 
 
 def retrieval_protocol(session: EvalSession, config: RetrievalConfig | None = None) -> ProtocolResult:
@@ -85,10 +102,17 @@ def retrieval_protocol(session: EvalSession, config: RetrievalConfig | None = No
     result = retrieval(features.to(session.device), labels.to(session.device), config.ks, with_map)
     recall = ", ".join(f"R@{k} {value:.2f}%" for k, value in result.recall.items())
     mean_ap = f", mAP {result.mean_average_precision:.2f}%" if with_map else ""
-    return ProtocolResult({"protocol": "retrieval", "kind": kind, "split": split,
-                           "recall": {str(k): v for k, v in result.recall.items()},
-                           "map": result.mean_average_precision, "num_queries": result.num_queries},
-                          f"retrieval on {result.num_queries} {split} images: {recall}{mean_ap}")
+    return ProtocolResult(
+        {
+            "protocol": "retrieval",
+            "kind": kind,
+            "split": split,
+            "recall": {str(k): v for k, v in result.recall.items()},
+            "map": result.mean_average_precision,
+            "num_queries": result.num_queries,
+        },
+        f"retrieval on {result.num_queries} {split} images: {recall}{mean_ap}",
+    )
 
 
 Classifier = Callable[[Tensor], Tensor]
@@ -100,6 +124,7 @@ def _knn_classifier(session: EvalSession, kind: str, k: int, temperature: float)
 
     def classify(features: Tensor) -> Tensor:
         return knn_votes(bank, bank_labels, features, session.splits.num_classes, k, temperature)
+
     return classify
 
 
@@ -119,21 +144,27 @@ def _variant_sets(session: EvalSession, variants: dict[str, str]) -> dict[str, A
             warnings.simplefilter("ignore")  # an unsplit folder is used whole
             dataset = build_dataset(folder, "test", eval_transform(session.img_size))
         if list(dataset.classes) != session.splits.classes:
-            raise DatasetError(f"variant {name!r} ({folder}) has classes {dataset.classes[:5]}, not the "
-                               f"training classes {session.splits.classes[:5]}; use the same class folders")
+            raise DatasetError(
+                f"variant {name!r} ({folder}) has classes {dataset.classes[:5]}, not the "
+                f"training classes {session.splits.classes[:5]}; use the same class folders"
+            )
         sets[name] = dataset
     return sets
 
 
 def _loader(session: EvalSession, dataset: Any) -> torch.utils.data.DataLoader:
     """A plain sequential loader (every rank reads the whole data set)."""
-    return torch.utils.data.DataLoader(dataset, batch_size=session.data.batch_size,
-                                       num_workers=session.data.num_workers)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=session.data.batch_size, num_workers=session.data.num_workers
+    )
 
 
 def robustness_protocol(
-    session: EvalSession, config: RobustnessConfig | None = None, linear: LinearProbeConfig | None = None,
-    attention_model: torch.nn.Module | None = None, variants: dict[str, str] | None = None,
+    session: EvalSession,
+    config: RobustnessConfig | None = None,
+    linear: LinearProbeConfig | None = None,
+    attention_model: torch.nn.Module | None = None,
+    variants: dict[str, str] | None = None,
 ) -> ProtocolResult:
     """Top-1 under occlusion of the most attended patches (Table A2) and on variant folders.
 
@@ -153,18 +184,34 @@ def robustness_protocol(
         classify = _knn_classifier(session, kind, config.k, config.temperature)
         classifier = f"{config.k}-NN"
     attention = attention_model.to(session.device) if attention_model is not None else None
-    occlusion = occlusion_accuracy(session.backbone, classify, _loader(session, session.splits.test), config.ratios,
-                                   attention, kind, session.device, progress=session.progress)
+    occlusion = occlusion_accuracy(
+        session.backbone,
+        classify,
+        _loader(session, session.splits.test),
+        config.ratios,
+        attention,
+        kind,
+        session.device,
+        progress=session.progress,
+    )
     variant_results = {
-        variant: occlusion_accuracy(session.backbone, classify, _loader(session, dataset), (0.0,), None, kind,
-                                    session.device)[0.0]
-        for variant, dataset in _variant_sets(session, variants or {}).items()}
+        variant: occlusion_accuracy(
+            session.backbone, classify, _loader(session, dataset), (0.0,), None, kind, session.device
+        )[0.0]
+        for variant, dataset in _variant_sets(session, variants or {}).items()
+    }
     parts = ", ".join(f"{int(round(r * 100))}%: {acc:.2f}" for r, acc in occlusion.items())
     extra = "".join(f", {variant}: {acc:.2f}" for variant, acc in variant_results.items())
-    record = {"protocol": "robustness", "classifier": classifier, "kind": kind, "k": config.k,
-              "temperature": config.temperature,
-              "attention": "evaluated model" if attention_model is None else "separate model",
-              "occlusion": {str(r): acc for r, acc in occlusion.items()}, "variants": variant_results}
+    record = {
+        "protocol": "robustness",
+        "classifier": classifier,
+        "kind": kind,
+        "k": config.k,
+        "temperature": config.temperature,
+        "attention": "evaluated model" if attention_model is None else "separate model",
+        "occlusion": {str(r): acc for r, acc in occlusion.items()},
+        "variants": variant_results,
+    }
     return ProtocolResult(record, f"{classifier} top-1 with the most attended patches blacked out ({parts}){extra}")
 
 
@@ -175,46 +222,87 @@ def linear_protocol(session: EvalSession, config: LinearEvalConfig | None = None
     if mode == "fast":
         train, train_labels = session.features("train", kind)
         test, test_labels = session.features("test", kind)
-        result = linear_probe_on_features(train.to(session.device), train_labels.to(session.device),
-                                          test.to(session.device), test_labels.to(session.device),
-                                          session.splits.num_classes, config)
+        result = linear_probe_on_features(
+            train.to(session.device),
+            train_labels.to(session.device),
+            test.to(session.device),
+            test_labels.to(session.device),
+            session.splits.num_classes,
+            config,
+        )
     elif mode == "full":
-        result = linear_probe(session.backbone, session.splits.train, session.splits.test,
-                              session.splits.num_classes, config, session.device)
+        result = linear_probe(
+            session.backbone,
+            session.splits.train,
+            session.splits.test,
+            session.splits.num_classes,
+            config,
+            session.device,
+        )
     else:
         raise ValueError(f"unknown linear probe mode {mode!r}; choose fast or full")
-    record = {"protocol": "linear", "mode": mode, "kind": kind, "config": asdict(config), "top1": result.top1,
-              "top5": result.top5, "train_loss": result.train_loss, "lr": result.lr}
-    return ProtocolResult(record, f"linear probe ({mode}, {kind} features, {result.epochs} epochs) top-1 "
-                                  f"{result.top1:.2f}% top-5 {result.top5:.2f}%")
+    record = {
+        "protocol": "linear",
+        "mode": mode,
+        "kind": kind,
+        "config": asdict(config),
+        "top1": result.top1,
+        "top5": result.top5,
+        "train_loss": result.train_loss,
+        "lr": result.lr,
+    }
+    return ProtocolResult(
+        record,
+        f"linear probe ({mode}, {kind} features, {result.epochs} epochs) top-1 "
+        f"{result.top1:.2f}% top-5 {result.top5:.2f}%",
+    )
 
 
 def finetune_protocol(session: EvalSession, config: FinetuneConfig | None = None) -> ProtocolResult:
     """End-to-end fine-tuning with layer-wise lr decay; top-1 / top-5 on the test split."""
     config = config or FinetuneConfig()
-    result = finetune(session.backbone, session.splits.train, session.splits.test,
-                      session.splits.num_classes, config, session.device, session.progress)
-    record = {"protocol": "finetune", "config": asdict(config), "top1": result.top1, "top5": result.top5,
-              "train_loss": result.train_loss, "history": result.history}
-    return ProtocolResult(record, f"fine-tuning ({result.epochs} epochs) top-1 {result.top1:.2f}% "
-                                  f"top-5 {result.top5:.2f}%")
+    result = finetune(
+        session.backbone,
+        session.splits.train,
+        session.splits.test,
+        session.splits.num_classes,
+        config,
+        session.device,
+        session.progress,
+    )
+    record = {
+        "protocol": "finetune",
+        "config": asdict(config),
+        "top1": result.top1,
+        "top5": result.top5,
+        "train_loss": result.train_loss,
+        "history": result.history,
+    }
+    return ProtocolResult(
+        record, f"fine-tuning ({result.epochs} epochs) top-1 {result.top1:.2f}% top-5 {result.top5:.2f}%"
+    )
 
 
 def revisited_protocol(session: EvalSession, config: RevisitedSettings | None = None) -> ProtocolResult:
     """Revisited Oxford / Paris retrieval of the data root ``session.data.source``: mAP E / M / H."""
     result = revisited_retrieval(session.backbone.eval(), session.data.source, config, session.device)
     maps = " / ".join(f"{result[f'map_{p}']:.2f}" for p in "EMH")
-    return ProtocolResult({"protocol": "revisited", **result},
-                          f"{result['dataset']}: mAP E / M / H {maps} ({result['num_queries']} queries, "
-                          f"{result['num_database']} database images)")
+    return ProtocolResult(
+        {"protocol": "revisited", **result},
+        f"{result['dataset']}: mAP E / M / H {maps} ({result['num_queries']} queries, "
+        f"{result['num_database']} database images)",
+    )
 
 
-def davis_protocol(session: EvalSession, config: DavisConfig | None = None,
-                   save_masks: Path | None = None) -> ProtocolResult:
+def davis_protocol(
+    session: EvalSession, config: DavisConfig | None = None, save_masks: Path | None = None
+) -> ProtocolResult:
     """DAVIS 2017 label propagation on the root ``session.data.source``: J&F, J and F (percent);
     the predicted indexed PNGs go to ``save_masks`` when given."""
     config = config or DavisConfig()
     result = evaluate_davis(session.backbone, session.data.source, config, config.sequences, save_masks)
-    return ProtocolResult({"protocol": "davis", **result},
-                          f"DAVIS J&F-Mean {result['J&F-Mean']:.2f} (J {result['J-Mean']:.2f}, "
-                          f"F {result['F-Mean']:.2f}) over {len(result['sequences'])} sequences")
+    return ProtocolResult(
+        {"protocol": "davis", **result},
+        f"DAVIS J&F-Mean {result['J&F-Mean']:.2f} (J {result['J-Mean']:.2f}, "
+        f"F {result['F-Mean']:.2f}) over {len(result['sequences'])} sequences",
+    )

@@ -54,7 +54,10 @@ def _average_precision(features: Tensor, labels: Tensor, start: int, stop: int) 
 
 
 def retrieval(
-    features: Tensor, labels: Tensor, ks: Sequence[int] = DEFAULT_KS, with_map: bool = True,
+    features: Tensor,
+    labels: Tensor,
+    ks: Sequence[int] = DEFAULT_KS,
+    with_map: bool = True,
     chunk_size: int = 1024,
 ) -> RetrievalResult:
     """Recall@k (and mAP) of every image against the rest of the set.
@@ -71,8 +74,9 @@ def retrieval(
     """
     count = features.shape[0]
     if features.dim() != 2 or count < 2 or labels.shape != (count,):
-        raise ValueError(f"need (M >= 2, D) features and (M,) labels, got {tuple(features.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"need (M >= 2, D) features and (M,) labels, got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
     if not ks or min(ks) < 1 or max(ks) > count - 1:
         raise ValueError(f"every k must be in [1, {count - 1}], got {tuple(ks)}")
     normed = F.normalize(features.float(), dim=1)
@@ -81,8 +85,7 @@ def retrieval(
     for start in range(0, count, chunk_size):
         stop = min(start + chunk_size, count)
         ids = torch.arange(start, stop, device=features.device)
-        similarities, indices = nearest_neighbours(normed, normed[start:stop], max(ks) + 1,
-                                                   normalize=False)
+        similarities, indices = nearest_neighbours(normed, normed[start:stop], max(ks) + 1, normalize=False)
         same = labels[_drop_self(similarities, indices, ids)] == labels[start:stop, None]
         for k in hits:
             hits[k] += int(same[:, :k].any(dim=1).sum())

@@ -72,8 +72,9 @@ def precision_at(positions: np.ndarray, ks: Sequence[int]) -> np.ndarray:
     return np.array([np.sum(positions < min(k, last)) / min(k, last) for k in ks], dtype=np.float64)
 
 
-def compute_map(ranks: np.ndarray, ok: Sequence[np.ndarray], junk: Sequence[np.ndarray],
-                ks: Sequence[int] = (1, 5, 10)) -> RevisitedResult:
+def compute_map(
+    ranks: np.ndarray, ok: Sequence[np.ndarray], junk: Sequence[np.ndarray], ks: Sequence[int] = (1, 5, 10)
+) -> RevisitedResult:
     """mAP and mP@k of rankings ``ranks`` ``(R, Q)`` (database indices, best first; R may be a truncated
     top-R) against each query's positives ``ok[q]`` and ignored ``junk[q]`` (index arrays)."""
     num_queries = ranks.shape[1]
@@ -99,8 +100,11 @@ def protocol_sets(ground_truth: Sequence[dict], protocol: str) -> tuple[list[np.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose E, M or H")
-    parts = {"E": (("easy",), ("junk", "hard")), "M": (("easy", "hard"), ("junk",)),
-             "H": (("hard",), ("junk", "easy"))}[protocol]
+    parts = {
+        "E": (("easy",), ("junk", "hard")),
+        "M": (("easy", "hard"), ("junk",)),
+        "H": (("hard",), ("junk", "easy")),
+    }[protocol]
     ok, junk = [], []
     for entry in ground_truth:
         ok.append(np.concatenate([np.asarray(entry.get(k, []), dtype=np.int64) for k in parts[0]]))
@@ -134,8 +138,10 @@ def load_ground_truth(path: str | Path) -> dict:
     try:
         data = _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
     except _Refused as error:
-        raise ValueError(f"{path} refers to {error}, which is not loaded (it could run code); the ground "
-                         "truth may hold only lists, dicts, numbers and strings") from None
+        raise ValueError(
+            f"{path} refers to {error}, which is not loaded (it could run code); the ground "
+            "truth may hold only lists, dicts, numbers and strings"
+        ) from None
     except Exception as error:  # truncated or not a pickle
         raise ValueError(f"{path} is not a readable ground-truth pickle ({type(error).__name__})") from None
     if not (isinstance(data, dict) and {"imlist", "qimlist", "gnd"} <= set(data)):

@@ -47,23 +47,43 @@ def _patch_multiple(images: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def multiscale_feature(model: torch.nn.Module, image: torch.Tensor, scales: Sequence[float] = DEFAULT_SCALES) -> torch.Tensor:
+def multiscale_feature(
+    model: torch.nn.Module, image: torch.Tensor, scales: Sequence[float] = DEFAULT_SCALES
+) -> torch.Tensor:
     """L2-normalised mean of the [CLS] tokens ``(D,)`` of ``image`` ``(1, 3, H, W)`` at each scale."""
     patch = model.patch_size
     total = None
     for scale in scales:
         scaled = image if scale == 1 else F.interpolate(image, scale_factor=scale, mode="bilinear", align_corners=False)
-        scaled = F.interpolate(scaled, size=(max(scaled.shape[-2], patch), max(scaled.shape[-1], patch)),
-                               mode="bilinear", align_corners=False) if min(scaled.shape[-2:]) < patch else scaled
+        scaled = (
+            F.interpolate(
+                scaled,
+                size=(max(scaled.shape[-2], patch), max(scaled.shape[-1], patch)),
+                mode="bilinear",
+                align_corners=False,
+            )
+            if min(scaled.shape[-2:]) < patch
+            else scaled
+        )
         token = model(_patch_multiple(scaled, patch)).cls_token[0].float()
         total = token if total is None else total + token
     return F.normalize(total / len(scales), dim=0)
 
 
-def _features(model: torch.nn.Module, paths: list[Path], boxes: list | None, max_side: int,
-              scales: Sequence[float], device: torch.device) -> torch.Tensor:
-    rows = [multiscale_feature(model, retrieval_image(path, max_side, None if boxes is None else boxes[i]).to(device),
-                               scales).cpu() for i, path in enumerate(paths)]
+def _features(
+    model: torch.nn.Module,
+    paths: list[Path],
+    boxes: list | None,
+    max_side: int,
+    scales: Sequence[float],
+    device: torch.device,
+) -> torch.Tensor:
+    rows = [
+        multiscale_feature(
+            model, retrieval_image(path, max_side, None if boxes is None else boxes[i]).to(device), scales
+        ).cpu()
+        for i, path in enumerate(paths)
+    ]
     return torch.stack(rows)
 
 
@@ -73,8 +93,10 @@ def find_dataset(root: Path, dataset: str | None) -> str:
         return dataset
     found = sorted(p.stem.removeprefix("gnd_") for p in root.glob("gnd_*.pkl"))
     if len(found) != 1:
-        raise ValueError(f"{root} holds {len(found)} gnd_<dataset>.pkl files ({', '.join(found) or 'none'}); "
-                         "set revisited.dataset (e.g. --set revisited.dataset=roxford5k)")
+        raise ValueError(
+            f"{root} holds {len(found)} gnd_<dataset>.pkl files ({', '.join(found) or 'none'}); "
+            "set revisited.dataset (e.g. --set revisited.dataset=roxford5k)"
+        )
     return found[0]
 
 
@@ -95,19 +117,35 @@ class RevisitedSettings:
     ks: list[int] = field(default_factory=lambda: [1, 5, 10])
 
 
-def revisited_retrieval(model: torch.nn.Module, root: str | Path, settings: RevisitedSettings | None = None,
-                        device: torch.device | None = None) -> dict[str, Any]:
+def revisited_retrieval(
+    model: torch.nn.Module,
+    root: str | Path,
+    settings: RevisitedSettings | None = None,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     """mAP and mP@k (percent) under the Easy, Medium and Hard protocols for the dataset in ``root``."""
     root, device, settings = Path(root), device or torch.device("cpu"), settings or RevisitedSettings()
     name = find_dataset(root, settings.dataset)
     truth = load_ground_truth(root / f"gnd_{name}.pkl")
     images, max_side, scales, ks = root / "jpg", settings.max_side, settings.scales, settings.ks
     database = _features(model, [images / f"{n}.jpg" for n in truth["imlist"]], None, max_side, scales, device)
-    queries = _features(model, [images / f"{n}.jpg" for n in truth["qimlist"]],
-                        [entry.get("bbx") for entry in truth["gnd"]], max_side, scales, device)
+    queries = _features(
+        model,
+        [images / f"{n}.jpg" for n in truth["qimlist"]],
+        [entry.get("bbx") for entry in truth["gnd"]],
+        max_side,
+        scales,
+        device,
+    )
     ranks = np.argsort(-(queries @ database.T).numpy(), axis=1, kind="stable").T  # (db, Q), best first
-    result: dict[str, Any] = {"dataset": name, "num_database": len(database), "num_queries": len(queries),
-                              "max_side": max_side, "scales": list(scales), "ks": list(ks)}
+    result: dict[str, Any] = {
+        "dataset": name,
+        "num_database": len(database),
+        "num_queries": len(queries),
+        "max_side": max_side,
+        "scales": list(scales),
+        "ks": list(ks),
+    }
     for protocol in PROTOCOLS:
         scores = compute_map(ranks, *protocol_sets(truth["gnd"], protocol), ks)
         result[f"map_{protocol}"] = 100 * scores.map

@@ -57,9 +57,14 @@ def occlude(images: Tensor, mask: Tensor, patch_size: int, fill: Tensor) -> Tens
 
 @torch.no_grad()
 def occlusion_accuracy(
-    backbone: nn.Module, classify: Classifier, loader: Iterable[tuple[Tensor, Tensor]],
-    ratios: Sequence[float] = DEFAULT_RATIOS, attention_model: nn.Module | None = None,
-    kind: str = "cls", device: torch.device | str = "cpu", fill: Tensor | None = None,
+    backbone: nn.Module,
+    classify: Classifier,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    attention_model: nn.Module | None = None,
+    kind: str = "cls",
+    device: torch.device | str = "cpu",
+    fill: Tensor | None = None,
     progress: bool = False,
 ) -> dict[float, float]:
     """Top-1 (percent) of ``classify`` on images with their most attended patches occluded.

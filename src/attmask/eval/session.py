@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from attmask.core.distributed import is_distributed
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
-from attmask.core.distributed import is_distributed
 from attmask.eval.cache import cached_features, file_fingerprint
 from attmask.eval.features import extract_features
 from attmask.models.checkpoints import LoadedBackbone
@@ -102,22 +102,37 @@ class EvalSession:
     def splits(self) -> LabelledSplits:
         """Train / test data sets with the evaluation transform (built once)."""
         if self._splits is None:
-            self._splits = labelled_splits(self.data.source, eval_transform(self.img_size),
-                                           self.data.data_dir, self.data.train_subset, self.data.test_source)
+            self._splits = labelled_splits(
+                self.data.source,
+                eval_transform(self.img_size),
+                self.data.data_dir,
+                self.data.train_subset,
+                self.data.test_source,
+            )
         return self._splits
 
     def loader(self, dataset: Dataset) -> DataLoader:
         """A sequential loader over this rank's share of ``dataset``."""
-        return DataLoader(shard(dataset), batch_size=self.data.batch_size, shuffle=False,
-                          num_workers=self.data.num_workers, pin_memory=self.device.type == "cuda")
+        return DataLoader(
+            shard(dataset),
+            batch_size=self.data.batch_size,
+            shuffle=False,
+            num_workers=self.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def describe(self) -> dict[str, Any]:
         """What the results depend on (written into every result JSON and cache key)."""
         return {
-            "checkpoint": file_fingerprint(self.loaded.path), "which": self.loaded.which,
-            "layout": self.loaded.layout, "vit": self.loaded.kwargs, "data": self.data.source,
-            "data_dir": self.data.data_dir, "test_data": self.data.test_source,
-            "subset": self.data.train_subset, "img_size": self.img_size,
+            "checkpoint": file_fingerprint(self.loaded.path),
+            "which": self.loaded.which,
+            "layout": self.loaded.layout,
+            "vit": self.loaded.kwargs,
+            "data": self.data.source,
+            "data_dir": self.data.data_dir,
+            "test_data": self.data.test_source,
+            "subset": self.data.train_subset,
+            "img_size": self.img_size,
         }
 
     def features(self, split: str, kind: str = "cls") -> tuple[Tensor, Tensor]:
@@ -127,8 +142,7 @@ class EvalSession:
             key = {**self.describe(), "split": split, "kind": kind, "num_images": len(dataset)}
 
             def compute() -> tuple[Tensor, Tensor]:
-                return extract_features(self.backbone, self.loader(dataset), self.device, kind,
-                                        self.progress)
+                return extract_features(self.backbone, self.loader(dataset), self.device, kind, self.progress)
 
             # every rank takes part in the gather, so ranks must not disagree on cache hits
             cache_dir = None if is_distributed() else self.cache_dir

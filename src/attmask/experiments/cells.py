@@ -18,20 +18,20 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from attmask.config import Config, ConfigError, to_dict
+from attmask.core.checkpoint import CHECKPOINT_NAME
+from attmask.core.environment import device_name, git_commit
+from attmask.core.files import write_atomic
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
-from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
-from attmask.eval.knn_monitor import KNNMonitor
 from attmask.eval.features import extract_features
 from attmask.eval.fewshot import few_shot_knn
 from attmask.eval.knn import weighted_knn
+from attmask.eval.knn_monitor import KNNMonitor
 from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
 from attmask.experiments.config import Cell, EvalSpec
-from attmask.core.environment import device_name, git_commit
-from attmask.core.files import write_atomic
 from attmask.methods import build_method
 from attmask.runs.monitors import build_monitors
 from attmask.viz.curves import series
@@ -44,8 +44,9 @@ def standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (test - mean) / std
 
 
-def evaluate_features(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
-                      num_classes: int, spec: EvalSpec) -> dict[str, Any]:
+def evaluate_features(
+    train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor, num_classes: int, spec: EvalSpec
+) -> dict[str, Any]:
     """Weighted k-NN, few-shot k-NN and a linear probe on frozen features.
 
     Args:
@@ -62,16 +63,28 @@ def evaluate_features(train: Tensor, train_labels: Tensor, test: Tensor, test_la
         linear_top5}`` in percent.
     """
     knn = weighted_knn(train, train_labels, test, test_labels, num_classes, spec.knn_k, spec.temperature)
-    shots = few_shot_knn(train, train_labels, test, test_labels, num_classes, spec.shots,
-                         spec.fewshot_repeats, spec.knn_k, spec.temperature, seed=0)
+    shots = few_shot_knn(
+        train,
+        train_labels,
+        test,
+        test_labels,
+        num_classes,
+        spec.shots,
+        spec.fewshot_repeats,
+        spec.knn_k,
+        spec.temperature,
+        seed=0,
+    )
     probe_config = LinearProbeConfig(epochs=spec.linear_epochs, base_lr=spec.linear_lr, seed=0)
     train_std, test_std = standardize(train, test)
     linear = linear_probe_on_features(train_std, train_labels, test_std, test_labels, num_classes, probe_config)
     return {
-        "knn_top1": knn.top1, "knn_top5": knn.top5,
+        "knn_top1": knn.top1,
+        "knn_top5": knn.top5,
         "fewshot": {str(nu): r.mean for nu, r in shots.items()},
         "fewshot_std": {str(nu): r.std for nu, r in shots.items()},
-        "linear_top1": linear.top1, "linear_top5": linear.top5,
+        "linear_top1": linear.top1,
+        "linear_top5": linear.top5,
     }
 
 
@@ -90,8 +103,7 @@ class Evaluator:
     device: torch.device
 
     @classmethod
-    def build(cls, spec: EvalSpec, source: str, data_dir: str | None, img_size: int,
-              device: torch.device) -> Evaluator:
+    def build(cls, spec: EvalSpec, source: str, data_dir: str | None, img_size: int, device: torch.device) -> Evaluator:
         """Load the splits once (errors before any pretraining)."""
         subset = spec.train_per_class or None
         return cls(spec, labelled_splits(source, eval_transform(img_size), data_dir, subset), device)
@@ -123,10 +135,15 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
     pretrain_seconds = time.perf_counter() - start
     metrics = evaluator.evaluate(trainer.method.teacher.backbone)
     return {
-        "cell": asdict(cell), "metrics": metrics, "curve": knn_curve(run_dir),
-        "train_images": len(trainer.dataset), "steps": trainer.progress.global_step,
+        "cell": asdict(cell),
+        "metrics": metrics,
+        "curve": knn_curve(run_dir),
+        "train_images": len(trainer.dataset),
+        "steps": trainer.progress.global_step,
         "seconds": {"pretrain": pretrain_seconds, "evaluate": time.perf_counter() - start - pretrain_seconds},
-        "resumed": resumed, "device": device_name(evaluator.device), "commit": git_commit(),
+        "resumed": resumed,
+        "device": device_name(evaluator.device),
+        "commit": git_commit(),
     }
 
 
@@ -143,10 +160,14 @@ def evaluate_initial(config: Config, evaluator: Evaluator) -> dict[str, Any]:
     backbone = initial_backbone(config).to(evaluator.device)
     monitor = KNNMonitor(config, crop_config(config.data).global_size, evaluator.device)
     online = monitor.evaluate(backbone, prefix="knn").get("knn_top1")
-    return {"seed": config.train.seed, "metrics": evaluator.evaluate(backbone),
-            "curve": [] if online is None else [[0, online]],
-            "seconds": {"evaluate": time.perf_counter() - start}, "device": device_name(evaluator.device),
-            "commit": git_commit()}
+    return {
+        "seed": config.train.seed,
+        "metrics": evaluator.evaluate(backbone),
+        "curve": [] if online is None else [[0, online]],
+        "seconds": {"evaluate": time.perf_counter() - start},
+        "device": device_name(evaluator.device),
+        "commit": git_commit(),
+    }
 
 
 def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
@@ -154,8 +175,9 @@ def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
     return {**to_dict(config), "eval": asdict(spec)}
 
 
-def cached_result(path: Path, settings: dict[str, Any],
-                  compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+def cached_result(
+    path: Path, settings: dict[str, Any], compute: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
     """``(result, computed)``: the stored result at ``path`` if it was made with ``settings``,
     else ``compute()`` written there atomically together with the settings.
 
@@ -170,8 +192,10 @@ def cached_result(path: Path, settings: dict[str, Any],
         previous = stored.get("settings", {})
         if previous != settings:
             changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
-            raise ConfigError(f"{path} was computed with other settings (changed: {', '.join(changed)}); "
-                              "use a new --out folder or delete that file to recompute it")
+            raise ConfigError(
+                f"{path} was computed with other settings (changed: {', '.join(changed)}); "
+                "use a new --out folder or delete that file to recompute it"
+            )
         return stored, False
     result = {**compute(), "settings": settings}
     write_atomic(path, lambda stream: stream.write(json.dumps(result, indent=1).encode()))

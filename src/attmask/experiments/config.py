@@ -141,8 +141,10 @@ def resolve_preset(name: str, beside: Path) -> Path:
     found = find_file(name, beside)
     if found is not None:
         return found.resolve()
-    raise ConfigError(f"pretraining preset {name} not found (looked beside {beside}, in the working folder "
-                      "and in the repository); set pretrain.config to an existing YAML file")
+    raise ConfigError(
+        f"pretraining preset {name} not found (looked beside {beside}, in the working folder "
+        "and in the repository); set pretrain.config to an existing YAML file"
+    )
 
 
 def arm_notes(arms: list[str], num_tokens: int, show_ratio: tuple[float, float]) -> list[str]:
@@ -153,10 +155,12 @@ def arm_notes(arms: list[str], num_tokens: int, show_ratio: tuple[float, float])
     """
     notes = []
     if "attmask_hint" in arms and int(num_tokens * show_ratio[1]) == 0:
-        notes.append(f"AttMask-Hint reveals floor({num_tokens} x s) = 0 tokens for every s <= "
-                     f"{show_ratio[1]:g} on this {num_tokens}-patch grid, so it is exactly AttMask-High "
-                     "(same masks, same random draws, same numbers); a finer grid (smaller "
-                     "patches) is needed to test hints.")
+        notes.append(
+            f"AttMask-Hint reveals floor({num_tokens} x s) = 0 tokens for every s <= "
+            f"{show_ratio[1]:g} on this {num_tokens}-patch grid, so it is exactly AttMask-High "
+            "(same masks, same random draws, same numbers); a finer grid (smaller "
+            "patches) is needed to test hints."
+        )
     return notes
 
 
@@ -183,8 +187,12 @@ class Cell:
         """Pretraining overrides that make this cell out of the shared recipe."""
         _, strategy, (low, high) = ARMS[self.arm]
         subset = "null" if self.subset is None else self.subset
-        return [f"masking.strategy={strategy}", f"masking.ratio=[{low}, {high}]",
-                f"train.seed={self.seed}", f"data.subset={subset}"]
+        return [
+            f"masking.strategy={strategy}",
+            f"masking.ratio=[{low}, {high}]",
+            f"train.seed={self.seed}",
+            f"data.subset={subset}",
+        ]
 
 
 def main_fraction(fraction: float, main_subset: float | int | None) -> float | int | None:

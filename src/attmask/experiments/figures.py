@@ -22,8 +22,9 @@ def draw_curves(curves: dict[str, Any], path: Path) -> Path | None:
     for arm, curve in drawn.items():
         mean, std = curve["mean"], curve["std"]
         axis.plot(curve["epochs"], mean, marker="o", markersize=3, label=_label(arm))
-        axis.fill_between(curve["epochs"], [m - s for m, s in zip(mean, std)],
-                          [m + s for m, s in zip(mean, std)], alpha=0.2)
+        axis.fill_between(
+            curve["epochs"], [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2
+        )
     axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel("k-NN top-1 (%)")
@@ -43,8 +44,14 @@ def draw_fractions(fractions: dict[str, Any], path: Path, baseline: dict[str, An
         for arm, row in fractions.items():
             points = [(float(f) * 100, v[key]) for f, v in row.items() if v[key]["n"]]
             if points:
-                axis.errorbar([p[0] for p in points], [p[1]["mean"] for p in points],
-                              yerr=[p[1]["std"] for p in points], marker="o", capsize=3, label=_label(arm))
+                axis.errorbar(
+                    [p[0] for p in points],
+                    [p[1]["mean"] for p in points],
+                    yerr=[p[1]["std"] for p in points],
+                    marker="o",
+                    capsize=3,
+                    label=_label(arm),
+                )
         if baseline and baseline[key]["n"]:
             axis.axhline(baseline[key]["mean"], color="0.5", linestyle="--", label="Random init")
         axis.set_xscale("log")
@@ -67,8 +74,13 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
     names = [_label(arm) for arm in rows]
     for axis, key, title in zip(axes, ("knn_top1", "linear_top1"), ("k-NN top-1 (%)", "linear top-1 (%)")):
         means = [row[key]["mean"] for row in rows.values()]
-        axis.bar(range(len(rows)), means, yerr=[row[key]["std"] for row in rows.values()], capsize=3,
-                 color=["0.6"] + ["C0"] * (len(rows) - 1) if "random_init" in rows else "C0")
+        axis.bar(
+            range(len(rows)),
+            means,
+            yerr=[row[key]["std"] for row in rows.values()],
+            capsize=3,
+            color=["0.6"] + ["C0"] * (len(rows) - 1) if "random_init" in rows else "C0",
+        )
         low, high = min(means), max(means)
         axis.set_ylim(max(low - 3 * (high - low + 1), 0), high + (high - low + 1))
         axis.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
@@ -79,8 +91,9 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
 
 def draw_experiment_figures(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Every figure that has data, written under ``folder``."""
-    drawn = [draw_curves(summary["curves"], folder / "knn_vs_epoch.png"),
-             draw_fractions(summary["fractions"], folder / "data_fraction.png",
-                            summary.get("fraction_baseline")),
-             draw_main_table(summary, folder / "main_table.png")]
+    drawn = [
+        draw_curves(summary["curves"], folder / "knn_vs_epoch.png"),
+        draw_fractions(summary["fractions"], folder / "data_fraction.png", summary.get("fraction_baseline")),
+        draw_main_table(summary, folder / "main_table.png"),
+    ]
     return [path for path in drawn if path is not None]

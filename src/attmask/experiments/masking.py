@@ -24,15 +24,14 @@ import torch
 
 from attmask.config import Config, load_config
 from attmask.core.checkpoint import CHECKPOINT_NAME
-from attmask.engine.data import crop_config
 from attmask.core.distributed import resolve_device
 from attmask.core.environment import environment
-from attmask.experiments.cells import (Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate,
-                                       settings_key)
+from attmask.core.files import write_atomic
+from attmask.engine.data import crop_config
+from attmask.experiments.cells import Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate, settings_key
 from attmask.experiments.config import ARMS, Cell, ExperimentConfig, arm_notes, plan_cells
 from attmask.experiments.figures import draw_experiment_figures
 from attmask.experiments.summary import summarize, write_markdown
-from attmask.core.files import write_atomic
 
 
 @dataclass
@@ -84,10 +83,16 @@ class MaskingExperiment:
         """``(random-init results by seed, results by cell, main cells)`` already on disk."""
         main, sweep = self.cells()
         folder = self.out / "cells"
-        inits = {seed: json.loads((folder / f"init-s{seed}.json").read_text()) for seed in self.config.seeds
-                 if (folder / f"init-s{seed}.json").is_file()}
-        results = {cell: json.loads((folder / f"{cell.name}.json").read_text()) for cell in main + sweep
-                   if (folder / f"{cell.name}.json").is_file()}
+        inits = {
+            seed: json.loads((folder / f"init-s{seed}.json").read_text())
+            for seed in self.config.seeds
+            if (folder / f"init-s{seed}.json").is_file()
+        }
+        results = {
+            cell: json.loads((folder / f"{cell.name}.json").read_text())
+            for cell in main + sweep
+            if (folder / f"{cell.name}.json").is_file()
+        }
         return inits, results, main
 
     def run(self, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -96,8 +101,9 @@ class MaskingExperiment:
         if shared.train.num_threads > 0:  # as the trainer will: every cell evaluated alike
             torch.set_num_threads(shared.train.num_threads)
         device = resolve_device(shared.train.device)
-        evaluator = Evaluator.build(self.config.eval, shared.data.source, shared.data.data_dir,
-                                    crop_config(shared.data).global_size, device)
+        evaluator = Evaluator.build(
+            self.config.eval, shared.data.source, shared.data.data_dir, crop_config(shared.data).global_size, device
+        )
         main, sweep = self.cells()
         todo = len(self.config.seeds) + len(main) + len(sweep)
         done = 0
@@ -106,21 +112,41 @@ class MaskingExperiment:
             done += 1
             config = self._init_config(seed)
             path = self.out / "cells" / f"init-s{seed}.json"
-            inits[seed] = self._cell(path, config, evaluator, f"[{done}/{todo}] random init, seed {seed}",
-                                     lambda c=config: evaluate_initial(c, evaluator), log)
+            inits[seed] = self._cell(
+                path,
+                config,
+                evaluator,
+                f"[{done}/{todo}] random init, seed {seed}",
+                lambda c=config: evaluate_initial(c, evaluator),
+                log,
+            )
         results = {}
         for cell in main + sweep:
             done += 1
             config = self.pretrain_config(cell)
-            label = (f"[{done}/{todo}] {ARMS[cell.arm][0]}, seed {cell.seed}, data {cell.subset}, "
-                     f"{config.optim.epochs} epochs")
+            label = (
+                f"[{done}/{todo}] {ARMS[cell.arm][0]}, seed {cell.seed}, data {cell.subset}, "
+                f"{config.optim.epochs} epochs"
+            )
             results[cell] = self._cell(
-                self.out / "cells" / f"{cell.name}.json", config, evaluator, label,
-                lambda c=cell, cfg=config: pretrain_and_evaluate(c, cfg, self.out / "runs" / c.name, evaluator), log)
+                self.out / "cells" / f"{cell.name}.json",
+                config,
+                evaluator,
+                label,
+                lambda c=cell, cfg=config: pretrain_and_evaluate(c, cfg, self.out / "runs" / c.name, evaluator),
+                log,
+            )
         return self.report(inits, results, main, device)
 
-    def _cell(self, path: Path, config: Config, evaluator: Evaluator, label: str,
-              compute: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
+    def _cell(
+        self,
+        path: Path,
+        config: Config,
+        evaluator: Evaluator,
+        label: str,
+        compute: Callable[[], dict[str, Any]],
+        log: Callable[[str], None],
+    ) -> dict[str, Any]:
         start = time.perf_counter()
         if not path.is_file():
             log(f"{label} ...")
@@ -130,8 +156,9 @@ class MaskingExperiment:
         log(f"{label}: k-NN {metrics['knn_top1']:.2f}%, linear {metrics['linear_top1']:.2f}% ({state})")
         return result
 
-    def report(self, inits: dict[int, dict], results: dict[Cell, dict], main: list[Cell],
-               device: Any) -> dict[str, Any]:
+    def report(
+        self, inits: dict[int, dict], results: dict[Cell, dict], main: list[Cell], device: Any
+    ) -> dict[str, Any]:
         """Aggregate, write ``results.json``, ``results.md`` and the figures."""
         shared = self.pretrain_config()
         summary = summarize(self.config, inits, results, main)
@@ -139,14 +166,20 @@ class MaskingExperiment:
         summary["experiment"] = asdict(self.config)
         summary["pretrain_preset"] = str(self.preset)
         summary["pretrain_preset_name"] = self.preset.name
-        summary["pretrain_shared"] = {"epochs": shared.optim.epochs, "subset": shared.data.subset,
-                                      "arch": shared.model.arch, "depth": shared.model.depth,
-                                      "patch_size": shared.model.patch_size, "source": shared.data.source}
+        summary["pretrain_shared"] = {
+            "epochs": shared.optim.epochs,
+            "subset": shared.data.subset,
+            "arch": shared.model.arch,
+            "depth": shared.model.depth,
+            "patch_size": shared.model.patch_size,
+            "source": shared.data.source,
+        }
         crops = crop_config(shared.data)
         tokens = (crops.global_size // shared.model.patch_size) ** 2
         summary["notes"] = arm_notes(self.config.arms, tokens, shared.masking.show_ratio)
-        summary["figures"] = [str(p.relative_to(self.out)) for p in
-                              draw_experiment_figures(summary, self.out / "figures")]
+        summary["figures"] = [
+            str(p.relative_to(self.out)) for p in draw_experiment_figures(summary, self.out / "figures")
+        ]
         write_atomic(self.out / "results.json", lambda s: s.write(json.dumps(summary, indent=1).encode()))
         text = write_markdown(summary)
         write_atomic(self.out / "results.md", lambda s: s.write(text.encode()))

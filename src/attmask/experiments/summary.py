@@ -50,8 +50,7 @@ def _paired(config: ExperimentConfig, results: dict[Cell, dict], subset: Any, ar
     return {key: stats(values) for key, values in deltas.items()}
 
 
-def _curves(config: ExperimentConfig, inits: dict[int, dict], results: dict[Cell, dict],
-            subset: Any) -> dict[str, Any]:
+def _curves(config: ExperimentConfig, inits: dict[int, dict], results: dict[Cell, dict], subset: Any) -> dict[str, Any]:
     """Mean +- std over seeds of the online k-NN per epoch (epoch 0 = the shared random init)."""
     curves = {}
     for arm in config.curve_arms:
@@ -87,8 +86,9 @@ def _fractions(config: ExperimentConfig, results: dict[Cell, dict], subset: Any)
     return table
 
 
-def summarize(config: ExperimentConfig, inits: dict[int, dict], results: dict[Cell, dict],
-              main: Sequence[Cell]) -> dict[str, Any]:
+def summarize(
+    config: ExperimentConfig, inits: dict[int, dict], results: dict[Cell, dict], main: Sequence[Cell]
+) -> dict[str, Any]:
     """The tables of the finished cells (missing cells are left out of the statistics)."""
     columns = metric_columns(config)
     subset = main[0].subset if main else None
@@ -102,15 +102,23 @@ def summarize(config: ExperimentConfig, inits: dict[int, dict], results: dict[Ce
     seconds = sum(sum(r.get("seconds", {}).values()) for r in finished)
     images = next((results[c]["train_images"] for c in main if c in results), None)
     return {
-        "columns": columns, "main_table": rows, "paired_vs_block": paired,
-        "curves": _curves(config, inits, results, subset), "fractions": _fractions(config, results, subset),
-        "fraction_baseline": _row([inits[s] for s in config.seeds[: config.fraction_seeds] if s in inits],
-                                  [("knn_top1", ""), ("linear_top1", "")]),
-        "main_images": images, "compute_seconds": seconds,
+        "columns": columns,
+        "main_table": rows,
+        "paired_vs_block": paired,
+        "curves": _curves(config, inits, results, subset),
+        "fractions": _fractions(config, results, subset),
+        "fraction_baseline": _row(
+            [inits[s] for s in config.seeds[: config.fraction_seeds] if s in inits],
+            [("knn_top1", ""), ("linear_top1", "")],
+        ),
+        "main_images": images,
+        "compute_seconds": seconds,
         "devices": sorted({r["device"] for r in finished if r.get("device")}),
         "commits": sorted({r["commit"] for r in finished if r.get("commit")}),
-        "cells": {c.name: {k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")}
-                  for c, r in results.items()},
+        "cells": {
+            c.name: {k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")}
+            for c, r in results.items()
+        },
         "inits": {str(seed): {"metrics": r["metrics"], "curve": r["curve"]} for seed, r in inits.items()},
     }
 
@@ -136,8 +144,9 @@ def main_table_markdown(summary: dict[str, Any]) -> list[str]:
         cells = [_cell_text(row[key]) for key, _ in columns]
         if paired:
             delta = paired.get(arm)
-            cells += ([_cell_text(delta["knn_top1"], True), _cell_text(delta["linear_top1"], True)]
-                      if delta else ["-", "-"])
+            cells += (
+                [_cell_text(delta["knn_top1"], True), _cell_text(delta["linear_top1"], True)] if delta else ["-", "-"]
+            )
         lines.append(f"| {_label(arm)} | {row[columns[0][0]]['n']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -172,33 +181,58 @@ def write_markdown(summary: dict[str, Any]) -> str:
     evaluation = experiment["eval"]
     per_class = evaluation["train_per_class"] or "all"
     lines = [
-        "# Masking ablation: AttMask Table 1, Table 2 and Fig. 4 at small scale", "",
-        f"Measured on {', '.join(summary['devices']) or env['device']} with torch {env['versions']['torch']}, timm {env['versions']['timm']}; "
-        f"commit {', '.join(summary['commits']) or env['commit']}; {env['date']}; compute {_duration(summary['compute_seconds'])}.", "",
+        "# Masking ablation: AttMask Table 1, Table 2 and Fig. 4 at small scale",
+        "",
+        f"Measured on {', '.join(summary['devices']) or env['device']} with torch {env['versions']['torch']}, "
+        f"timm {env['versions']['timm']}; commit {', '.join(summary['commits']) or env['commit']}; {env['date']}; "
+        f"compute {_duration(summary['compute_seconds'])}.",
+        "",
         f"Pretraining: iBOT, {shared['arch']} (depth {shared['depth']}, patch {shared['patch_size']}) on "
         f"{shared['source']}, data.subset {shared['subset']} ({summary['main_images']} images), "
         f"{shared['epochs']} epochs, preset `{summary['pretrain_preset_name']}` with overrides "
         f"{experiment['pretrain']['overrides'] or 'none'}. Arms differ only in the masking strategy and "
         f"ratio; seeds {experiment['seeds']} (a seed fixes the initial weights and the data order, "
-        "shared by every arm).", "",
+        "shared by every arm).",
+        "",
         f"Evaluation of the teacher's [CLS] features: weighted {evaluation['knn_k']}-NN "
         f"(T = {evaluation['temperature']}) with a bank of {per_class} train images per class and the "
         f"whole test split as queries; few-shot k-NN with nu images per class (mean over "
         f"{evaluation['fewshot_repeats']} disjoint subsets, k = 1 for nu = 1); linear probe "
         f"({evaluation['linear_epochs']} epochs, SGD, standardised features). Top-1 in %, mean ± sample "
-        "std over seeds; Δ columns are per-seed differences to block-wise masking.", "",
-        "## Masking strategies (Table 1 analogue)", "", *main_table_markdown(summary), "",
-        *[f"Note: {note}" for note in summary.get("notes", [])], *([""] if summary.get("notes") else []),
+        "std over seeds; Δ columns are per-seed differences to block-wise masking.",
+        "",
+        "## Masking strategies (Table 1 analogue)",
+        "",
+        *main_table_markdown(summary),
+        "",
+        *[f"Note: {note}" for note in summary.get("notes", [])],
+        *([""] if summary.get("notes") else []),
     ]
     if summary["curves"]:
-        lines += ["## k-NN during pretraining (Fig. 4 analogue)", "",
-                  "Online weighted k-NN of the teacher after every epoch (epoch 0: random init), mean ± std "
-                  "over seeds.", "", "![k-NN vs epoch](figures/knn_vs_epoch.png)", ""]
+        lines += [
+            "## k-NN during pretraining (Fig. 4 analogue)",
+            "",
+            "Online weighted k-NN of the teacher after every epoch (epoch 0: random init), mean ± std over seeds.",
+            "",
+            "![k-NN vs epoch](figures/knn_vs_epoch.png)",
+            "",
+        ]
     if summary["fractions"]:
-        lines += ["## Training-set size (Table 2 analogue)", "",
-                  "Fraction of each class of the training set, same number of epochs (fewer steps on less "
-                  f"data); seeds {experiment['seeds'][: experiment['fraction_seeds']]}.", "",
-                  f"{evaluation['knn_k']}-NN top-1:", "", *fraction_table_markdown(summary, "knn_top1"), "",
-                  "Linear probe top-1:", "", *fraction_table_markdown(summary, "linear_top1"), "",
-                  "![data fraction](figures/data_fraction.png)", ""]
+        lines += [
+            "## Training-set size (Table 2 analogue)",
+            "",
+            "Fraction of each class of the training set, same number of epochs (fewer steps on less "
+            f"data); seeds {experiment['seeds'][: experiment['fraction_seeds']]}.",
+            "",
+            f"{evaluation['knn_k']}-NN top-1:",
+            "",
+            *fraction_table_markdown(summary, "knn_top1"),
+            "",
+            "Linear probe top-1:",
+            "",
+            *fraction_table_markdown(summary, "linear_top1"),
+            "",
+            "![data fraction](figures/data_fraction.png)",
+            "",
+        ]
     return "\n".join(lines)

@@ -49,8 +49,16 @@ class DINOHead(nn.Module):
         use_bn: BatchNorm1d after each hidden Linear (statistics over all leading dims).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 num_layers: int = 3, norm_last_layer: bool = True, use_bn: bool = False) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        num_layers: int = 3,
+        norm_last_layer: bool = True,
+        use_bn: bool = False,
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"head num_layers must be >= 1, got {num_layers}")

@@ -54,8 +54,11 @@ class MSTDecoder(nn.Module):
         stages, channels, factor = [], embed_dim, patch_size
         while factor % 2 == 0:
             out = max(channels // 2, min(min_channels, channels))
-            stages += [nn.ConvTranspose2d(channels, out, kernel_size=2, stride=2),
-                       nn.GroupNorm(_groups(out), out), nn.GELU()]
+            stages += [
+                nn.ConvTranspose2d(channels, out, kernel_size=2, stride=2),
+                nn.GroupNorm(_groups(out), out),
+                nn.GELU(),
+            ]
             channels, factor = out, factor // 2
         self.stages = nn.Sequential(*stages)
         self.project = nn.ConvTranspose2d(channels, in_chans, kernel_size=factor, stride=factor)
@@ -77,7 +80,9 @@ class MSTDecoder(nn.Module):
         batch, num_tokens, dim = patch_tokens.shape
         rows, cols = grid
         if num_tokens != rows * cols or dim != self.embed_dim:
-            raise ValueError(f"patch_tokens must be (B, {rows * cols}, {self.embed_dim}) for grid {grid}, "
-                             f"got {tuple(patch_tokens.shape)}")
+            raise ValueError(
+                f"patch_tokens must be (B, {rows * cols}, {self.embed_dim}) for grid {grid}, "
+                f"got {tuple(patch_tokens.shape)}"
+            )
         x = patch_tokens.transpose(1, 2).reshape(batch, dim, rows, cols)  # (B, D, rows, cols)
         return self.project(self.stages(x))  # (B, C, rows * p, cols * p)

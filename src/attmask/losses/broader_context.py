@@ -22,8 +22,9 @@ def cosine_regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> to
     return (2.0 - 2.0 * cosine).mean()
 
 
-def symmetric_broader_context_loss(predictions: tuple[torch.Tensor, torch.Tensor],
-                                   targets: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def symmetric_broader_context_loss(
+    predictions: tuple[torch.Tensor, torch.Tensor], targets: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     """LUT's L_BC, symmetrised over the two views.
 
     ``L_BC = 1/2 [ mean_b (2 - 2 cos(q1_b, k2_b)) + mean_b (2 - 2 cos(q2_b, k1_b)) ]``: view 1's

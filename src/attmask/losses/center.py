@@ -51,9 +51,7 @@ class Center(nn.Module):
         if count < 1:
             raise ValueError(f"center update needs at least one row, got count={count}")
         if batch_sum.numel() != self.center.numel():
-            raise ValueError(
-                f"center update expects {tuple(self.center.shape)} elements, got {tuple(batch_sum.shape)}"
-            )
+            raise ValueError(f"center update expects {tuple(self.center.shape)} elements, got {tuple(batch_sum.shape)}")
         total = batch_sum.detach().to(self.center.dtype).reshape(-1)
         if is_distributed():
             packed = torch.cat([total, total.new_tensor([float(count)])])

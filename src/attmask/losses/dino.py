@@ -86,18 +86,29 @@ class DINOLoss(nn.Module):
         teacher_temp_schedule: per-epoch T_t, float64 ``(num_epochs,)``.
     """
 
-    def __init__(self, out_dim: int, num_crops: int, warmup_teacher_temp: float, teacher_temp: float,
-                 warmup_teacher_temp_epochs: int, num_epochs: int, student_temp: float = 0.1,
-                 center_momentum: float = 0.9, num_global_crops: int = 2) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        num_crops: int,
+        warmup_teacher_temp: float,
+        teacher_temp: float,
+        warmup_teacher_temp_epochs: int,
+        num_epochs: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        num_global_crops: int = 2,
+    ) -> None:
         super().__init__()
         if not 1 <= num_global_crops <= num_crops or num_crops < 2:
-            raise ValueError(f"need num_crops >= 2 and 1 <= num_global_crops <= num_crops, "
-                             f"got {num_crops} and {num_global_crops}")
+            raise ValueError(
+                f"need num_crops >= 2 and 1 <= num_global_crops <= num_crops, got {num_crops} and {num_global_crops}"
+            )
         self.out_dim, self.num_crops, self.num_global_crops = out_dim, num_crops, num_global_crops
         self.student_temp = student_temp
         self.center = Center((1, out_dim), center_momentum)
         self.teacher_temp_schedule = teacher_temperature_schedule(
-            warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, num_epochs)
+            warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, num_epochs
+        )
 
     def teacher_temp(self, epoch: int) -> float:
         """T_t of ``epoch``."""
@@ -106,8 +117,10 @@ class DINOLoss(nn.Module):
     def _check(self, student_output: torch.Tensor, teacher_output: torch.Tensor) -> None:
         rows, dim = student_output.shape[0], student_output.shape[-1]
         if student_output.ndim != 2 or dim != self.out_dim or rows % self.num_crops:
-            raise ValueError(f"student_output must be (num_crops*B, {self.out_dim}) with num_crops="
-                             f"{self.num_crops}, got {tuple(student_output.shape)}")
+            raise ValueError(
+                f"student_output must be (num_crops*B, {self.out_dim}) with num_crops="
+                f"{self.num_crops}, got {tuple(student_output.shape)}"
+            )
         expected = (rows // self.num_crops * self.num_global_crops, self.out_dim)
         if tuple(teacher_output.shape) != expected:
             raise ValueError(f"teacher_output must be {expected}, got {tuple(teacher_output.shape)}")

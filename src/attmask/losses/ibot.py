@@ -71,8 +71,9 @@ def masked_token_index(masks: torch.Tensor) -> torch.Tensor:
     return masks.flatten().nonzero().squeeze(1)
 
 
-def selected_patch_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor,
-                        masks: torch.Tensor, masked_index: torch.Tensor) -> torch.Tensor:
+def selected_patch_loss(
+    student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, masks: torch.Tensor, masked_index: torch.Tensor
+) -> torch.Tensor:
     """:func:`masked_patch_loss` from the masked tokens only (the rows the loss reads).
 
     Args:
@@ -116,36 +117,64 @@ class IBOTLoss(nn.Module):
         teacher_temp_schedule, teacher_patch_temp_schedule: per-epoch float64 arrays.
     """
 
-    def __init__(self, out_dim: int, patch_out_dim: int, num_local_crops: int,
-                 warmup_teacher_temp: float, teacher_temp: float,
-                 warmup_teacher_patch_temp: float, teacher_patch_temp: float,
-                 warmup_teacher_temp_epochs: int, num_epochs: int,
-                 student_temp: float = 0.1, center_momentum: float = 0.9, patch_center_momentum: float = 0.9,
-                 lambda_cls: float = 1.0, lambda_patch: float = 1.0, mim_start_epoch: int = 0,
-                 num_global_crops: int = 2) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        patch_out_dim: int,
+        num_local_crops: int,
+        warmup_teacher_temp: float,
+        teacher_temp: float,
+        warmup_teacher_patch_temp: float,
+        teacher_patch_temp: float,
+        warmup_teacher_temp_epochs: int,
+        num_epochs: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        patch_center_momentum: float = 0.9,
+        lambda_cls: float = 1.0,
+        lambda_patch: float = 1.0,
+        mim_start_epoch: int = 0,
+        num_global_crops: int = 2,
+    ) -> None:
         super().__init__()
         if num_global_crops < 1 or num_local_crops < 0 or num_global_crops + num_local_crops < 2:
-            raise ValueError(f"need >= 1 global crop, >= 0 local crops and >= 2 crops in all, "
-                             f"got {num_global_crops} and {num_local_crops}")
+            raise ValueError(
+                f"need >= 1 global crop, >= 0 local crops and >= 2 crops in all, "
+                f"got {num_global_crops} and {num_local_crops}"
+            )
         self.out_dim, self.patch_out_dim = out_dim, patch_out_dim
         self.num_global_crops, self.num_local_crops = num_global_crops, num_local_crops
         self.student_temp, self.lambda_cls, self.lambda_patch = student_temp, lambda_cls, lambda_patch
         self.center = Center((1, out_dim), center_momentum)
         self.patch_center = Center((1, 1, patch_out_dim), patch_center_momentum)
         self.teacher_temp_schedule = teacher_temperature_schedule(
-            warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, num_epochs)
+            warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, num_epochs
+        )
         self.teacher_patch_temp_schedule = teacher_temperature_schedule(
-            warmup_teacher_patch_temp, teacher_patch_temp, warmup_teacher_temp_epochs, num_epochs,
-            start_epoch=mim_start_epoch)
+            warmup_teacher_patch_temp,
+            teacher_patch_temp,
+            warmup_teacher_temp_epochs,
+            num_epochs,
+            start_epoch=mim_start_epoch,
+        )
 
     def teacher_temps(self, epoch: int) -> tuple[float, float]:
         """([CLS] T_t, patch T_t) of ``epoch``."""
-        return (temperature_at(self.teacher_temp_schedule, epoch),
-                temperature_at(self.teacher_patch_temp_schedule, epoch))
+        return (
+            temperature_at(self.teacher_temp_schedule, epoch),
+            temperature_at(self.teacher_patch_temp_schedule, epoch),
+        )
 
-    def _check(self, student_cls: torch.Tensor, student_patch: torch.Tensor, teacher_cls: torch.Tensor,
-               teacher_patch: torch.Tensor, masks: torch.Tensor,
-               student_local_cls: torch.Tensor | None, masked_index: torch.Tensor | None) -> None:
+    def _check(
+        self,
+        student_cls: torch.Tensor,
+        student_patch: torch.Tensor,
+        teacher_cls: torch.Tensor,
+        teacher_patch: torch.Tensor,
+        masks: torch.Tensor,
+        student_local_cls: torch.Tensor | None,
+        masked_index: torch.Tensor | None,
+    ) -> None:
         rows, tokens = student_cls.shape[0], teacher_patch.shape[1] if teacher_patch.ndim == 3 else -1
         patch_shape = (rows, tokens, self.patch_out_dim)
         if student_patch.ndim == 2 and masked_index is not None:  # masked tokens only
@@ -153,11 +182,13 @@ class IBOTLoss(nn.Module):
         if rows % self.num_global_crops:
             raise ValueError(f"student_cls rows ({rows}) must be a multiple of G={self.num_global_crops}")
         local_rows = rows // self.num_global_crops * self.num_local_crops
-        expected = {"student_cls": (student_cls, (rows, self.out_dim)),
-                    "teacher_cls": (teacher_cls, (rows, self.out_dim)),
-                    "student_patch": (student_patch, patch_shape),
-                    "teacher_patch": (teacher_patch, (rows, tokens, self.patch_out_dim)),
-                    "masks": (masks, (rows, tokens))}
+        expected = {
+            "student_cls": (student_cls, (rows, self.out_dim)),
+            "teacher_cls": (teacher_cls, (rows, self.out_dim)),
+            "student_patch": (student_patch, patch_shape),
+            "teacher_patch": (teacher_patch, (rows, tokens, self.patch_out_dim)),
+            "masks": (masks, (rows, tokens)),
+        }
         if local_rows or student_local_cls is not None:
             expected["student_local_cls (L*B, K)"] = (student_local_cls, (local_rows, self.out_dim))
         for name, (tensor, shape) in expected.items():
@@ -167,10 +198,17 @@ class IBOTLoss(nn.Module):
         if masks.dtype != torch.bool:
             raise ValueError(f"masks must be torch.bool (True = masked), got {masks.dtype}")
 
-    def forward(self, student_cls: torch.Tensor, student_patch: torch.Tensor, teacher_cls: torch.Tensor,
-                teacher_patch: torch.Tensor, masks: torch.Tensor, epoch: int,
-                student_local_cls: torch.Tensor | None = None,
-                masked_index: torch.Tensor | None = None) -> IBOTLossOutput:
+    def forward(
+        self,
+        student_cls: torch.Tensor,
+        student_patch: torch.Tensor,
+        teacher_cls: torch.Tensor,
+        teacher_patch: torch.Tensor,
+        masks: torch.Tensor,
+        epoch: int,
+        student_local_cls: torch.Tensor | None = None,
+        masked_index: torch.Tensor | None = None,
+    ) -> IBOTLossOutput:
         """Loss of one step, then both centre updates (no gradient; the centres are used first).
 
         Args:
@@ -194,8 +232,15 @@ class IBOTLoss(nn.Module):
         """
         if student_patch.ndim == 2 and masked_index is None:
             masked_index = masked_token_index(masks)
-        self._check(student_cls, student_patch, teacher_cls, teacher_patch, masks, student_local_cls,
-                    masked_index if student_patch.ndim == 2 else None)
+        self._check(
+            student_cls,
+            student_patch,
+            teacher_cls,
+            teacher_patch,
+            masks,
+            student_local_cls,
+            masked_index if student_patch.ndim == 2 else None,
+        )
         dtype = compute_dtype(student_cls)
         cls_temp, patch_temp = self.teacher_temps(epoch)
         with full_precision(student_cls.device):
@@ -204,16 +249,24 @@ class IBOTLoss(nn.Module):
             teacher_cls = teacher_cls.detach().to(dtype)
             teacher_patch = teacher_patch.detach().to(dtype)
             cls_probs = F.softmax((teacher_cls - self.center.center.to(dtype)) / cls_temp, dim=-1)
-            cls_loss = cross_view_loss(F.log_softmax(crops / self.student_temp, dim=-1),
-                                       cls_probs.reshape(self.num_global_crops, -1, self.out_dim))
+            cls_loss = cross_view_loss(
+                F.log_softmax(crops / self.student_temp, dim=-1),
+                cls_probs.reshape(self.num_global_crops, -1, self.out_dim),
+            )
             patch_loss = self._patch_term(student_patch.to(dtype), teacher_patch, masks, patch_temp, masked_index)
             cls_loss, patch_loss = self.lambda_cls * cls_loss, self.lambda_patch * patch_loss
             self.center.update_from_rows(teacher_cls)
             self.patch_center.update_from_rows(teacher_patch.mean(dim=1))
         return IBOTLossOutput(cls_loss + patch_loss, cls_loss, patch_loss)
 
-    def _patch_term(self, student_patch: torch.Tensor, teacher_patch: torch.Tensor, masks: torch.Tensor,
-                    patch_temp: float, masked_index: torch.Tensor | None) -> torch.Tensor:
+    def _patch_term(
+        self,
+        student_patch: torch.Tensor,
+        teacher_patch: torch.Tensor,
+        masks: torch.Tensor,
+        patch_temp: float,
+        masked_index: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Unweighted L_MIM from all tokens ``(R, N, K)`` or from the masked ones ``(M, K)``."""
         centre = self.patch_center.center.to(teacher_patch.dtype)  # (1, 1, K)
         student_log_probs = F.log_softmax(student_patch / self.student_temp, dim=-1)

@@ -30,9 +30,7 @@ def scores_from_cls_attention(cls_attention: torch.Tensor) -> torch.Tensor:
         Scores ``(B, N)``.
     """
     if cls_attention.dim() != 3:
-        raise ValueError(
-            f"cls_attention must have shape (batch, heads, tokens), got {tuple(cls_attention.shape)}"
-        )
+        raise ValueError(f"cls_attention must have shape (batch, heads, tokens), got {tuple(cls_attention.shape)}")
     return cls_attention.mean(dim=1)
 
 

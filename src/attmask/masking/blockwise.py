@@ -18,9 +18,7 @@ from attmask.masking.ratio import Grid, Ratio, grid_shape, ratio_tensor
 _MAX_ATTEMPTS = 10
 
 
-def _add_rectangle(
-    mask: np.ndarray, budget: float, log_aspect: tuple[float, float], rng: np.random.Generator
-) -> int:
+def _add_rectangle(mask: np.ndarray, budget: float, log_aspect: tuple[float, float], rng: np.random.Generator) -> int:
     """Try up to 10 rectangles; paint the first acceptable one and return how many cells it added."""
     height, width = mask.shape
     min_area = (min(height, width) // 3) ** 2
@@ -83,8 +81,5 @@ def blockwise_mask(
     log_aspect = (math.log(min_aspect), math.log(max_aspect or 1.0 / min_aspect))
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator).item())
     rng = np.random.default_rng(seed)
-    rows = [
-        _one_block_mask(height, width, float(r) * height * width, log_aspect, rng)
-        for r in ratios.tolist()
-    ]
+    rows = [_one_block_mask(height, width, float(r) * height * width, log_aspect, rng) for r in ratios.tolist()]
     return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, height * width, dtype=torch.bool)

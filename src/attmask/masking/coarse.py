@@ -25,12 +25,16 @@ def coarse_grid(grid: Grid, factor: int) -> tuple[int, int]:
     """
     rows, cols = grid_shape(grid)
     if factor < 1:
-        raise ValueError(f"the mask cell must cover at least one token, got factor {factor}; "
-                         "recon.mask_patch_size must be a multiple of model.patch_size")
+        raise ValueError(
+            f"the mask cell must cover at least one token, got factor {factor}; "
+            "recon.mask_patch_size must be a multiple of model.patch_size"
+        )
     if rows % factor or cols % factor:
-        raise ValueError(f"patch grid {rows}x{cols} is not divisible into cells of {factor}x{factor} "
-                         f"tokens: the image side must be a multiple of recon.mask_patch_size "
-                         f"({factor} patches)")
+        raise ValueError(
+            f"patch grid {rows}x{cols} is not divisible into cells of {factor}x{factor} "
+            f"tokens: the image side must be a multiple of recon.mask_patch_size "
+            f"({factor} patches)"
+        )
     return rows // factor, cols // factor
 
 

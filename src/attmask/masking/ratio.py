@@ -12,12 +12,10 @@ move a product that should be an integer just below it.
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 
-Ratio = Union[float, torch.Tensor]
-Grid = Union[int, "tuple[int, int]"]
+Ratio = float | torch.Tensor
+Grid = int | tuple[int, int]
 
 
 def grid_shape(grid: Grid) -> tuple[int, int]:
@@ -99,9 +97,7 @@ def sample_ratios(
     return low + (high - low) * uniform
 
 
-def sample_keep_rows(
-    batch_size: int, probability: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def sample_keep_rows(batch_size: int, probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Decide per row whether masking is applied (probability ``p``).
 
     As in the reference, a row is kept when its uniform draw ``u`` satisfies ``u <= p``.

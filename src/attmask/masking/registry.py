@@ -9,6 +9,7 @@ attention strategies, ranks tokens by the teacher's head-mean [CLS] attention (A
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 from attmask.masking.attention import attmask_high, attmask_hint, attmask_low
@@ -61,14 +62,10 @@ def _pair(value: object, name: str) -> tuple[float, float]:
 def validate_masking_config(config: MaskingConfig) -> None:
     """Raise ``ValueError`` with a one-line fix for any inconsistent setting."""
     if config.strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown masking strategy {config.strategy!r}; choose one of {', '.join(STRATEGIES)}"
-        )
+        raise ValueError(f"unknown masking strategy {config.strategy!r}; choose one of {', '.join(STRATEGIES)}")
     for name, (low, high) in (("ratio", config.ratio), ("show_ratio", config.show_ratio)):
         if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(
-                f"masking.{name} must satisfy 0 <= low <= high <= 1, got ({low}, {high})"
-            )
+            raise ValueError(f"masking.{name} must satisfy 0 <= low <= high <= 1, got ({low}, {high})")
     if not 0.0 <= config.probability <= 1.0:
         raise ValueError(f"masking.probability must lie in [0, 1], got {config.probability}")
     if not 0.0 <= config.show_max <= 1.0:
@@ -143,9 +140,7 @@ class MaskingStrategy:
         elif config.strategy == "random":
             mask = random_mask(batch_size, (height, width), ratios, generator)
         else:
-            mask = blockwise_mask(
-                batch_size, (height, width), ratios, generator, min_aspect=config.min_aspect
-            )
+            mask = blockwise_mask(batch_size, (height, width), ratios, generator, min_aspect=config.min_aspect)
         return mask
 
     def _ratios(self, batch_size: int, bounds: tuple[float, float], generator: torch.Generator | None) -> torch.Tensor:
@@ -169,8 +164,7 @@ class MaskingStrategy:
             )
         if tuple(scores.shape) != (batch_size, num_tokens):
             raise ValueError(
-                f"attention scores must have shape ({batch_size}, {num_tokens}), "
-                f"got {tuple(scores.shape)}"
+                f"attention scores must have shape ({batch_size}, {num_tokens}), got {tuple(scores.shape)}"
             )
         if self.config.strategy == "attmask_low":
             return attmask_low(scores, ratios)
@@ -192,8 +186,7 @@ def build_masking(config: MaskingConfig | dict | str, ratio_per_batch: bool = Fa
         unknown = set(config) - set(MaskingConfig.__dataclass_fields__)
         if unknown:
             raise ValueError(
-                f"unknown masking setting(s) {sorted(unknown)}; valid: "
-                f"{sorted(MaskingConfig.__dataclass_fields__)}"
+                f"unknown masking setting(s) {sorted(unknown)}; valid: {sorted(MaskingConfig.__dataclass_fields__)}"
             )
         config = MaskingConfig(**config)
     return MaskingStrategy(config, ratio_per_batch)

@@ -20,13 +20,17 @@ FIXED_COUNT_STRATEGIES = ("random", "attmask_high", "attmask_low")
 def check_fixed_count(config: MaskingConfig, method: str) -> None:
     """Raise a one-line ``ValueError`` unless ``config`` hides the same number of tokens per image."""
     if config.strategy not in FIXED_COUNT_STRATEGIES:
-        raise ValueError(f"{method} drops hidden tokens and needs the same count per image: use "
-                         f"masking.strategy one of {', '.join(FIXED_COUNT_STRATEGIES)}, "
-                         f"not {config.strategy!r}")
+        raise ValueError(
+            f"{method} drops hidden tokens and needs the same count per image: use "
+            f"masking.strategy one of {', '.join(FIXED_COUNT_STRATEGIES)}, "
+            f"not {config.strategy!r}"
+        )
     if config.ratio[0] != config.ratio[1] or config.probability != 1.0:
-        raise ValueError(f"{method} needs one masking ratio for every image: set masking.ratio to a "
-                         f"single value (e.g. 0.75) and masking.probability=1, got ratio {list(config.ratio)} "
-                         f"and probability {config.probability}")
+        raise ValueError(
+            f"{method} needs one masking ratio for every image: set masking.ratio to a "
+            f"single value (e.g. 0.75) and masking.probability=1, got ratio {list(config.ratio)} "
+            f"and probability {config.probability}"
+        )
     if config.ratio[0] >= 1.0:
         raise ValueError(f"{method} needs at least one visible token: masking.ratio must be < 1")
 
@@ -54,13 +58,16 @@ def paired_visible_count(num_tokens: int, ratio: float) -> int:
     """
     keep = num_tokens - int(num_masked(num_tokens, ratio)[0])
     if 2 * keep > num_tokens:
-        raise ValueError(f"lut needs two disjoint visible sets of {keep} tokens each in {num_tokens} "
-                         f"tokens (2V <= N): raise masking.ratio to at least 0.5, got {ratio}")
+        raise ValueError(
+            f"lut needs two disjoint visible sets of {keep} tokens each in {num_tokens} "
+            f"tokens (2V <= N): raise masking.ratio to at least 0.5, got {ratio}"
+        )
     return keep
 
 
-def disjoint_visible_masks(batch_size: int, num_tokens: int, ratio: float,
-                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def disjoint_visible_masks(
+    batch_size: int, num_tokens: int, ratio: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """LUT's masks of two views of each image: one random shuffle, disjoint visible sets.
 
     Each image draws one permutation of its N positions; with ``V = N - floor(N r)`` visible
@@ -84,5 +91,5 @@ def disjoint_visible_masks(batch_size: int, num_tokens: int, ratio: float,
     order = torch.rand(batch_size, num_tokens, generator=generator).argsort(dim=1)  # (B, N) shuffle
     hidden = torch.ones(batch_size, num_tokens, dtype=torch.bool)
     first = hidden.scatter(1, order[:, :keep], False)
-    second = hidden.scatter(1, order[:, keep:2 * keep], False)
+    second = hidden.scatter(1, order[:, keep : 2 * keep], False)
     return first, second

@@ -68,8 +68,7 @@ class PretrainingMethod(nn.Module):
     evaluated_branch = "teacher"
     reconstructs: bool = False
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy,
-                 seed: int = 0) -> None:
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy, seed: int = 0) -> None:
         super().__init__()
         self.student = student
         self.teacher = make_teacher(teacher, student) if teacher is not None else None
@@ -89,15 +88,18 @@ class PretrainingMethod(nn.Module):
 
         Every mask the method would draw in the block is ``masks``: bool ``(R, N)``, True = hidden,
         one row per masked view row (``G*B`` global-view rows, view-major, for iBOT / DINO / MST;
-        ``B`` for MAE / SimMIM; ``2B`` for LUT's two views), N patch tokens of the view's grid. Neither the teacher's attention
-        nor the masking generator is consulted, so the generator's state is left as it was.
+        ``B`` for MAE / SimMIM; ``2B`` for LUT's two views), N patch tokens of the view's grid.
+        Neither the teacher's attention nor the masking generator is consulted, so the generator's
+        state is left as it was.
 
         Example:
             >>> with method.fixed_masks(masks):
             ...     out = method.training_step(crops, epoch)
         """
         if masks.dtype != torch.bool or masks.dim() != 2:
-            raise ValueError(f"fixed masks must be a bool tensor (rows, tokens), got {masks.dtype} {tuple(masks.shape)}")
+            raise ValueError(
+                f"fixed masks must be a bool tensor (rows, tokens), got {masks.dtype} {tuple(masks.shape)}"
+            )
         previous, self._fixed_masks = self._fixed_masks, masks
         try:
             yield
@@ -109,8 +111,10 @@ class PretrainingMethod(nn.Module):
         if self._fixed_masks is None:
             return None
         if tuple(self._fixed_masks.shape) != (rows, num_tokens):
-            raise ValueError(f"fixed masks have shape {tuple(self._fixed_masks.shape)}, but this step masks "
-                             f"({rows}, {num_tokens}) (view rows, patch tokens)")
+            raise ValueError(
+                f"fixed masks have shape {tuple(self._fixed_masks.shape)}, but this step masks "
+                f"({rows}, {num_tokens}) (view rows, patch tokens)"
+            )
         return self._fixed_masks.to(device)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]

@@ -63,8 +63,15 @@ class IBOT(SelfDistillation):
     teacher's runs on all: the patch centre is their mean); see :meth:`student_patch_index`.
     """
 
-    def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
-                 loss: nn.Module, seed: int = 0, mim_start_epoch: int = 0) -> None:
+    def __init__(
+        self,
+        student: Encoder,
+        teacher: Encoder,
+        masking: MaskingStrategy,
+        loss: nn.Module,
+        seed: int = 0,
+        mim_start_epoch: int = 0,
+    ) -> None:
         super().__init__(student, teacher, masking, seed)
         self.loss = loss
         self.mim_start_epoch = mim_start_epoch
@@ -73,20 +80,17 @@ class IBOT(SelfDistillation):
         """One iBOT step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
         global_views, local_views = self._split(crops)
         with torch.no_grad():
-            target = self.teacher(
-                global_views, return_cls_attention=self.masking.requires_attention
-            )
+            target = self.teacher(global_views, return_cls_attention=self.masking.requires_attention)
         masks = self.make_masks(global_views, target)
         if epoch < self.mim_start_epoch:
             masks = torch.zeros_like(masks)
         index = self.student_patch_index(masks)  # (M,)
         pred = self._student_runner(global_views, masks, local_views, patch_index=index)
-        monitors = collapse_monitors(target.cls, self.loss.center.center, self.loss.teacher_temps(epoch)[0],
-                                     target.embedding)
-        student_patch = pred.patch if index is None else pred.selected_patch
-        out = self.loss(
-            pred.cls, student_patch, target.cls, target.patch, masks, epoch, pred.local_cls, index
+        monitors = collapse_monitors(
+            target.cls, self.loss.center.center, self.loss.teacher_temps(epoch)[0], target.embedding
         )
+        student_patch = pred.patch if index is None else pred.selected_patch
+        out = self.loss(pred.cls, student_patch, target.cls, target.patch, masks, epoch, pred.local_cls, index)
         logs = {
             "loss": out.loss.detach(),
             "loss_cls": out.cls.detach(),
@@ -114,8 +118,9 @@ class DINO(SelfDistillation):
         loss: an :class:`attmask.losses.DINOLoss`.
     """
 
-    def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy,
-                 loss: nn.Module, seed: int = 0) -> None:
+    def __init__(
+        self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, loss: nn.Module, seed: int = 0
+    ) -> None:
         super().__init__(student, teacher, masking, seed)
         self.loss = loss
 
@@ -137,12 +142,15 @@ class DINO(SelfDistillation):
                 return_cls_attention=self.masking.requires_attention,
             )
         masks = self.make_masks(global_views, target)
-        pred = self._student_runner(global_views, masks, local_views, with_patches=False,
-                                    reconstruct=reconstruct)
+        pred = self._student_runner(global_views, masks, local_views, with_patches=False, reconstruct=reconstruct)
         student_out = pred.cls if pred.local_cls is None else torch.cat([pred.cls, pred.local_cls])
         temperature = self.loss.teacher_temp(epoch)
         monitors = collapse_monitors(target.cls, self.loss.center.center, temperature, target.embedding)
         loss = self.loss(student_out, target.cls, epoch)
-        logs = {"loss": loss.detach(), "mask_fraction": masks.float().mean(),
-                "teacher_temp": torch.tensor(temperature), **monitors}
+        logs = {
+            "loss": loss.detach(),
+            "mask_fraction": masks.float().mean(),
+            "teacher_temp": torch.tensor(temperature),
+            **monitors,
+        }
         return loss, logs, pred, global_views

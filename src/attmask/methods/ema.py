@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 Pairs = tuple[list[torch.Tensor], list[torch.Tensor]]
 
 
@@ -27,8 +26,10 @@ def paired_parameters(teacher: nn.Module, student: nn.Module) -> Pairs:
     for name, parameter in teacher.named_parameters():
         match = source.get(name)
         if match is None or match.shape != parameter.shape:
-            raise ValueError(f"teacher parameter {name} has no student counterpart of shape "
-                             f"{tuple(parameter.shape)}; teacher and student structures differ")
+            raise ValueError(
+                f"teacher parameter {name} has no student counterpart of shape "
+                f"{tuple(parameter.shape)}; teacher and student structures differ"
+            )
         teacher_params.append(parameter)
         student_params.append(match)
     return teacher_params, student_params

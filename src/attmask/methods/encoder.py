@@ -47,7 +47,10 @@ class Encoder(nn.Module):
     """
 
     def __init__(
-        self, backbone: VisionTransformer, head: nn.Module, patch_head: nn.Module | None = None,
+        self,
+        backbone: VisionTransformer,
+        head: nn.Module,
+        patch_head: nn.Module | None = None,
         decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -57,7 +60,8 @@ class Encoder(nn.Module):
         self.decoder = decoder
         heads = [head] if patch_head is None else [head, patch_head]
         self._token_wise_heads = not any(  # a head over a subset of tokens gives the same rows
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for h in heads for m in h.modules())
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for h in heads for m in h.modules()
+        )
 
     def forward(
         self,
@@ -103,9 +107,15 @@ class Encoder(nn.Module):
         local_cls = None
         if local_views:
             local_cls = torch.cat([self.head(t) for t in self._local_cls_tokens(local_views)])
-        return EncoderOutput(cls=cls, patch=patch, selected_patch=selected, local_cls=local_cls,
-                             cls_attention=out.cls_attention, embedding=out.cls_token,
-                             reconstruction=reconstruction)
+        return EncoderOutput(
+            cls=cls,
+            patch=patch,
+            selected_patch=selected,
+            local_cls=local_cls,
+            cls_attention=out.cls_attention,
+            embedding=out.cls_token,
+            reconstruction=reconstruction,
+        )
 
     def _selected_heads(
         self, cls_token: torch.Tensor, patch_tokens: torch.Tensor, patch_index: torch.Tensor
@@ -120,7 +130,7 @@ class Encoder(nn.Module):
         if self.patch_head is not None:
             return self.head(cls_token), self.patch_head(selected)
         both = self.head(torch.cat([cls_token, selected]))  # (R + M, K)
-        return both[: cls_token.shape[0]], both[cls_token.shape[0]:]
+        return both[: cls_token.shape[0]], both[cls_token.shape[0] :]
 
     def _local_cls_tokens(self, local_views: list[torch.Tensor]) -> list[torch.Tensor]:
         """[CLS] tokens of the local crops, one backbone pass per run of equal resolution."""

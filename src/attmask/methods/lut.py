@@ -60,8 +60,7 @@ class LUTStudent(MaskedAutoencoder):
         predictor: :class:`LUTMLP` ``K -> hidden -> K`` (student only).
     """
 
-    def __init__(self, backbone: VisionTransformer, decoder: MAEDecoder, projector: LUTMLP,
-                 predictor: LUTMLP) -> None:
+    def __init__(self, backbone: VisionTransformer, decoder: MAEDecoder, projector: LUTMLP, predictor: LUTMLP) -> None:
         super().__init__(backbone, decoder)
         self.projector, self.predictor = projector, predictor
 
@@ -69,8 +68,11 @@ class LUTStudent(MaskedAutoencoder):
         """MAE's forward: ``(prediction (B, N, p*p*C), visible patch tokens (B, V, D))``."""
         return super().forward(images, masks)
 
-    def forward(self, views: tuple[torch.Tensor, torch.Tensor],  # type: ignore[override]
-                masks: tuple[torch.Tensor, torch.Tensor]) -> LUTStudentOutput:
+    def forward(
+        self,
+        views: tuple[torch.Tensor, torch.Tensor],  # type: ignore[override]
+        masks: tuple[torch.Tensor, torch.Tensor],
+    ) -> LUTStudentOutput:
         """Both views through encoder and decoder in one batch; projector and predictor per view.
 
         Args:
@@ -120,8 +122,16 @@ class LUT(PretrainingMethod):
     reconstructs = True
     pixel_loss_name = "loss_mae"
 
-    def __init__(self, student: LUTStudent, teacher: LUTTeacher, masking: MaskingStrategy, seed: int = 0,
-                 norm_pix_loss: bool = True, pixel_weight: float = 1.0, context_weight: float = 0.25) -> None:
+    def __init__(
+        self,
+        student: LUTStudent,
+        teacher: LUTTeacher,
+        masking: MaskingStrategy,
+        seed: int = 0,
+        norm_pix_loss: bool = True,
+        pixel_weight: float = 1.0,
+        context_weight: float = 0.25,
+    ) -> None:
         super().__init__(student, teacher, masking, seed)
         self.norm_pix_loss, self.pixel_weight, self.context_weight = norm_pix_loss, pixel_weight, context_weight
 
@@ -132,7 +142,7 @@ class LUT(PretrainingMethod):
         rows, cols = self.student.backbone.grid_for(*views.shape[-2:])
         given = self.given_masks(2 * views.shape[0], rows * cols, views.device)  # (2B, N), view-major
         if given is not None:
-            return given[: views.shape[0]], given[views.shape[0]:]
+            return given[: views.shape[0]], given[views.shape[0] :]
         masks = disjoint_visible_masks(views.shape[0], rows * cols, self.masking.config.ratio[0], self.generator)
         return masks[0].to(views.device), masks[1].to(views.device)
 
@@ -151,14 +161,23 @@ class LUT(PretrainingMethod):
         views = (crops[0], crops[1])
         masks = self.draw_view_masks(views[0])
         out = self._student_runner(views, masks)
-        loss_pixel = 0.5 * sum(self.pixel_loss(prediction, view, mask)  # same hidden count per view
-                               for prediction, view, mask in zip(out.predictions, views, masks))
+        loss_pixel = 0.5 * sum(
+            self.pixel_loss(prediction, view, mask)  # same hidden count per view
+            for prediction, view, mask in zip(out.predictions, views, masks)
+        )
         with torch.no_grad():
             contexts = self.teacher(views)
         loss_bc = symmetric_broader_context_loss(out.contexts, contexts)
         loss = self.pixel_weight * loss_pixel + self.context_weight * loss_bc
-        return StepOutput(loss, {"loss": loss.detach(), self.pixel_loss_name: loss_pixel.detach(),
-                                 "loss_bc": loss_bc.detach(), "mask_fraction": masks[0].float().mean()})
+        return StepOutput(
+            loss,
+            {
+                "loss": loss.detach(),
+                self.pixel_loss_name: loss_pixel.detach(),
+                "loss_bc": loss_bc.detach(),
+                "mask_fraction": masks[0].float().mean(),
+            },
+        )
 
     def pixel_loss(self, prediction: torch.Tensor, view: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """MAE's loss of one view: ``prediction`` ``(B, N, p*p*C)``, ``view`` ``(B, C, H, W)``,

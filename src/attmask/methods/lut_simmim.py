@@ -32,13 +32,15 @@ class LUTSimMIMStudent(SimMIMModel):
         predictor: :class:`LUTMLP` ``K -> hidden -> K`` (student only).
     """
 
-    def __init__(self, backbone: VisionTransformer, head: SimMIMHead, projector: LUTMLP,
-                 predictor: LUTMLP) -> None:
+    def __init__(self, backbone: VisionTransformer, head: SimMIMHead, projector: LUTMLP, predictor: LUTMLP) -> None:
         super().__init__(backbone, head)
         self.projector, self.predictor = projector, predictor
 
-    def forward(self, views: tuple[torch.Tensor, torch.Tensor],  # type: ignore[override]
-                masks: tuple[torch.Tensor, torch.Tensor]) -> LUTStudentOutput:
+    def forward(
+        self,
+        views: tuple[torch.Tensor, torch.Tensor],  # type: ignore[override]
+        masks: tuple[torch.Tensor, torch.Tensor],
+    ) -> LUTStudentOutput:
         """Both views through encoder and head in one batch; projector and predictor per view.
 
         Args:
@@ -72,9 +74,16 @@ class LUTSimMIM(LUT):
 
     pixel_loss_name = "loss_simmim"
 
-    def __init__(self, student: LUTSimMIMStudent, teacher: LUTTeacher, masking: MaskingStrategy,
-                 seed: int = 0, mask_factor: int = 1, pixel_weight: float = 1.0,
-                 context_weight: float = 0.25) -> None:
+    def __init__(
+        self,
+        student: LUTSimMIMStudent,
+        teacher: LUTTeacher,
+        masking: MaskingStrategy,
+        seed: int = 0,
+        mask_factor: int = 1,
+        pixel_weight: float = 1.0,
+        context_weight: float = 0.25,
+    ) -> None:
         super().__init__(student, teacher, masking, seed, False, pixel_weight, context_weight)  # type: ignore[arg-type]
         self.mask_factor = mask_factor
 
@@ -83,10 +92,9 @@ class LUTSimMIM(LUT):
         grid = self.student.backbone.grid_for(*views.shape[-2:])
         given = self.given_masks(2 * views.shape[0], grid[0] * grid[1], views.device)  # (2B, N), view-major
         if given is not None:
-            return given[: views.shape[0]], given[views.shape[0]:]
+            return given[: views.shape[0]], given[views.shape[0] :]
         cells = coarse_grid(grid, self.mask_factor)
-        pair = disjoint_visible_masks(views.shape[0], cells[0] * cells[1], self.masking.config.ratio[0],
-                                      self.generator)
+        pair = disjoint_visible_masks(views.shape[0], cells[0] * cells[1], self.masking.config.ratio[0], self.generator)
         first, second = (expand_mask(mask, cells, self.mask_factor).to(views.device) for mask in pair)
         return first, second
 

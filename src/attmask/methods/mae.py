@@ -64,8 +64,15 @@ class MAE(PretrainingMethod):
     evaluated_branch = "student"
     reconstructs = True
 
-    def __init__(self, student: MaskedAutoencoder, teacher: BackboneOnly | None, masking: MaskingStrategy,
-                 seed: int = 0, norm_pix_loss: bool = True, weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        student: MaskedAutoencoder,
+        teacher: BackboneOnly | None,
+        masking: MaskingStrategy,
+        seed: int = 0,
+        norm_pix_loss: bool = True,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__(student, teacher, masking, seed)
         self.norm_pix_loss, self.weight = norm_pix_loss, weight
 
@@ -96,8 +103,9 @@ def pixel_targets(images: torch.Tensor, patch_size: int, norm_pix_loss: bool) ->
     return normalized_patches(patches) if norm_pix_loss else patches
 
 
-def fill_hidden_patches(images: torch.Tensor, masks: torch.Tensor, prediction: torch.Tensor, patch_size: int,
-                        norm_pix_loss: bool) -> Reconstruction:
+def fill_hidden_patches(
+    images: torch.Tensor, masks: torch.Tensor, prediction: torch.Tensor, patch_size: int, norm_pix_loss: bool
+) -> Reconstruction:
     """Visible patches keep their pixels, hidden ones get ``prediction`` ``(B, N, p*p*C)`` (with
     ``norm_pix_loss``, mapped back with each true patch's own mean and std, as MAE's figures do:
     the model predicts the normalised patch only)."""

@@ -21,8 +21,9 @@ COLLAPSE_FRACTION = 0.85
 
 
 @torch.no_grad()
-def collapse_monitors(teacher_logits: torch.Tensor, centre: torch.Tensor, temperature: float,
-                      embedding: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def collapse_monitors(
+    teacher_logits: torch.Tensor, centre: torch.Tensor, temperature: float, embedding: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Detached scalars describing the teacher's [CLS] outputs of one step.
 
     Args:
@@ -55,8 +56,9 @@ def collapse_monitors(teacher_logits: torch.Tensor, centre: torch.Tensor, temper
     return logs
 
 
-def collapse_warning(entropy: float, batch_entropy: float, num_prototypes: int,
-                     fraction: float = COLLAPSE_FRACTION) -> str | None:
+def collapse_warning(
+    entropy: float, batch_entropy: float, num_prototypes: int, fraction: float = COLLAPSE_FRACTION
+) -> str | None:
     """One line naming a collapse the logged monitors show, with what to change; None if healthy.
 
     Args:
@@ -68,11 +70,15 @@ def collapse_warning(entropy: float, batch_entropy: float, num_prototypes: int,
     """
     log_k = math.log(num_prototypes)
     if entropy >= fraction * log_k:
-        return (f"teacher targets are close to uniform (entropy {entropy:.2f} of log K = {log_k:.2f} nats): "
-                "the run is collapsing; lower loss.teacher_temp, keep the prototypes frozen longer "
-                "(optim.freeze_last_layer_epochs) or slow them (optim.last_layer_lr_scale), or lower optim.lr")
+        return (
+            f"teacher targets are close to uniform (entropy {entropy:.2f} of log K = {log_k:.2f} nats): "
+            "the run is collapsing; lower loss.teacher_temp, keep the prototypes frozen longer "
+            "(optim.freeze_last_layer_epochs) or slow them (optim.last_layer_lr_scale), or lower optim.lr"
+        )
     if batch_entropy <= (1 - fraction) * log_k:
-        return (f"the teacher sends every image to the same few prototypes (batch entropy {batch_entropy:.2f} of "
-                f"log K = {log_k:.2f} nats): the run is collapsing; lower loss.center_momentum (the centre follows "
-                "faster), raise loss.teacher_temp or use a larger data.batch_size")
+        return (
+            f"the teacher sends every image to the same few prototypes (batch entropy {batch_entropy:.2f} of "
+            f"log K = {log_k:.2f} nats): the run is collapsing; lower loss.center_momentum (the centre follows "
+            "faster), raise loss.teacher_temp or use a larger data.batch_size"
+        )
     return None

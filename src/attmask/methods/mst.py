@@ -21,8 +21,8 @@ from torch import nn
 from attmask.losses import image_l1_loss
 from attmask.masking import MaskingStrategy
 from attmask.methods.base import Reconstruction, StepOutput
-from attmask.methods.encoder import Encoder
 from attmask.methods.distillation import DINO
+from attmask.methods.encoder import Encoder
 
 DEFAULT_RESTORE_WEIGHT = 0.6
 
@@ -43,8 +43,15 @@ class MST(DINO):
     evaluated_branch = "teacher"
     reconstructs = True
 
-    def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, loss: nn.Module,
-                 seed: int = 0, weight: float = DEFAULT_RESTORE_WEIGHT) -> None:
+    def __init__(
+        self,
+        student: Encoder,
+        teacher: Encoder,
+        masking: MaskingStrategy,
+        loss: nn.Module,
+        seed: int = 0,
+        weight: float = DEFAULT_RESTORE_WEIGHT,
+    ) -> None:
         if getattr(student, "decoder", None) is None:
             raise ValueError("MST needs a student Encoder with a decoder")
         super().__init__(student, teacher, masking, loss, seed)
@@ -62,8 +69,7 @@ class MST(DINO):
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
         """Masks of ``images`` ``(B, C, H, W)`` from the teacher's attention (as in training) and
         the student's restored images (the whole image is predicted, visible patches included)."""
-        target = self.teacher(images, with_patches=False,
-                              return_cls_attention=self.masking.requires_attention)
+        target = self.teacher(images, with_patches=False, return_cls_attention=self.masking.requires_attention)
         masks = self.make_masks(images, target)
         out = self.student(images, masks, with_patches=False, reconstruct=True)
         restored = out.reconstruction.to(images.dtype)

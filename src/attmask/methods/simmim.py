@@ -60,8 +60,9 @@ def hidden_pixels(backbone: VisionTransformer, masks: torch.Tensor, images: torc
     return mask_to_pixels(masks, backbone.patch_size, backbone.grid_for(*images.shape[-2:]))
 
 
-def fill_hidden_pixels(images: torch.Tensor, masks: torch.Tensor, prediction: torch.Tensor,
-                       backbone: VisionTransformer) -> Reconstruction:
+def fill_hidden_pixels(
+    images: torch.Tensor, masks: torch.Tensor, prediction: torch.Tensor, backbone: VisionTransformer
+) -> Reconstruction:
     """Visible pixels of ``images`` kept, hidden ones taken from ``prediction`` ``(B, C, H, W)``."""
     output = torch.where(hidden_pixels(backbone, masks, images), prediction.to(images.dtype), images)
     return Reconstruction(images, masks, output, backbone.patch_size)
@@ -82,8 +83,15 @@ class SimMIM(PretrainingMethod):
     evaluated_branch = "student"
     reconstructs = True
 
-    def __init__(self, student: SimMIMModel, teacher: BackboneOnly | None, masking: MaskingStrategy,
-                 seed: int = 0, mask_factor: int = 1, weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        student: SimMIMModel,
+        teacher: BackboneOnly | None,
+        masking: MaskingStrategy,
+        seed: int = 0,
+        mask_factor: int = 1,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__(student, teacher, masking, seed)
         self.mask_factor, self.weight = mask_factor, weight
 

@@ -67,8 +67,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         if not (path / CHECKPOINT_NAME).is_file():
-            raise FileNotFoundError(f"{path} is a folder without {CHECKPOINT_NAME}; "
-                                    "pass a checkpoint file or a pretraining run folder")
+            raise FileNotFoundError(
+                f"{path} is a folder without {CHECKPOINT_NAME}; pass a checkpoint file or a pretraining run folder"
+            )
         return path / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -103,7 +104,7 @@ def _strip(state: dict[str, Any]) -> dict[str, Any]:
         changed = False
         for prefix in _PREFIXES:
             if state and all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
 
@@ -115,7 +116,7 @@ def _select(checkpoint: Any, which: str | None) -> tuple[dict[str, Any], str, st
     if checkpoint.get("format") == PROJECT_FORMAT:
         which = which or checkpoint.get("evaluated_branch", "teacher")
         prefix = f"{which}.backbone."
-        state = {k[len(prefix):]: v for k, v in checkpoint["method"].items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in checkpoint["method"].items() if k.startswith(prefix)}
         if not state:
             method = checkpoint.get("config", {}).get("train", {}).get("method")
             raise ValueError(f"the {method} checkpoint has no {which} backbone; load the student instead")
@@ -124,8 +125,7 @@ def _select(checkpoint: Any, which: str | None) -> tuple[dict[str, Any], str, st
     if "teacher" in checkpoint or "student" in checkpoint:
         if which not in checkpoint:
             other = "student" if which == "teacher" else "teacher"
-            raise ValueError(f"the checkpoint has no {which!r} weights, only {other!r}; "
-                             f"load the {other} instead")
+            raise ValueError(f"the checkpoint has no {which!r} weights, only {other!r}; load the {other} instead")
         return _strip(checkpoint[which]), "teacher/student", which, None
     for key in _WRAPPERS:
         if isinstance(checkpoint.get(key), dict):
@@ -146,8 +146,10 @@ def _refuse_nonfinite(state: dict[str, torch.Tensor], path: Path) -> None:
     """One line when weights hold NaN or inf (a diverged run): evaluating or exporting them is meaningless."""
     bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if bad:
-        raise ValueError(f"{path} holds NaN/inf weights in {len(bad)} of {len(state)} tensors (e.g. {bad[0]}): the "
-                         "run diverged before this checkpoint; use an earlier one")
+        raise ValueError(
+            f"{path} holds NaN/inf weights in {len(bad)} of {len(state)} tensors (e.g. {bad[0]}): the "
+            "run diverged before this checkpoint; use an earlier one"
+        )
 
 
 def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
@@ -160,8 +162,10 @@ def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | 
     missing = [key for key in needed if key not in state]
     if missing:
         sample = ", ".join(sorted(state)[:4]) or "none"
-        raise ValueError(f"no ViT weights found (missing {', '.join(missing)}; keys start with "
-                         f"{sample}); pass a ViT checkpoint in timm/DINO/iBOT layout")
+        raise ValueError(
+            f"no ViT weights found (missing {', '.join(missing)}; keys start with "
+            f"{sample}); pass a ViT checkpoint in timm/DINO/iBOT layout"
+        )
     proj = state["patch_embed.proj.weight"]  # (D, C, p, p); C = stem channels with a conv stem
     embed_dim, in_chans, patch_size = proj.shape[0], proj.shape[1], proj.shape[-1]
     stem = state.get("patch_embed.stem.0.weight")  # (c, C, 3, 3) of ConvStemPatchEmbed
@@ -169,18 +173,24 @@ def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | 
     in_chans = in_chans if stem is None else stem.shape[1]
     grid = math.isqrt(state["pos_embed"].shape[1] - 1)
     if grid * grid != state["pos_embed"].shape[1] - 1:
-        raise ValueError(f"pos_embed holds {state['pos_embed'].shape[1]} tokens, not 1 + a square "
-                         "grid; only square position grids with one [CLS] token are supported")
+        raise ValueError(
+            f"pos_embed holds {state['pos_embed'].shape[1]} tokens, not 1 + a square "
+            "grid; only square position grids with one [CLS] token are supported"
+        )
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     heads = num_heads or max(1, embed_dim // 64)
     if embed_dim % heads:
-        raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {heads}; "
-                         "pass the right number of heads")
+        raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {heads}; pass the right number of heads")
     return {
-        "img_size": grid * patch_size, "patch_size": patch_size, "in_chans": in_chans,
-        "embed_dim": embed_dim, "depth": depth, "num_heads": heads,
+        "img_size": grid * patch_size,
+        "patch_size": patch_size,
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": heads,
         "mlp_ratio": state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
-        "qkv_bias": "blocks.0.attn.qkv.bias" in state, **extra,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
+        **extra,
     }
 
 
@@ -203,19 +213,26 @@ def _load_into(model: VisionTransformer, state: dict[str, torch.Tensor], path: P
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatch
-        detail = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line),
-                      str(error).splitlines()[0])
+        detail = next(
+            (line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error).splitlines()[0]
+        )
         raise ValueError(f"{path} does not fit the inferred ViT: {detail}") from None
     missing = [k for k in result.missing_keys if k != "mask_token"]
     if missing or result.unexpected_keys:
+
         def show(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        raise ValueError(f"{path} is not a plain ViT of this layout: missing keys [{show(missing)}], "
-                         f"unexpected keys [{show(result.unexpected_keys)}]")
+
+        raise ValueError(
+            f"{path} is not a plain ViT of this layout: missing keys [{show(missing)}], "
+            f"unexpected keys [{show(result.unexpected_keys)}]"
+        )
 
 
 def load_backbone(
-    path: str | Path, which: str | None = None, num_heads: int | None = None,
+    path: str | Path,
+    which: str | None = None,
+    num_heads: int | None = None,
     expect: dict[str, Any] | None = None,
 ) -> LoadedBackbone:
     """Build the ViT a checkpoint holds and load its weights.
@@ -247,8 +264,10 @@ def load_backbone(
     kwargs = vit_kwargs_from_state_dict(state, num_heads or _known_heads(file, config))
     for key, value in (expect or {}).items():
         if kwargs.get(key) != value:
-            raise ValueError(f"{file} holds a ViT with {key}={kwargs.get(key)!r}, expected "
-                             f"{value!r}; pass a checkpoint of that architecture")
+            raise ValueError(
+                f"{file} holds a ViT with {key}={kwargs.get(key)!r}, expected "
+                f"{value!r}; pass a checkpoint of that architecture"
+            )
     _refuse_nonfinite(state, file)
     model = VisionTransformer(**kwargs)
     _load_into(model, state, file)

@@ -31,8 +31,15 @@ class ConvStemPatchEmbed(PatchEmbed):
         img_size, patch_size, in_chans, embed_dim, **kwargs: as timm's ``PatchEmbed``.
     """
 
-    def __init__(self, img_size: Any = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
-                 stem_channels: int = 32, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        img_size: Any = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        stem_channels: int = 32,
+        **kwargs: Any,
+    ) -> None:
         if stem_channels < 1:
             raise ValueError(f"stem_channels must be >= 1, got {stem_channels}")
         kwargs.setdefault("strict_img_size", False)

@@ -31,6 +31,9 @@ def timm_kwargs(model: VisionTransformer) -> dict[str, object]:
         "mlp_ratio": model.blocks[0].mlp.fc1.out_features / model.embed_dim,
         "qkv_bias": model.blocks[0].attn.qkv.bias is not None,
         "num_classes": 0,
-        **({"embed_layer": partial(ConvStemPatchEmbed, stem_channels=model.stem_channels)}
-           if model.stem_channels else {}),
+        **(
+            {"embed_layer": partial(ConvStemPatchEmbed, stem_channels=model.stem_channels)}
+            if model.stem_channels
+            else {}
+        ),
     }

@@ -23,19 +23,27 @@ from timm.layers import resample_abs_pos_embed
 from attmask.core.files import write_atomic
 
 _RENAMES = (
-    ("patch_embed.proj.", "patch_embed.projection."), (".norm1.", ".ln1."), (".norm2.", ".ln2."),
-    (".attn.qkv.weight", ".attn.attn.in_proj_weight"), (".attn.qkv.bias", ".attn.attn.in_proj_bias"),
-    (".attn.proj.", ".attn.attn.out_proj."), (".mlp.fc1.", ".ffn.layers.0.0."), (".mlp.fc2.", ".ffn.layers.1."),
+    ("patch_embed.proj.", "patch_embed.projection."),
+    (".norm1.", ".ln1."),
+    (".norm2.", ".ln2."),
+    (".attn.qkv.weight", ".attn.attn.in_proj_weight"),
+    (".attn.qkv.bias", ".attn.attn.in_proj_bias"),
+    (".attn.proj.", ".attn.attn.out_proj."),
+    (".mlp.fc1.", ".ffn.layers.0.0."),
+    (".mlp.fc2.", ".ffn.layers.1."),
 )
 
 
-def mmseg_state_dict(state: dict[str, torch.Tensor], grid: tuple[int, int] | None = None,
-                     old_grid: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+def mmseg_state_dict(
+    state: dict[str, torch.Tensor], grid: tuple[int, int] | None = None, old_grid: tuple[int, int] | None = None
+) -> dict[str, torch.Tensor]:
     """This project's (timm-named) ViT state dict in mmseg's key layout, the position table resized
     from ``old_grid`` to ``grid`` if both are given."""
     if any(key.startswith("patch_embed.stem") for key in state):
-        raise ValueError("a backbone with a convolutional stem (model.stem_channels) has no mmsegmentation "
-                         "counterpart; export it with the default format for timm instead")
+        raise ValueError(
+            "a backbone with a convolutional stem (model.stem_channels) has no mmsegmentation "
+            "counterpart; export it with the default format for timm instead"
+        )
     result = {}
     for key, value in state.items():
         if key == "mask_token":
@@ -46,8 +54,9 @@ def mmseg_state_dict(state: dict[str, torch.Tensor], grid: tuple[int, int] | Non
             name = name.replace(old, new)
         result[name] = value.detach().cpu().contiguous()
     if grid is not None and old_grid is not None and tuple(grid) != tuple(old_grid):
-        result["pos_embed"] = resample_abs_pos_embed(result["pos_embed"], new_size=list(grid),
-                                                     old_size=list(old_grid), num_prefix_tokens=1)
+        result["pos_embed"] = resample_abs_pos_embed(
+            result["pos_embed"], new_size=list(grid), old_size=list(old_grid), num_prefix_tokens=1
+        )
     return result
 
 

@@ -26,16 +26,28 @@ def export_hf(model: torch.nn.Module, kwargs: dict[str, Any], out_dir: str | Pat
     """Write ``out_dir/config.json`` and ``out_dir/model.safetensors``; returns ``out_dir``."""
     info = export_info(kwargs)
     if "embed_layer" in info:
-        raise ValueError("a backbone with a convolutional stem cannot be rebuilt by timm from config.json; "
-                         "use the default export (safetensors + JSON naming the stem class)")
+        raise ValueError(
+            "a backbone with a convolutional stem cannot be rebuilt by timm from config.json; "
+            "use the default export (safetensors + JSON naming the stem class)"
+        )
     timm_kwargs = info["timm_kwargs"]
     target = timm.create_model(info["timm_model"], pretrained=False, **timm_kwargs)
     target.load_state_dict(to_timm_state_dict(model.state_dict()), strict=True)
     size = int(timm_kwargs["img_size"])
-    preprocessing = {"tag": "attmask", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                     "interpolation": "bicubic", "input_size": [int(timm_kwargs.get("in_chans", 3)), size, size],
-                     "license": "see the source run"}
+    preprocessing = {
+        "tag": "attmask",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "interpolation": "bicubic",
+        "input_size": [int(timm_kwargs.get("in_chans", 3)), size, size],
+        "license": "see the source run",
+    }
     out_dir = Path(out_dir)
-    save_for_hf(target, str(out_dir), model_config={"pretrained_cfg": preprocessing}, model_args=timm_kwargs,
-                safe_serialization=True)
+    save_for_hf(
+        target,
+        str(out_dir),
+        model_config={"pretrained_cfg": preprocessing},
+        model_args=timm_kwargs,
+        safe_serialization=True,
+    )
     return out_dir

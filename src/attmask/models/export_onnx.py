@@ -56,13 +56,23 @@ def export_onnx(model: nn.Module, out: str | Path, img_size: int) -> OnnxCheck:
     example = torch.randn(2, model.in_chans, img_size, img_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(wrapper, (example,), str(out), input_names=["images"],
-                      output_names=["cls_token", "patch_tokens"], dynamic_shapes={"images": {0: batch}},
-                      dynamo=True, external_data=False, verbose=False)
+    torch.onnx.export(
+        wrapper,
+        (example,),
+        str(out),
+        input_names=["images"],
+        output_names=["cls_token", "patch_tokens"],
+        dynamic_shapes={"images": {0: batch}},
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     check = torch.randn(3, model.in_chans, img_size, img_size)
     cls_onnx, patches_onnx = session.run(None, {"images": check.numpy()})
     with torch.no_grad():
         cls_torch, patches_torch = wrapper(check)
-    diff = max(float(np.abs(cls_onnx - cls_torch.numpy()).max()), float(np.abs(patches_onnx - patches_torch.numpy()).max()))
+    diff = max(
+        float(np.abs(cls_onnx - cls_torch.numpy()).max()), float(np.abs(patches_onnx - patches_torch.numpy()).max())
+    )
     return OnnxCheck(out, img_size, model.in_chans, diff)

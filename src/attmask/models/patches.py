@@ -25,8 +25,10 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int], ch
     rows, cols = grid
     batch = patches.shape[0]
     if patches.shape[1] != rows * cols or patches.shape[2] != patch_size * patch_size * channels:
-        raise ValueError(f"patches of shape {tuple(patches.shape)} do not fit a {rows}x{cols} grid of "
-                         f"{patch_size}px patches with {channels} channels")
+        raise ValueError(
+            f"patches of shape {tuple(patches.shape)} do not fit a {rows}x{cols} grid of "
+            f"{patch_size}px patches with {channels} channels"
+        )
     x = patches.reshape(batch, rows, cols, patch_size, patch_size, channels)
     x = torch.einsum("bhwpqc->bchpwq", x)
     return x.reshape(batch, channels, rows * patch_size, cols * patch_size)

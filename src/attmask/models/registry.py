@@ -16,9 +16,7 @@ VIT_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "vit_base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
 }
 
-_OVERRIDABLE = tuple(
-    name for name in inspect.signature(VisionTransformer.__init__).parameters if name != "self"
-)
+_OVERRIDABLE = tuple(name for name in inspect.signature(VisionTransformer.__init__).parameters if name != "self")
 
 
 def build_vit(name: str, **overrides: Any) -> VisionTransformer:
@@ -33,12 +31,8 @@ def build_vit(name: str, **overrides: Any) -> VisionTransformer:
         ValueError: unknown architecture or argument.
     """
     if name not in VIT_ARCHITECTURES:
-        raise ValueError(
-            f"unknown architecture {name!r}; choose one of {', '.join(VIT_ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(VIT_ARCHITECTURES)}")
     unknown = sorted(set(overrides) - set(_OVERRIDABLE))
     if unknown:
-        raise ValueError(
-            f"unknown ViT option(s) {unknown} for {name}; valid: {', '.join(_OVERRIDABLE)}"
-        )
+        raise ValueError(f"unknown ViT option(s) {unknown} for {name}; valid: {', '.join(_OVERRIDABLE)}")
     return VisionTransformer(**{**VIT_ARCHITECTURES[name], **overrides})

@@ -70,9 +70,7 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"unknown pos_embed_resize {pos_embed_resize!r}; choose timm or original")
         self.pos_embed_resize = pos_embed_resize
         if img_size % patch_size != 0:
-            raise ValueError(
-                f"img_size ({img_size}) must be divisible by patch_size ({patch_size})"
-            )
+            raise ValueError(f"img_size ({img_size}) must be divisible by patch_size ({patch_size})")
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.stem_channels = stem_channels
@@ -88,9 +86,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=rate) for rate in rates
-        )
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=rate) for rate in rates)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights(pos_embed_init)
 
@@ -180,8 +176,7 @@ class VisionTransformer(nn.Module):
         """
         if images.dim() != 4 or images.shape[1] != self.in_chans:
             raise ValueError(
-                f"expected images of shape (batch, {self.in_chans}, height, width), "
-                f"got {tuple(images.shape)}"
+                f"expected images of shape (batch, {self.in_chans}, height, width), got {tuple(images.shape)}"
             )
         grid = self.grid_for(images.shape[-2], images.shape[-1])
         patches = self.patch_embed(images)  # (B, N, D)

@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from attmask.config import Config
+from attmask.core.distributed import resolve_device
 from attmask.data.batched import BatchAugmentation
 from attmask.engine.data import augmentation_seed, batch_augmentation, pretraining_loader
-from attmask.core.distributed import resolve_device
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,13 @@ class DataBenchResult:
         return (self.images - self.batch_size) / max(self.seconds - self.first_batch_seconds, 1e-9)
 
 
-def time_loader(loader: DataLoader, max_batches: int, device: torch.device,
-                augmentation: BatchAugmentation | None = None, seed: int = 0) -> DataBenchResult:
+def time_loader(
+    loader: DataLoader,
+    max_batches: int,
+    device: torch.device,
+    augmentation: BatchAugmentation | None = None,
+    seed: int = 0,
+) -> DataBenchResult:
     """Time ``max_batches`` batches of ``loader``, continuing into later epochs when needed.
 
     Args:
@@ -102,8 +107,16 @@ def time_loader(loader: DataLoader, max_batches: int, device: torch.device,
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return DataBenchResult(images, batches, loader.batch_size or 0, loader.num_workers, crops_per_image,
-                           seconds, first_batch_seconds, "workers" if augmentation is None else "device")
+    return DataBenchResult(
+        images,
+        batches,
+        loader.batch_size or 0,
+        loader.num_workers,
+        crops_per_image,
+        seconds,
+        first_batch_seconds,
+        "workers" if augmentation is None else "device",
+    )
 
 
 def measure_pretraining_loader(config: Config, max_batches: int = 50) -> DataBenchResult:
@@ -119,8 +132,10 @@ def measure_pretraining_loader(config: Config, max_batches: int = 50) -> DataBen
     try:
         loader = pretraining_loader(config, device)
         if len(loader) < 1:
-            raise ValueError(f"the data set has {len(loader.dataset)} images, fewer than one batch of "  # type: ignore[arg-type]
-                             f"{config.data.batch_size}; lower data.batch_size")
+            raise ValueError(
+                f"the data set has {len(loader.dataset)} images, fewer than one batch of "  # type: ignore[arg-type]
+                f"{config.data.batch_size}; lower data.batch_size"
+            )
         augmentation = batch_augmentation(config.data, config.train.method)
         return time_loader(loader, max_batches, device, augmentation, config.train.seed)
     finally:
@@ -131,6 +146,8 @@ def describe(result: DataBenchResult) -> str:
     """One line: rates, batches, workers."""
     steady = result.steady_images_per_second
     after_first = f" ({steady:.1f} after the first batch)" if steady is not None else ""
-    return (f"data bench: {result.images_per_second:.1f} images/s{after_first}, {result.batches} batches "
-            f"x {result.batch_size} = {result.images} images, {result.num_workers} workers, "
-            f"{result.crops_per_image} crops per image augmented on {result.augment_on}, {result.seconds:.2f} s")
+    return (
+        f"data bench: {result.images_per_second:.1f} images/s{after_first}, {result.batches} batches "
+        f"x {result.batch_size} = {result.images} images, {result.num_workers} workers, "
+        f"{result.crops_per_image} crops per image augmented on {result.augment_on}, {result.seconds:.2f} s"
+    )

@@ -12,8 +12,14 @@ from attmask.engine.restore import load_method
 from attmask.viz.reconstruction import reconstruction_figure
 
 
-def run_reconstruction(checkpoint: str | Path, images: Sequence[tuple[str, Image.Image]], path: str | Path,
-                       title: str = "{method} of {name}", seed: int = 0, required: bool = False) -> Path | None:
+def run_reconstruction(
+    checkpoint: str | Path,
+    images: Sequence[tuple[str, Image.Image]],
+    path: str | Path,
+    title: str = "{method} of {name}",
+    seed: int = 0,
+    required: bool = False,
+) -> Path | None:
     """The reconstruction figure of a pixel method's checkpoint or run folder (masks seeded by
     ``seed``) at ``path``.
 

@@ -22,24 +22,30 @@ from attmask.viz.figures import draw_figures, sample_images
 
 PANELS = {
     "losses.png": [("loss", ["loss"])],  # plus every other loss_* key of the run
-    "schedules.png": [("learning rate", ["lr"]), ("weight decay", ["weight_decay"]),
-                      ("teacher momentum", ["momentum"]), ("teacher temperature", ["teacher_temp"])],
-    "monitors.png": [("teacher entropy (nats): per image, of the batch mean",
-                      ["teacher_entropy", "teacher_batch_entropy"]),
-                     ("KL(teacher || centre)", ["teacher_kl_centre"]),
-                     ("feature std across the batch", ["feature_std"]), ("mask fraction", ["mask_fraction"])],
+    "schedules.png": [
+        ("learning rate", ["lr"]),
+        ("weight decay", ["weight_decay"]),
+        ("teacher momentum", ["momentum"]),
+        ("teacher temperature", ["teacher_temp"]),
+    ],
+    "monitors.png": [
+        ("teacher entropy (nats): per image, of the batch mean", ["teacher_entropy", "teacher_batch_entropy"]),
+        ("KL(teacher || centre)", ["teacher_kl_centre"]),
+        ("feature std across the batch", ["feature_std"]),
+        ("mask fraction", ["mask_fraction"]),
+    ],
 }
 #: A sentence under each figure saying what it shows.
 CAPTIONS = {
     "losses": "Training losses at every logged step (iBOT: total, [CLS] term L_[CLS] and masked-patch term L_MIM).",
     "schedules": "Per-step schedules: the learning rate actually used (lr x global batch / 256), weight decay, "
-                 "EMA momentum of the teacher and the teacher temperature.",
+    "EMA momentum of the teacher and the teacher temperature.",
     "monitors": "Collapse monitors: a teacher entropy near log K (uniform targets) or a batch entropy near 0 "
-                "(one prototype for every image) means collapse; the mask fraction is the share of hidden patches.",
+    "(one prototype for every image) means collapse; the mask fraction is the share of hidden patches.",
     "knn": "Weighted k-NN top-1 of the teacher's features on the monitor's bank and queries, against training "
-           "images seen; grey lines: the same architecture at random initialisation (dashed) and the raw pixels (dotted).",
+    "images seen; grey lines: the same architecture at random initialisation (dashed) and the raw pixels (dotted).",
     "figures": "The evaluated backbone's last-block [CLS] attention on fixed images, and the masks each "
-               "strategy draws from it.",
+    "strategy draws from it.",
 }
 
 
@@ -62,8 +68,9 @@ def _figures(run_dir: Path, out: Path, num_images: int) -> tuple[str, list[Path]
     loaded = load_backbone(run_dir)
     name = "teacher" if loaded.which == "teacher" else "encoder"
     images = sample_images(data.get("source", "fashion-mnist"), num_images, data.get("data_dir"))
-    paths = draw_figures(loaded.model, images, int(loaded.kwargs["img_size"]), out / "figures",
-                         f"{name} of {run_dir.name}")
+    paths = draw_figures(
+        loaded.model, images, int(loaded.kwargs["img_size"]), out / "figures", f"{name} of {run_dir.name}"
+    )
     reconstruction = run_reconstruction(run_dir, images, out / "figures" / "reconstruction.png")
     return name, paths + ([reconstruction] if reconstruction else [])
 
@@ -76,7 +83,9 @@ def _summary(records: list[dict]) -> str:
     timed = [r for r in records if isinstance(r.get("train_seconds"), (int, float)) and r.get("images_seen")]
     if timed:
         seconds, images = timed[-1]["train_seconds"], timed[-1]["images_seen"]
-        parts.append(f"{seconds / 60:.1f} min of training, {images:,} images seen ({images / max(seconds, 1e-9):.0f}/s)")
+        parts.append(
+            f"{seconds / 60:.1f} min of training, {images:,} images seen ({images / max(seconds, 1e-9):.0f}/s)"
+        )
     knn = [r for r in records if "knn_top1" in r]
     if knn:
         parts.append(f"last weighted k-NN top-1 {knn[-1]['knn_top1']:.2f}%")
@@ -109,15 +118,20 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
         sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}<p>{html.escape(CAPTIONS['knn'])}</p>")
     if figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file():
         which, drawn = _figures(run_dir, out, num_images)
-        sections.append(f"<h2>attention and masks ({which})</h2><p>{html.escape(CAPTIONS['figures'])}</p>"
-                        + "".join(_embed(p) for p in drawn))
+        sections.append(
+            f"<h2>attention and masks ({which})</h2><p>{html.escape(CAPTIONS['figures'])}</p>"
+            + "".join(_embed(p) for p in drawn)
+        )
     if (run_dir / "config.yaml").is_file():
         sections.append(f"<h2>config</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
     last = next((r for r in reversed(records) if "loss" in r), {})
     sections.append(f"<h2>last step</h2><pre>{html.escape(json.dumps(last, indent=1))}</pre>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>attmask run report</title>"
-            "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}img{max-width:100%}"
-            "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"
-            + "\n".join(sections) + "</body></html>\n")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>attmask run report</title>"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}img{max-width:100%}"
+        "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )
     (out / "index.html").write_text(page)
     return out / "index.html"

@@ -23,8 +23,9 @@ def series(records: Sequence[dict[str, Any]], key: str, x: str = "step") -> tupl
     return [p[0] for p in ordered], [p[1] for p in ordered]
 
 
-def plot_panels(records: Sequence[dict[str, Any]], panels: Sequence[tuple[str, Sequence[str]]],
-                path: str | Path, x: str = "step") -> Path | None:
+def plot_panels(
+    records: Sequence[dict[str, Any]], panels: Sequence[tuple[str, Sequence[str]]], path: str | Path, x: str = "step"
+) -> Path | None:
     """One subplot per ``(title, keys)`` panel, one line per key; panels without data are skipped.
 
     Returns:

@@ -62,8 +62,13 @@ class FigureMonitor:
             self._images = sample_images(data.source, self.config.train.figure_images, data.data_dir)
         return self._images
 
-    def draw(self, backbone: torch.nn.Module, epoch: int, writer: object | None = None,
-             method: PretrainingMethod | None = None) -> list[Path]:
+    def draw(
+        self,
+        backbone: torch.nn.Module,
+        epoch: int,
+        writer: object | None = None,
+        method: PretrainingMethod | None = None,
+    ) -> list[Path]:
         """Write the figures of ``epoch``; also to TensorBoard when ``writer`` is given.
 
         ``method``: the pretraining method; when it ``reconstructs``, its reconstruction figure too.
@@ -83,7 +88,8 @@ class FigureMonitor:
                 writer.add_image(f"figures/{path.stem}", array, epoch + 1, dataformats="HWC")
         return paths
 
-    def _draw_reconstruction(self, method: PretrainingMethod, images: list[tuple[str, Image.Image]],
-                             path: Path, epoch: int) -> Path:
+    def _draw_reconstruction(
+        self, method: PretrainingMethod, images: list[tuple[str, Image.Image]], path: Path, epoch: int
+    ) -> Path:
         title = f"{self.config.train.method} after epoch {epoch + 1}"
         return reconstruction_figure(method, images, self.crops, path, title, self.config.train.seed)

@@ -40,9 +40,18 @@ def sample_images(source: str, count: int, data_dir: str | None = None) -> list[
 
 @torch.no_grad()
 def draw_figures(
-    model: torch.nn.Module, images: Sequence[tuple[str, Image.Image]], size: int, out_dir: str | Path,
-    label: str, kinds: Sequence[str] = FIGURE_KINDS, ratios: Sequence[float] = (0.1, 0.3, 0.5),
-    block: int = -1, seed: int = 0, show_ratio: float = 0.03, show_max: float = 0.1, mass: float = 0.6,
+    model: torch.nn.Module,
+    images: Sequence[tuple[str, Image.Image]],
+    size: int,
+    out_dir: str | Path,
+    label: str,
+    kinds: Sequence[str] = FIGURE_KINDS,
+    ratios: Sequence[float] = (0.1, 0.3, 0.5),
+    block: int = -1,
+    seed: int = 0,
+    show_ratio: float = 0.03,
+    show_max: float = 0.1,
+    mass: float = 0.6,
 ) -> list[Path]:
     """Write ``<name>_attention.png`` and/or ``<name>_masks.png`` for every image.
 
@@ -76,14 +85,32 @@ def draw_figures(
             where = "last block" if block == -1 else f"block {block}"
             title = f"{name}: {label}, {where}"
             if "attention" in kinds:
-                written.append(render_attention(picture, attention, model.patch_size, title,
-                                                Path(out_dir) / f"{name}_attention.png", mass))
+                written.append(
+                    render_attention(
+                        picture, attention, model.patch_size, title, Path(out_dir) / f"{name}_attention.png", mass
+                    )
+                )
             if "masks" in kinds:
                 scores = scores_from_cls_attention(attention[None])[0]
-                masks = strategy_masks(scores, model.grid_for(size, size), list(ratios),
-                                       torch.Generator().manual_seed(seed), show_ratio, show_max)
-                written.append(render_mask_grid(picture, scores, masks, list(ratios), model.patch_size,
-                                                title, Path(out_dir) / f"{name}_masks.png"))
+                masks = strategy_masks(
+                    scores,
+                    model.grid_for(size, size),
+                    list(ratios),
+                    torch.Generator().manual_seed(seed),
+                    show_ratio,
+                    show_max,
+                )
+                written.append(
+                    render_mask_grid(
+                        picture,
+                        scores,
+                        masks,
+                        list(ratios),
+                        model.patch_size,
+                        title,
+                        Path(out_dir) / f"{name}_masks.png",
+                    )
+                )
     finally:
         for module, training in modes:
             module.training = training

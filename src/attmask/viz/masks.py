@@ -39,9 +39,7 @@ def attention_heatmap(scores: torch.Tensor, grid: tuple[int, int], patch_size: i
     return upsample_patches(values, grid, patch_size).astype(np.float32)
 
 
-def overlay_mask(
-    image: np.ndarray, mask: torch.Tensor, grid: tuple[int, int], patch_size: int
-) -> np.ndarray:
+def overlay_mask(image: np.ndarray, mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> np.ndarray:
     """Grey out hidden patches of an ``(H, W, 3)`` image in ``[0, 1]``.
 
     Pixels of hidden patches become exactly ``HIDDEN_GREY``; the others are unchanged.

@@ -24,8 +24,12 @@ COLUMNS = ("original", "masked input", "reconstruction")
 
 @torch.no_grad()
 def reconstruct_images(
-    method: torch.nn.Module, images: Sequence[tuple[str, Image.Image]], size: int,
-    mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0,
+    method: torch.nn.Module,
+    images: Sequence[tuple[str, Image.Image]],
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    seed: int = 0,
 ) -> Reconstruction:
     """Centre crops of ``images`` masked and reconstructed by ``method`` (eval mode), on CPU.
 
@@ -55,8 +59,9 @@ def reconstruct_images(
     return Reconstruction(result.images.cpu(), result.masks.cpu(), result.reconstruction.cpu(), result.patch_size)
 
 
-def reconstruction_panels(reconstruction: Reconstruction, mean: tuple[float, ...],
-                          std: tuple[float, ...]) -> np.ndarray:
+def reconstruction_panels(
+    reconstruction: Reconstruction, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
     """The figure's panels: per image, the original, the masked input and the reconstruction.
 
     Images are de-normalised with ``mean`` / ``std`` and clipped to ``[0, 1]``; in the masked
@@ -80,8 +85,14 @@ def reconstruction_panels(reconstruction: Reconstruction, mean: tuple[float, ...
     return np.asarray(rows, dtype=np.float32)
 
 
-def draw_reconstructions(reconstruction: Reconstruction, mean: tuple[float, ...], std: tuple[float, ...],
-                         path: str | Path, title: str, names: Sequence[str] | None = None) -> Path:
+def draw_reconstructions(
+    reconstruction: Reconstruction,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    path: str | Path,
+    title: str,
+    names: Sequence[str] | None = None,
+) -> Path:
     """Write one row per image (original, masked input, reconstruction) to the PNG ``path``.
 
     Args:
@@ -100,8 +111,14 @@ def draw_reconstructions(reconstruction: Reconstruction, mean: tuple[float, ...]
     return render_image_rows(reconstruction_panels(reconstruction, mean, std), list(COLUMNS), labels, title, path)
 
 
-def reconstruction_figure(method: torch.nn.Module, images: Sequence[tuple[str, Image.Image]], crops: MultiCropConfig,
-                          path: str | Path, title: str, seed: int = 0) -> Path:
+def reconstruction_figure(
+    method: torch.nn.Module,
+    images: Sequence[tuple[str, Image.Image]],
+    crops: MultiCropConfig,
+    path: str | Path,
+    title: str,
+    seed: int = 0,
+) -> Path:
     """Reconstruct ``images`` (``(name, RGB image)`` pairs) with a pixel ``method`` at the crop
     size and normalisation of ``crops``, masks seeded by ``seed``, and write the figure to ``path``."""
     result = reconstruct_images(method, images, crops.global_size, crops.mean, crops.std, seed)

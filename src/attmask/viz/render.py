@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from attmask.viz.attention import HEAD_COLOURS, head_colour_map, threshold_by_mass  # noqa: E402
 from attmask.viz.masks import attention_heatmap, overlay_mask, upsample_patches  # noqa: E402
 
+
 def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     """Lay out, write ``path`` (parents created) and close ``figure``."""
     figure.tight_layout()
@@ -125,20 +126,35 @@ def render_attention(
     top = torch.topk(mean, max(1, int(len(mean) * TOP_SHARE))).indices.tolist()  # what AttMask-High hides at r=0.3
     for index in top:
         row, col = divmod(index, grid[1])
-        axes[1].add_patch(Rectangle((col * patch_size - 0.5, row * patch_size - 0.5), patch_size, patch_size,
-                                    fill=False, edgecolor="white", linewidth=1.2))
+        axes[1].add_patch(
+            Rectangle(
+                (col * patch_size - 0.5, row * patch_size - 0.5),
+                patch_size,
+                patch_size,
+                fill=False,
+                edgecolor="white",
+                linewidth=1.2,
+            )
+        )
     axes[1].set_title(f"mean [CLS] attention\n(white: top {TOP_SHARE:.0%} of patches)", fontsize=8)
     axes[2].imshow(image * 0.5 + 0.25)
     axes[2].imshow(head_colour_map(threshold_by_mass(attention, mass), grid, patch_size))
     axes[2].set_title(f"patches holding {mass:.0%} of\neach head's attention", fontsize=8)
-    axes[2].legend(handles=[Patch(color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}") for h in range(heads)],
-                   fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(heads, 3), frameon=False)
+    axes[2].legend(
+        handles=[Patch(color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}") for h in range(heads)],
+        fontsize=6,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        ncol=min(heads, 3),
+        frameon=False,
+    )
     scale = float(attention.max())
     for head in range(heads):
         axes[3 + head].imshow(upsample_patches(attention[head], grid, patch_size), cmap="viridis", vmin=0, vmax=scale)
         axes[3 + head].set_title(f"head {head}", fontsize=9)
-    figure.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, scale), "viridis"), ax=axes[3 + heads - 1],
-                    fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    figure.colorbar(
+        plt.cm.ScalarMappable(plt.Normalize(0, scale), "viridis"), ax=axes[3 + heads - 1], fraction=0.046, pad=0.03
+    ).ax.tick_params(labelsize=6)
     for axis in axes:
         axis.set_xticks([])
         axis.set_yticks([])

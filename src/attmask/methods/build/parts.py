@@ -19,9 +19,13 @@ def original_numerics(config: Config) -> bool:
 def build_backbone(config: Config, img_size: int, drop_path_rate: float) -> VisionTransformer:
     """The ViT of ``config.model`` for ``img_size``-pixel inputs."""
     model = config.model
-    overrides = {"img_size": img_size, "patch_size": model.patch_size,
-                 "stem_channels": model.stem_channels, "pos_embed_init": model.pos_embed_init,
-                 "pos_embed_resize": "original" if original_numerics(config) else "timm"}
+    overrides = {
+        "img_size": img_size,
+        "patch_size": model.patch_size,
+        "stem_channels": model.stem_channels,
+        "pos_embed_init": model.pos_embed_init,
+        "pos_embed_resize": "original" if original_numerics(config) else "timm",
+    }
     for name in ("depth", "embed_dim", "num_heads"):
         if getattr(model, name) is not None:
             overrides[name] = getattr(model, name)

@@ -24,8 +24,7 @@ def build_mae(config: Config, img_size: int, num_local_crops: int, seed: int) ->
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
     student = MaskedAutoencoder(backbone, _mae_decoder(config, backbone.embed_dim))
     weight = 1.0 if config.recon.weight is None else config.recon.weight
-    return MAE(student, attention_teacher(config, img_size, masking), masking, seed,
-               config.recon.norm_pix_loss, weight)
+    return MAE(student, attention_teacher(config, img_size, masking), masking, seed, config.recon.norm_pix_loss, weight)
 
 
 def mask_factor(config: Config, img_size: int) -> int:
@@ -38,11 +37,15 @@ def mask_factor(config: Config, img_size: int) -> int:
     patch, size = config.model.patch_size, config.recon.mask_patch_size
     size = patch if size is None else size
     if size < patch or size % patch:
-        raise ConfigError(f"recon.mask_patch_size ({size}) must be a multiple of model.patch_size ({patch}), "
-                          f"e.g. {2 * patch}; or leave it empty for the patch size")
+        raise ConfigError(
+            f"recon.mask_patch_size ({size}) must be a multiple of model.patch_size ({patch}), "
+            f"e.g. {2 * patch}; or leave it empty for the patch size"
+        )
     if img_size % size:
-        raise ConfigError(f"recon.mask_patch_size ({size}) must divide the crop size ({img_size}); "
-                          f"pick a multiple of {patch} that does")
+        raise ConfigError(
+            f"recon.mask_patch_size ({size}) must divide the crop size ({img_size}); "
+            f"pick a multiple of {patch} that does"
+        )
     return size // patch
 
 
@@ -50,8 +53,10 @@ def build_simmim(config: Config, img_size: int, num_local_crops: int, seed: int)
     """SimMIM with any ``config.masking`` strategy on cells of ``recon.mask_patch_size`` pixels."""
     factor = mask_factor(config, img_size)
     if config.masking.strategy == "none":
-        raise ConfigError("simmim with masking.strategy=none hides nothing, so it has no loss; use random "
-                          "(SimMIM's choice), block or an attmask strategy")
+        raise ConfigError(
+            "simmim with masking.strategy=none hides nothing, so it has no loss; use random "
+            "(SimMIM's choice), block or an attmask strategy"
+        )
     masking = masking_strategy(config)
     backbone = build_backbone(config, img_size, config.model.drop_path_rate)
     head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
@@ -64,8 +69,10 @@ def _lut_masking(config: Config, method: str, num_cells: int) -> None:
     """LUT's masking checks: ``random``, one ratio, probability 1, two disjoint visible sets fit."""
     masking_config = config.masking
     if masking_config.strategy != "random":
-        raise ConfigError(f"{method} cuts two disjoint visible sets from one random shuffle: set "
-                          f"masking.strategy=random, not {masking_config.strategy!r}")
+        raise ConfigError(
+            f"{method} cuts two disjoint visible sets from one random shuffle: set "
+            f"masking.strategy=random, not {masking_config.strategy!r}"
+        )
     check_fixed_count(masking_config, method)
     paired_visible_count(num_cells, masking_config.ratio[0])
 
@@ -93,8 +100,9 @@ def build_lut(config: Config, img_size: int, num_local_crops: int, seed: int) ->
     projector, predictor, teacher = _lut_parts(config, img_size, backbone.embed_dim)
     student = LUTStudent(backbone, _mae_decoder(config, backbone.embed_dim), projector, predictor)
     pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
-    return LUT(student, teacher, masking_strategy(config), seed, config.recon.norm_pix_loss,
-               pixel_weight, config.lut.weight)
+    return LUT(
+        student, teacher, masking_strategy(config), seed, config.recon.norm_pix_loss, pixel_weight, config.lut.weight
+    )
 
 
 def build_lut_simmim(config: Config, img_size: int, num_local_crops: int, seed: int) -> LUTSimMIM:
@@ -112,5 +120,4 @@ def build_lut_simmim(config: Config, img_size: int, num_local_crops: int, seed: 
     head = SimMIMHead(backbone.embed_dim, config.model.patch_size, backbone.in_chans)
     student = LUTSimMIMStudent(backbone, head, projector, predictor)
     pixel_weight = 1.0 if config.recon.weight is None else config.recon.weight
-    return LUTSimMIM(student, teacher, masking_strategy(config), seed, factor, pixel_weight,
-                     config.lut.weight)
+    return LUTSimMIM(student, teacher, masking_strategy(config), seed, factor, pixel_weight, config.lut.weight)

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from attmask.config import Config, ConfigError
 from attmask.heads import DINOHead, MSTDecoder
 from attmask.losses import DINOLoss, IBOTLoss
 from attmask.methods.base import PretrainingMethod
+from attmask.methods.build.parts import build_backbone, masking_strategy
+from attmask.methods.build.pixel import build_lut, build_lut_simmim, build_mae, build_simmim
 from attmask.methods.distillation import DINO, IBOT, SelfDistillation
 from attmask.methods.encoder import Encoder
 from attmask.methods.mst import DEFAULT_RESTORE_WEIGHT, MST
-from attmask.methods.build.pixel import build_lut, build_lut_simmim, build_mae, build_simmim
-from attmask.methods.build.parts import build_backbone, masking_strategy
 
 
 def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: bool) -> Encoder:
     backbone = build_backbone(config, img_size, drop_path_rate)
     head_config = config.head
     head = DINOHead(
-        backbone.embed_dim, head_config.out_dim, head_config.hidden_dim,
-        head_config.bottleneck_dim, norm_last_layer=head_config.norm_last_layer,
+        backbone.embed_dim,
+        head_config.out_dim,
+        head_config.hidden_dim,
+        head_config.bottleneck_dim,
+        norm_last_layer=head_config.norm_last_layer,
     )
     separate = None
     if patch_head and not head_config.shared_head:
         separate = DINOHead(
-            backbone.embed_dim, head_config.patch_out_dim, head_config.hidden_dim,
-            head_config.bottleneck_dim, norm_last_layer=head_config.norm_last_layer,
+            backbone.embed_dim,
+            head_config.patch_out_dim,
+            head_config.hidden_dim,
+            head_config.bottleneck_dim,
+            norm_last_layer=head_config.norm_last_layer,
         )
     return Encoder(backbone, head, separate)
 
@@ -46,13 +52,21 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
             "with head.shared_head=true; set both or head.shared_head=false"
         )
     loss = IBOTLoss(
-        head.out_dim, head.patch_out_dim if not head.shared_head else head.out_dim, num_local_crops,
-        loss_config.warmup_teacher_temp, loss_config.teacher_temp,
-        loss_config.warmup_teacher_patch_temp, loss_config.teacher_patch_temp,
-        loss_config.warmup_teacher_temp_epochs, config.optim.epochs,
-        student_temp=loss_config.student_temp, center_momentum=loss_config.center_momentum,
-        patch_center_momentum=loss_config.center_momentum, lambda_cls=loss_config.lambda_cls,
-        lambda_patch=loss_config.lambda_patch, mim_start_epoch=loss_config.mim_start_epoch,
+        head.out_dim,
+        head.patch_out_dim if not head.shared_head else head.out_dim,
+        num_local_crops,
+        loss_config.warmup_teacher_temp,
+        loss_config.teacher_temp,
+        loss_config.warmup_teacher_patch_temp,
+        loss_config.teacher_patch_temp,
+        loss_config.warmup_teacher_temp_epochs,
+        config.optim.epochs,
+        student_temp=loss_config.student_temp,
+        center_momentum=loss_config.center_momentum,
+        patch_center_momentum=loss_config.center_momentum,
+        lambda_cls=loss_config.lambda_cls,
+        lambda_patch=loss_config.lambda_patch,
+        mim_start_epoch=loss_config.mim_start_epoch,
     )
     student, teacher = _pair(config, img_size, patch_head=True)
     return IBOT(student, teacher, masking_strategy(config), loss, seed, loss_config.mim_start_epoch)
@@ -61,9 +75,14 @@ def _build_ibot(config: Config, img_size: int, num_local_crops: int, seed: int) 
 def _dino_loss(config: Config, num_local_crops: int) -> DINOLoss:
     loss_config = config.loss
     return DINOLoss(
-        config.head.out_dim, 2 + num_local_crops, loss_config.warmup_teacher_temp,
-        loss_config.teacher_temp, loss_config.warmup_teacher_temp_epochs, config.optim.epochs,
-        student_temp=loss_config.student_temp, center_momentum=loss_config.center_momentum,
+        config.head.out_dim,
+        2 + num_local_crops,
+        loss_config.warmup_teacher_temp,
+        loss_config.teacher_temp,
+        loss_config.warmup_teacher_temp_epochs,
+        config.optim.epochs,
+        student_temp=loss_config.student_temp,
+        center_momentum=loss_config.center_momentum,
     )
 
 
