@@ -175,13 +175,13 @@ def _outputs(method: torch.nn.Module, crops: list[torch.Tensor], masks: torch.Te
     """Teacher [CLS] outputs and attention, own masks, student outputs of the step's input weights."""
     global_views = torch.cat(crops[:2])
     target = method.teacher(global_views, return_cls_attention=True)
-    pred = method.student(global_views, masks, crops[2:], with_patches=False)
+    pred = method.student(global_views, masks, crops[2:])
     trajectory.add(
         teacher_cls=target.cls,
         student_cls=pred.cls,
         student_local_cls=pred.local_cls,
         cls_attention=scores_from_cls_attention(target.cls_attention),
-        own_masks=method.make_masks(global_views, target),
+        own_masks=method.draw_masks(global_views, target.cls_attention),
     )
 
 

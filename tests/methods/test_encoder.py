@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attmask.heads import DINOHead
+from attmask.heads import DINOHead, MSTDecoder
 from attmask.losses import masked_token_index
 from attmask.methods import Encoder
 from attmask.models import build_vit
@@ -42,3 +42,19 @@ def test_selected_patches_need_token_wise_heads() -> None:
     masks = torch.ones(2, 16, dtype=torch.bool)
     with pytest.raises(ValueError, match="without BatchNorm"):
         encoder(torch.randn(2, 3, 16, 16), masks, patch_index=masked_token_index(masks))
+
+
+def test_what_a_forward_fills_is_fixed_by_construction() -> None:
+    torch.manual_seed(0)
+    views = torch.randn(2, 3, 16, 16)
+    backbone = build_vit("vit_tiny", img_size=16, patch_size=4, depth=1)
+    head = DINOHead(192, 32, hidden_dim=24, bottleneck_dim=8)
+    ibot = Encoder(backbone, head).eval()(views)
+    assert ibot.patch.shape == (2, 16, 32) and ibot.reconstruction is None and ibot.cls_attention is None
+    dino = Encoder(backbone, head, patch_outputs=False).eval()
+    out = dino(views, return_cls_attention=True)
+    assert out.patch is None and out.selected_patch is None and out.cls_attention.shape == (2, 3, 16)
+    with pytest.raises(ValueError, match="patch_outputs"):
+        dino(views, patch_index=torch.tensor([0, 1]))
+    mst = Encoder(backbone, head, decoder=MSTDecoder(192, 4), patch_outputs=False).eval()
+    assert mst(views, torch.zeros(2, 16, dtype=torch.bool)).reconstruction.shape == (2, 3, 16, 16)

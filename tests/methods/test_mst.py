@@ -25,7 +25,7 @@ OUT_DIM = 32
 def _encoder(decoder: bool) -> Encoder:
     backbone = build_vit("vit_tiny", img_size=16, patch_size=4, depth=1)
     head = DINOHead(192, OUT_DIM, hidden_dim=24, bottleneck_dim=8)
-    return Encoder(backbone, head, decoder=MSTDecoder(192, 4) if decoder else None)
+    return Encoder(backbone, head, decoder=MSTDecoder(192, 4) if decoder else None, patch_outputs=False)
 
 
 def _method(strategy: str = "attmask_low", ratio: float = 0.5) -> MST:
@@ -82,7 +82,7 @@ def test_masks_hide_the_least_attended_tokens() -> None:
     g = torch.Generator().manual_seed(5)
     attention = torch.rand(8, 3, 16, generator=g)  # (G*B, heads, N)
     target = EncoderOutput(cls=torch.zeros(8, OUT_DIM), cls_attention=attention)
-    masks = method.make_masks(torch.zeros(8, 3, 16, 16), target)
+    masks = method.draw_masks(torch.zeros(8, 3, 16, 16), target.cls_attention)
     lowest = attention.mean(dim=1).argsort(dim=1)[:, :4]  # 4 = 25% of 16, least attended first
     expected = torch.zeros(8, 16, dtype=torch.bool).scatter_(1, lowest, True)
     assert torch.equal(masks, expected)

@@ -114,7 +114,7 @@ def test_attention_strategies_rank_cells_by_pooled_teacher_attention(monkeypatch
     scores = torch.zeros(2, 16)
     scores[:, 0] = 0.3  # top token in cell 0, but cell 3 (tokens 10, 11, 14, 15) sums to 0.8
     scores[:, [10, 11, 14, 15]] = 0.2
-    monkeypatch.setattr(method, "attention_scores", lambda views: scores)
+    monkeypatch.setattr(method, "attention_scores", lambda views, cls_attention=None: scores)
     masks = method.draw_masks(torch.randn(2, 3, 16, 16))
     assert masks.nonzero()[:, 1].tolist() == [10, 11, 14, 15] * 2
 

@@ -151,26 +151,31 @@ class PretrainingMethod(nn.Module):
         """Every ViT the step runs (what ``train.compile`` compiles)."""
         return [self.student.backbone] + ([self.teacher.backbone] if self.teacher is not None else [])
 
-    def attention_scores(self, views: torch.Tensor) -> torch.Tensor | None:
-        """Head-mean last-block [CLS] attention ``(B, N)`` of the teacher on full ``views``, or None
-        when the masking strategy does not rank tokens (for methods whose teacher gives no
-        attention in its own forward)."""
+    def attention_scores(self, views: torch.Tensor, cls_attention: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Head-mean last-block [CLS] attention scores ``(B, N)`` of the teacher on full ``views``, or
+        None when the masking strategy does not rank tokens.
+
+        ``cls_attention`` ``(B, heads, N)``: the teacher's attention from its own forward (iBOT,
+        DINO, MST get it for free); without it the teacher runs once more on ``views`` (methods
+        whose teacher gives no attention in its own forward)."""
         if not self.masking.requires_attention:
             return None
-        if self.teacher is None:
-            raise ValueError(f"masking strategy {self.masking.config.strategy!r} needs an EMA teacher")
-        with torch.no_grad():
-            attention = self.teacher.backbone(views, return_cls_attention=True).cls_attention
-        return scores_from_cls_attention(attention)
+        if cls_attention is None:
+            if self.teacher is None:
+                raise ValueError(f"masking strategy {self.masking.config.strategy!r} needs an EMA teacher")
+            with torch.no_grad():
+                cls_attention = self.teacher.backbone(views, return_cls_attention=True).cls_attention
+        return scores_from_cls_attention(cls_attention)
 
-    def draw_masks(self, views: torch.Tensor) -> torch.Tensor:
+    def draw_masks(self, views: torch.Tensor, cls_attention: torch.Tensor | None = None) -> torch.Tensor:
         """Masks ``(B, N)`` of ``views`` ``(B, C, H, W)`` from the strategy (scored by the teacher's
-        attention when the strategy needs it), on the views' device."""
+        attention ``cls_attention`` ``(B, heads, N)`` when the strategy needs it: see
+        :meth:`attention_scores`) or the :meth:`fixed_masks` given, on the views' device."""
         grid = self.student.backbone.grid_for(*views.shape[-2:])
         given = self.given_masks(views.shape[0], grid[0] * grid[1], views.device)
         if given is not None:
             return given
-        masks = self.masking(views.shape[0], grid, self.attention_scores(views), self.generator)
+        masks = self.masking(views.shape[0], grid, self.attention_scores(views, cls_attention), self.generator)
         return masks.to(views.device)
 
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from attmask.losses import masked_token_index
-from attmask.masking import MaskingStrategy, scores_from_cls_attention
+from attmask.masking import MaskingStrategy
 from attmask.methods.base import PretrainingMethod, StepOutput
 from attmask.methods.encoder import Encoder, EncoderOutput
 from attmask.methods.monitors import collapse_monitors
@@ -31,19 +31,6 @@ class SelfDistillation(PretrainingMethod):
 
     def __init__(self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, seed: int = 0) -> None:
         super().__init__(student, teacher, masking, seed)
-
-    def make_masks(self, global_views: torch.Tensor, target: EncoderOutput) -> torch.Tensor:
-        """Masks ``(G*B, N)`` for the global views, from the teacher's attention if needed (or the
-        :meth:`fixed_masks` given)."""
-        grid = self.student.backbone.grid_for(*global_views.shape[-2:])
-        given = self.given_masks(global_views.shape[0], grid[0] * grid[1], global_views.device)
-        if given is not None:
-            return given
-        scores = None
-        if self.masking.requires_attention:
-            scores = scores_from_cls_attention(target.cls_attention)
-        masks = self.masking(global_views.shape[0], grid, scores, self.generator)
-        return masks.to(global_views.device)
 
     def _split(self, crops: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if len(crops) < NUM_GLOBAL_CROPS:
@@ -81,7 +68,7 @@ class IBOT(SelfDistillation):
         global_views, local_views = self._split(crops)
         with torch.no_grad():
             target = self.teacher(global_views, return_cls_attention=self.masking.requires_attention)
-        masks = self.make_masks(global_views, target)
+        masks = self.draw_masks(global_views, target.cls_attention)
         if epoch < self.mim_start_epoch:
             masks = torch.zeros_like(masks)
         index = self.student_patch_index(masks)  # (M,)
@@ -130,19 +117,15 @@ class DINO(SelfDistillation):
         return StepOutput(loss, logs)
 
     def _distill(
-        self, crops: list[torch.Tensor], epoch: int, reconstruct: bool = False
+        self, crops: list[torch.Tensor], epoch: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], EncoderOutput, torch.Tensor]:
-        """DINO loss, logs, the student's output (with its ``reconstruction`` if asked) and the
-        global views ``(G*B, C, H, W)`` it saw."""
+        """DINO loss, logs, the student's output (with its ``reconstruction`` when the student has
+        a decoder, as MST's does) and the global views ``(G*B, C, H, W)`` it saw."""
         global_views, local_views = self._split(crops)
         with torch.no_grad():
-            target = self.teacher(
-                global_views,
-                with_patches=False,
-                return_cls_attention=self.masking.requires_attention,
-            )
-        masks = self.make_masks(global_views, target)
-        pred = self._student_runner(global_views, masks, local_views, with_patches=False, reconstruct=reconstruct)
+            target = self.teacher(global_views, return_cls_attention=self.masking.requires_attention)
+        masks = self.draw_masks(global_views, target.cls_attention)
+        pred = self._student_runner(global_views, masks, local_views)
         student_out = pred.cls if pred.local_cls is None else torch.cat([pred.cls, pred.local_cls])
         temperature = self.loss.teacher_temp(epoch)
         monitors = collapse_monitors(target.cls, self.loss.center.center, temperature, target.embedding)

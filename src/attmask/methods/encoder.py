@@ -42,8 +42,13 @@ class Encoder(nn.Module):
         head: head for [CLS] tokens (and patch tokens when ``patch_head`` is None).
         patch_head: separate head for patch tokens, or None to share ``head``.
         decoder: ``(patch tokens (B, N, D), grid) -> image (B, C, H, W)`` (MST's image decoder),
-            or None. It runs inside this forward (so a DDP wrapper of the encoder covers it) and
+            or None. It runs inside every forward (so a DDP wrapper of the encoder covers it) and
             is not one of the token-wise heads checked for ``patch_index``.
+        patch_outputs: run a head on the patch tokens (iBOT) or not (DINO, MST).
+
+    What a forward fills is fixed by how the encoder was built (``patch`` with ``patch_outputs``,
+    ``reconstruction`` with a ``decoder``) plus two requests: the [CLS] attention (it costs a
+    softmax row) and ``patch_index`` (``selected_patch`` then replaces ``patch``).
     """
 
     def __init__(
@@ -52,12 +57,14 @@ class Encoder(nn.Module):
         head: nn.Module,
         patch_head: nn.Module | None = None,
         decoder: nn.Module | None = None,
+        patch_outputs: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.patch_head = patch_head
         self.decoder = decoder
+        self.patch_outputs = patch_outputs
         heads = [head] if patch_head is None else [head, patch_head]
         self._token_wise_heads = not any(  # a head over a subset of tokens gives the same rows
             isinstance(m, nn.modules.batchnorm._BatchNorm) for h in heads for m in h.modules()
@@ -68,10 +75,8 @@ class Encoder(nn.Module):
         global_views: torch.Tensor,
         masks: torch.Tensor | None = None,
         local_views: list[torch.Tensor] | None = None,
-        with_patches: bool = True,
         return_cls_attention: bool = False,
         patch_index: torch.Tensor | None = None,
-        reconstruct: bool = False,
     ) -> EncoderOutput:
         """Encode the global views (optionally masked) and the local views.
 
@@ -79,28 +84,26 @@ class Encoder(nn.Module):
             global_views: ``(G*B, C, H, W)``, the global crops concatenated view-major.
             masks: bool ``(G*B, N)``, True = replace by the mask token; None = no masking.
             local_views: local crops ``(B, C, h, w)`` each; crops of one resolution share a pass.
-            with_patches: run the head on patch tokens (iBOT) or not (DINO).
             return_cls_attention: also return the global views' last-block [CLS] attention.
             patch_index: ``(M,)`` flat indices into the ``G*B*N`` patch tokens (row-major): run
                 the patch head on these tokens only (``selected_patch``) instead of all of them.
                 The head must treat tokens independently (no BatchNorm), as DINOHead does.
-            reconstruct: also restore the global views' images from their (masked) patch
-                tokens with ``decoder`` (``reconstruction``).
 
         Returns:
-            :class:`EncoderOutput`.
+            :class:`EncoderOutput`: ``reconstruction`` ``(G*B, C, H, W)``, the decoder's image of
+            each (masked) global view, when the encoder has a decoder.
         """
-        if reconstruct and self.decoder is None:
-            raise ValueError("reconstruct=True needs an Encoder built with a decoder")
+        if patch_index is not None and not self.patch_outputs:
+            raise ValueError("patch_index needs an Encoder built with patch_outputs=True")
         out = self.backbone(global_views, mask=masks, return_cls_attention=return_cls_attention)
         reconstruction = None
-        if reconstruct:
+        if self.decoder is not None:
             grid = self.backbone.grid_for(*global_views.shape[-2:])
             reconstruction = self.decoder(out.patch_tokens, grid)  # (G*B, C, H, W)
         cls, patch, selected = None, None, None
-        if with_patches and patch_index is not None:
+        if patch_index is not None:
             cls, selected = self._selected_heads(out.cls_token, out.patch_tokens, patch_index)
-        elif with_patches:
+        elif self.patch_outputs:
             patch = (self.patch_head or self.head)(out.patch_tokens)
         if cls is None:
             cls = self.head(out.cls_token)

@@ -59,7 +59,7 @@ class MST(DINO):
 
     def training_step(self, crops: list[torch.Tensor], epoch: int) -> StepOutput:
         """One MST step on ``[global_1, global_2, local_1, ...]``, each ``(B, C, H, W)``."""
-        loss_cls, logs, pred, global_views = self._distill(crops, epoch, reconstruct=True)
+        loss_cls, logs, pred, global_views = self._distill(crops, epoch)
         loss_restore = image_l1_loss(pred.reconstruction, global_views)
         loss = loss_cls + self.weight * loss_restore
         logs.update(loss=loss.detach(), loss_cls=loss_cls.detach(), loss_restore=loss_restore.detach())
@@ -69,8 +69,8 @@ class MST(DINO):
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
         """Masks of ``images`` ``(B, C, H, W)`` from the teacher's attention (as in training) and
         the student's restored images (the whole image is predicted, visible patches included)."""
-        target = self.teacher(images, with_patches=False, return_cls_attention=self.masking.requires_attention)
-        masks = self.make_masks(images, target)
-        out = self.student(images, masks, with_patches=False, reconstruct=True)
+        target = self.teacher(images, return_cls_attention=self.masking.requires_attention)
+        masks = self.draw_masks(images, target.cls_attention)
+        out = self.student(images, masks)
         restored = out.reconstruction.to(images.dtype)
         return Reconstruction(images, masks, restored, self.student.backbone.patch_size)

@@ -95,7 +95,7 @@ class SimMIM(PretrainingMethod):
         super().__init__(student, teacher, masking, seed)
         self.mask_factor, self.weight = mask_factor, weight
 
-    def draw_masks(self, views: torch.Tensor) -> torch.Tensor:
+    def draw_masks(self, views: torch.Tensor, cls_attention: torch.Tensor | None = None) -> torch.Tensor:
         """Token masks ``(B, N)`` of ``views`` ``(B, C, H, W)``, drawn on the coarse grid of cells
         (attention strategies rank cells by the teacher's attention summed over each cell)."""
         grid = self.student.backbone.grid_for(*views.shape[-2:])
@@ -103,7 +103,7 @@ class SimMIM(PretrainingMethod):
         if given is not None:
             return given
         cells = coarse_grid(grid, self.mask_factor)
-        scores = self.attention_scores(views)
+        scores = self.attention_scores(views, cls_attention)
         if scores is not None:
             scores = pool_scores(scores, grid, self.mask_factor)
         masks = self.masking(views.shape[0], cells, scores, self.generator)  # (B, n)

@@ -35,7 +35,7 @@ def _encoder(config: Config, img_size: int, drop_path_rate: float, patch_head: b
             head_config.bottleneck_dim,
             norm_last_layer=head_config.norm_last_layer,
         )
-    return Encoder(backbone, head, separate)
+    return Encoder(backbone, head, separate, patch_outputs=patch_head)
 
 
 def _pair(config: Config, img_size: int, patch_head: bool) -> tuple[Encoder, Encoder]:
@@ -96,7 +96,7 @@ def _build_mst(config: Config, img_size: int, num_local_crops: int, seed: int) -
     student, teacher = _pair(config, img_size, patch_head=False)
     backbone = student.backbone
     decoder = MSTDecoder(backbone.embed_dim, backbone.patch_size, backbone.in_chans)
-    student = Encoder(backbone, student.head, decoder=decoder)
+    student = Encoder(backbone, student.head, decoder=decoder, patch_outputs=False)
     weight = DEFAULT_RESTORE_WEIGHT if config.recon.weight is None else config.recon.weight
     return MST(student, teacher, masking_strategy(config), _dino_loss(config, num_local_crops), seed, weight)
 
