@@ -51,10 +51,7 @@ def run(smoke: bool, device: torch.device) -> dict:
     env = {"model": model, "images": images, "torch": torch}
     with torch.no_grad():
         plain, with_attention = _interleaved_ms(
-            ["model(images)", "model(images, return_cls_attention=True)"],
-            env,
-            min_time,
-            rounds=1 if smoke else 7,
+            ["model(images)", "model(images, return_cls_attention=True)"], env, min_time, rounds=1 if smoke else 7
         )
         scores = model(images, return_cls_attention=True).cls_attention.mean(1)
     grid = model.grid_size

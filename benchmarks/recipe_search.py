@@ -134,6 +134,19 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
             "optim.teacher_momentum_end=0.99",
         ),
     ),
+    "demo3_sched26": (
+        "the demo preset's 1800 steps cut from schedules of 26 x 300 = 7800 steps (lr and weight decay "
+        "where the 60-minute recipe has them at step 1800)",
+        (
+            "--base-preset",
+            NEW_DEMO,
+            "optim.epochs=6",
+            "optim.schedule_epochs=26",
+            "train.max_steps_per_epoch=300",
+            "train.knn_every_epochs=2",
+            "optim.teacher_momentum_end=0.99",
+        ),
+    ),
     "small": (
         "the 60-minute preset (13 x 600 = 7800 steps; k-NN every 600), teacher momentum 0.99 -> 1",
         _SMALL_SCHEDULE,

@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 from attmask.core.typed_yaml import ConfigError
-from attmask.eval.config import (
-    PROTOCOL_SECTIONS,
-    EvalConfig,
-    load_eval_config,
-    save_eval_config,
-    sections_of,
-)
+from attmask.eval.config import PROTOCOL_SECTIONS, EvalConfig, load_eval_config, save_eval_config, sections_of
 from attmask.eval.davis import PropagationSettings
 from attmask.eval.finetune import FinetuneConfig
 from attmask.eval.linear import LinearProbeConfig

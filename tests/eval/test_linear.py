@@ -12,12 +12,7 @@ from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.data.datasets import build_dataset
 from attmask.eval.features import extract_features
-from attmask.eval.linear import (
-    LinearProbeConfig,
-    linear_probe,
-    linear_probe_on_features,
-    topk_accuracy,
-)
+from attmask.eval.linear import LinearProbeConfig, linear_probe, linear_probe_on_features, topk_accuracy
 from attmask.models import VisionTransformer
 
 CLASSES = 10

@@ -8,13 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attmask.masking import (
-    attmask_high,
-    attmask_hint,
-    attmask_low,
-    blockwise_mask,
-    random_mask,
-)
+from attmask.masking import attmask_high, attmask_hint, attmask_low, blockwise_mask, random_mask
 
 sides = st.integers(min_value=2, max_value=32)
 ratios = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

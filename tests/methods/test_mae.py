@@ -90,8 +90,7 @@ def test_attmask_guided_mae_hides_what_the_ema_encoder_attends_to() -> None:
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
-    [("masking.strategy=block", "not 'block'"), ("masking.ratio=[0.5, 0.8]", "single value")],
+    ("override", "message"), [("masking.strategy=block", "not 'block'"), ("masking.ratio=[0.5, 0.8]", "single value")]
 )
 def test_masking_without_a_fixed_count_is_a_config_error(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

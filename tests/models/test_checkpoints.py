@@ -171,11 +171,7 @@ def test_architecture_mismatch_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [
-        (b"not a checkpoint", "is not a PyTorch checkpoint"),
-        (b"", "is empty"),
-        (None, "checkpoint not found"),
-    ],
+    [(b"not a checkpoint", "is not a PyTorch checkpoint"), (b"", "is empty"), (None, "checkpoint not found")],
 )
 def test_unreadable_or_missing(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "bad.pth"

@@ -270,11 +270,7 @@ def test_nonfinite_weights_are_refused_by_eval_and_export(tmp_path, capsys) -> N
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [
-        (b"", "is empty"),
-        (os.urandom(64), "is not a PyTorch checkpoint"),
-        (b"PK\x03\x04" + b"\0" * 60, "truncated"),
-    ],
+    [(b"", "is empty"), (os.urandom(64), "is not a PyTorch checkpoint"), (b"PK\x03\x04" + b"\0" * 60, "truncated")],
 )
 def test_bad_checkpoint_files_say_what_they_are(tmp_path, capsys, content, message) -> None:
     (tmp_path / "bad.pth").write_bytes(content if not content.startswith(b"\x80") else b"x" + content)

@@ -66,10 +66,7 @@ def test_one_batch_has_no_steady_rate_and_describe_is_one_line() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "batches", "message"),
-    [
-        (("data.batch_size=100000",), 1, "lower data.batch_size"),
-        ((), 0, "at least 1 batch"),
-    ],
+    [(("data.batch_size=100000",), 1, "lower data.batch_size"), ((), 0, "at least 1 batch")],
 )
 def test_bad_settings_raise(overrides: tuple[str, ...], batches: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -33,8 +33,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s own arguments are built (every other subcommand is
     listed with its one line)."""
     parser = argparse.ArgumentParser(
-        prog="attmask",
-        description="Attention-guided masked image modeling (AttMask) for Vision Transformers.",
+        prog="attmask", description="Attention-guided masked image modeling (AttMask) for Vision Transformers."
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

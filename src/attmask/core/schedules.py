@@ -50,11 +50,7 @@ def cosine_schedule(
 
 
 def teacher_temperature_schedule(
-    warmup_temp: float,
-    final_temp: float,
-    warmup_epochs: int,
-    num_epochs: int,
-    start_epoch: int = 0,
+    warmup_temp: float, final_temp: float, warmup_epochs: int, num_epochs: int, start_epoch: int = 0
 ) -> np.ndarray:
     """Per-epoch teacher temperature T_t (DINO ``DINOLoss`` / iBOT ``iBOTLoss``).
 

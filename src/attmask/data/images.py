@@ -70,10 +70,7 @@ def to_8bit(image: Image.Image) -> Image.Image:
 
 
 def image_to_tensor(
-    image: Image.Image,
-    size: int,
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
+    image: Image.Image, size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize the shorter side to ``size``, centre-crop ``size x size`` and normalise by ``mean`` / ``std``.
 
@@ -81,11 +78,6 @@ def image_to_tensor(
         ``(normalised (3, size, size) float tensor, displayable (3, size, size) in [0, 1])``.
     """
     pixels = v2.Compose(
-        [
-            v2.PILToTensor(),
-            v2.Resize(size, antialias=True),
-            v2.CenterCrop(size),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
+        [v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True)]
     )(image)
     return v2.functional.normalize(pixels, list(mean), list(std)), pixels

@@ -59,12 +59,7 @@ def build_optimizer(
     groups = parameter_groups(model, last_layer_lr_scale, decay_tokens)
     fused = device.type == "cuda"
     return torch.optim.AdamW(
-        groups,
-        lr=0.0,
-        weight_decay=0.0,
-        betas=betas,
-        fused=fused,
-        foreach=None if fused else True,
+        groups, lr=0.0, weight_decay=0.0, betas=betas, fused=fused, foreach=None if fused else True
     )
 
 

@@ -5,13 +5,7 @@ are re-exported for convenience.
 """
 
 from attmask.eval.features import FEATURE_KINDS, batch_features, extract_features
-from attmask.eval.knn import (
-    DEFAULT_BANK_CHUNK_SIZE,
-    KNNResult,
-    knn_sweep,
-    nearest_neighbours,
-    weighted_knn,
-)
+from attmask.eval.knn import DEFAULT_BANK_CHUNK_SIZE, KNNResult, knn_sweep, nearest_neighbours, weighted_knn
 
 __all__ = [
     "DEFAULT_BANK_CHUNK_SIZE",

@@ -34,9 +34,7 @@ def cache_path(cache_dir: str | Path, key: dict[str, Any]) -> Path:
 
 
 def cached_features(
-    cache_dir: str | Path | None,
-    key: dict[str, Any],
-    compute: Callable[[], tuple[Tensor, Tensor]],
+    cache_dir: str | Path | None, key: dict[str, Any], compute: Callable[[], tuple[Tensor, Tensor]]
 ) -> tuple[Tensor, Tensor, bool]:
     """Features and labels from the cache, or from ``compute()`` (then stored).
 

@@ -137,11 +137,7 @@ def nearest_neighbours(
 
 
 def _hits(
-    similarities: Tensor,
-    neighbour_labels: Tensor,
-    targets: Tensor,
-    num_classes: int,
-    temperature: float,
+    similarities: Tensor, neighbour_labels: Tensor, targets: Tensor, num_classes: int, temperature: float
 ) -> Tensor:
     """Top-1 and top-5 hits of one test chunk (Wu et al. 2018, Sec. 3.4 weighted voting).
 

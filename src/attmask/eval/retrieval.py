@@ -54,11 +54,7 @@ def _average_precision(features: Tensor, labels: Tensor, start: int, stop: int) 
 
 
 def retrieval(
-    features: Tensor,
-    labels: Tensor,
-    ks: Sequence[int] = DEFAULT_KS,
-    with_map: bool = True,
-    chunk_size: int = 1024,
+    features: Tensor, labels: Tensor, ks: Sequence[int] = DEFAULT_KS, with_map: bool = True, chunk_size: int = 1024
 ) -> RetrievalResult:
     """Recall@k (and mAP) of every image against the rest of the set.
 

@@ -6,23 +6,11 @@ grid; ``coarse_grid`` / ``expand_mask`` / ``pool_scores`` move any of them to Si
 coarser cells. ``build_masking`` picks one by name with per-image ratio and probability sampling.
 """
 
-from attmask.masking.attention import (
-    attmask_high,
-    attmask_hint,
-    attmask_low,
-    scores_from_cls_attention,
-    token_ranks,
-)
+from attmask.masking.attention import attmask_high, attmask_hint, attmask_low, scores_from_cls_attention, token_ranks
 from attmask.masking.blockwise import blockwise_mask
 from attmask.masking.coarse import coarse_grid, expand_mask, pool_scores
 from attmask.masking.random import random_mask
-from attmask.masking.ratio import (
-    grid_shape,
-    num_masked,
-    ratio_tensor,
-    sample_keep_rows,
-    sample_ratios,
-)
+from attmask.masking.ratio import grid_shape, num_masked, ratio_tensor, sample_keep_rows, sample_ratios
 from attmask.masking.registry import (
     ATTENTION_STRATEGIES,
     STRATEGIES,

@@ -8,12 +8,7 @@ from attmask.masking.attention import token_ranks
 from attmask.masking.ratio import Grid, Ratio, grid_shape, num_masked
 
 
-def random_mask(
-    batch_size: int,
-    grid: Grid,
-    ratio: Ratio,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def random_mask(batch_size: int, grid: Grid, ratio: Ratio, generator: torch.Generator | None = None) -> torch.Tensor:
     """Hide ``floor(N r)`` tokens per row, chosen uniformly without replacement.
 
     Args:

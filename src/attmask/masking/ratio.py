@@ -74,12 +74,7 @@ def num_masked(num_tokens: int, ratio: Ratio, batch_size: int | None = None) -> 
     return torch.floor(ratio_tensor(ratio, batch_size) * num_tokens).to(torch.int64)
 
 
-def sample_ratios(
-    batch_size: int,
-    low: float,
-    high: float,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def sample_ratios(batch_size: int, low: float, high: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one ratio per image, ``r ~ U(low, high)``.
 
     Args:

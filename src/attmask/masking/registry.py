@@ -110,11 +110,7 @@ class MaskingStrategy:
         return self.config.strategy in ATTENTION_STRATEGIES
 
     def __call__(
-        self,
-        batch_size: int,
-        grid: Grid,
-        scores: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, batch_size: int, grid: Grid, scores: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Masks for one view.
 
@@ -150,11 +146,7 @@ class MaskingStrategy:
         return sample_ratios(batch_size, *bounds, generator=generator)
 
     def _attention_mask(
-        self,
-        ratios: torch.Tensor,
-        num_tokens: int,
-        scores: torch.Tensor | None,
-        generator: torch.Generator | None,
+        self, ratios: torch.Tensor, num_tokens: int, scores: torch.Tensor | None, generator: torch.Generator | None
     ) -> torch.Tensor:
         batch_size = ratios.shape[0]
         if scores is None:

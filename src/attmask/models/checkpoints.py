@@ -230,10 +230,7 @@ def _load_into(model: VisionTransformer, state: dict[str, torch.Tensor], path: P
 
 
 def load_backbone(
-    path: str | Path,
-    which: str | None = None,
-    num_heads: int | None = None,
-    expect: dict[str, Any] | None = None,
+    path: str | Path, which: str | None = None, num_heads: int | None = None, expect: dict[str, Any] | None = None
 ) -> LoadedBackbone:
     """Build the ViT a checkpoint holds and load its weights.
 

@@ -46,10 +46,7 @@ def export_info(kwargs: dict[str, Any], source: dict[str, Any] | None = None) ->
 
 
 def export_backbone(
-    model: torch.nn.Module,
-    kwargs: dict[str, Any],
-    out: str | Path,
-    source: dict[str, Any] | None = None,
+    model: torch.nn.Module, kwargs: dict[str, Any], out: str | Path, source: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
     """Write ``out`` (``.safetensors``, timm keys) and ``out`` with suffix ``.json``.
 

@@ -87,12 +87,7 @@ TOP_SHARE = 0.3
 
 
 def render_attention(
-    image: np.ndarray,
-    attention: torch.Tensor,
-    patch_size: int,
-    title: str,
-    path: str | Path,
-    mass: float = 0.6,
+    image: np.ndarray, attention: torch.Tensor, patch_size: int, title: str, path: str | Path, mass: float = 0.6
 ) -> Path:
     """Draw one image's [CLS] attention: mean map, thresholded heads, one map per head.
 
@@ -163,11 +158,7 @@ def render_attention(
 
 
 def render_image_rows(
-    rows: np.ndarray,
-    column_titles: list[str],
-    row_labels: list[str],
-    title: str,
-    path: str | Path,
+    rows: np.ndarray, column_titles: list[str], row_labels: list[str], title: str, path: str | Path
 ) -> Path:
     """Draw a grid of images: ``rows[i, j]`` in row ``i``, column ``j``, 2 x 2 inches per panel.
 
