@@ -20,6 +20,7 @@ from attmask.data.collate import collate_images, collate_multicrop
 from attmask.data.datasets import build_dataset, subset_per_class
 from attmask.data.resumable import EpochSampler, SeededTransformDataset, mix_seed
 from attmask.data.splits import validation_split
+from attmask.engine.resume import TrainingError
 from attmask.methods.build import method_spec
 
 _CROP_FIELDS = ("global_size", "global_scale", "local_size", "local_scale", "num_local")
@@ -141,3 +142,22 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def steps_per_epoch(config: Config, loader: DataLoader, world_size: int) -> int:
+    """Optimizer steps per epoch of ``loader`` on each of ``world_size`` ranks: its batches over
+    ``optim.accumulation_steps``, at most ``train.max_steps_per_epoch`` (when > 0).
+
+    Raises:
+        TrainingError: not one step's worth of images.
+    """
+    data, accumulation = config.data, config.optim.accumulation_steps
+    steps = len(loader.sampler) // data.batch_size // accumulation  # type: ignore[arg-type]
+    if config.train.max_steps_per_epoch > 0:
+        steps = min(steps, config.train.max_steps_per_epoch)
+    if steps < 1:
+        raise TrainingError(
+            f"the data set has {len(loader.dataset)} images, fewer than one step needs "  # type: ignore[arg-type]
+            f"({data.batch_size} x {world_size} ranks x {accumulation} accumulation steps); lower data.batch_size"
+        )
+    return steps

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attmask.config import OptimConfig
 from attmask.core.schedules import cosine_schedule
 from attmask.heads import last_layer_parameters
 
@@ -138,3 +139,19 @@ def training_schedules(
         "weight_decay": cosine_schedule(weight_decay, weight_decay_end, epochs, iters_per_epoch),
         "momentum": cosine_schedule(teacher_momentum, teacher_momentum_end, epochs, iters_per_epoch),
     }
+
+
+def run_schedules(optim: OptimConfig, global_batch: int, iters_per_epoch: int) -> dict[str, np.ndarray]:
+    """:func:`training_schedules` of a run: peak lr ``optim.lr * global_batch / 256`` (the linear
+    scaling rule), over ``optim.schedule_epochs`` (0: ``optim.epochs``) epochs."""
+    return training_schedules(
+        optim.lr * global_batch / 256,
+        optim.min_lr,
+        optim.warmup_epochs,
+        optim.weight_decay,
+        optim.weight_decay_end,
+        optim.teacher_momentum,
+        optim.teacher_momentum_end,
+        optim.schedule_epochs or optim.epochs,
+        iters_per_epoch,
+    )

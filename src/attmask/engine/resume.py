@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,17 @@ from attmask.core.checkpoint import FORMAT, load_checkpoint
 from attmask.core.files import remove_stale_temporaries, write_atomic
 from attmask.core.typed_yaml import flatten
 from attmask.engine.logging import LOG_NAME, read_log
+
+
+@dataclass
+class Progress:
+    """Position in the run: ``step`` optimizer steps done in ``epoch``; ``global_step`` overall;
+    ``train_seconds`` of wall time spent in the training loop (monitors excluded), over resumes."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    train_seconds: float = 0.0
 
 
 class TrainingError(ValueError):

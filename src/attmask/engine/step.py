@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attmask.engine.optim import clip_global_norm, clip_per_parameter, set_hyperparameters
+from attmask.config import Config
+from attmask.engine.optim import build_optimizer, clip_global_norm, clip_per_parameter, set_hyperparameters
 from attmask.engine.precision import autocast, grad_scaler
 from attmask.heads import last_layer_parameters
-from attmask.methods import PretrainingMethod
+from attmask.methods import PretrainingMethod, original_numerics
 
 
 @dataclass
@@ -111,6 +112,18 @@ class OptimizerStep:
         if self.settings.per_parameter_clip:
             return clip_per_parameter(parameters, self.settings.clip_grad)
         return clip_global_norm(parameters, self.settings.clip_grad)
+
+
+def configured_step(
+    config: Config, method: PretrainingMethod, precision: str, device: torch.device, runner: nn.Module | None = None
+) -> OptimizerStep:
+    """The run's optimizer step: AdamW over the student (:func:`~attmask.engine.optim.build_optimizer`
+    with ``optim.betas`` and ``optim.last_layer_lr_scale``), clipping and last-layer freezing from
+    ``optim``; ``train.fidelity=original`` decays the tokens and clips per parameter."""
+    original, optim = original_numerics(config), config.optim
+    optimizer = build_optimizer(method.student, device, optim.betas, optim.last_layer_lr_scale, decay_tokens=original)
+    settings = StepSettings(precision, optim.clip_grad, optim.freeze_last_layer_epochs, per_parameter_clip=original)
+    return OptimizerStep(method, optimizer, settings, device, runner)
 
 
 def compile_backbones(method: PretrainingMethod, backend: str = "inductor") -> None:

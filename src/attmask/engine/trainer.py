@@ -17,7 +17,6 @@ import dataclasses
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,11 +28,12 @@ from attmask.core.callbacks import Callback, EpochEnd
 from attmask.core.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.data.resumable import mix_seed
-from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader
+from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader, steps_per_epoch
 from attmask.engine.logging import RunLogger
-from attmask.engine.optim import build_optimizer, training_schedules, weight_norm
+from attmask.engine.optim import run_schedules, weight_norm
 from attmask.engine.precision import resolve_precision
 from attmask.engine.resume import (
+    Progress,
     TrainingError,
     drop_rows_after,
     nonfinite_message,
@@ -41,20 +41,9 @@ from attmask.engine.resume import (
     resume_record,
     tidy_run_dir,
 )
-from attmask.engine.step import OptimizerStep, StepSettings, compile_backbones
-from attmask.methods import build_method, original_numerics
+from attmask.engine.step import compile_backbones, configured_step
+from attmask.methods import build_method
 from attmask.methods.monitors import collapse_warning
-
-
-@dataclass
-class Progress:
-    """Position in the run: ``step`` optimizer steps done in ``epoch``; ``global_step`` overall;
-    ``train_seconds`` of wall time spent in the training loop (monitors excluded), over resumes."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    train_seconds: float = 0.0
 
 
 class Trainer:
@@ -91,33 +80,16 @@ class Trainer:
         self.images, self.crops = self.dataset.dataset, crop_config(config.data)
         self.augmentation = batch_augmentation(config.data, config.train.method)  # None: workers augment
         self.augmentation_generator = torch.Generator(device=self.device)
-        self.steps_per_epoch = self._steps_per_epoch()
+        self.steps_per_epoch = steps_per_epoch(config, self.loader, self.ctx.world_size)
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
         if config.train.compile:
             compile_backbones(self.method)
         self.runner = self._wrap_student()
-        original, optim = original_numerics(config), config.optim
-        self.optimizer = build_optimizer(
-            self.method.student, self.device, optim.betas, optim.last_layer_lr_scale, decay_tokens=original
-        )
-        settings = StepSettings(
-            self.precision, optim.clip_grad, optim.freeze_last_layer_epochs, per_parameter_clip=original
-        )
-        self.train_step = OptimizerStep(self.method, self.optimizer, settings, self.device, self.runner)
-        self.scaler = self.train_step.scaler
-        batch = config.data.batch_size * self.ctx.world_size * optim.accumulation_steps
-        self.schedules = training_schedules(
-            optim.lr * batch / 256,
-            optim.min_lr,
-            optim.warmup_epochs,
-            optim.weight_decay,
-            optim.weight_decay_end,
-            optim.teacher_momentum,
-            optim.teacher_momentum_end,
-            optim.schedule_epochs or optim.epochs,
-            self.steps_per_epoch,
-        )
+        self.train_step = configured_step(config, self.method, self.precision, self.device, self.runner)
+        self.optimizer, self.scaler = self.train_step.optimizer, self.train_step.scaler
+        batch = config.data.batch_size * self.ctx.world_size * config.optim.accumulation_steps
+        self.schedules = run_schedules(config.optim, batch, self.steps_per_epoch)
         self.progress = Progress()
         self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
@@ -126,20 +98,6 @@ class Trainer:
         self._resume_or_start()
 
     # ----------------------------------------------------------------- set-up
-    def _steps_per_epoch(self) -> int:
-        config, ctx = self.config, self.ctx
-        per_rank_batches = len(self.sampler) // config.data.batch_size
-        steps = per_rank_batches // config.optim.accumulation_steps
-        if config.train.max_steps_per_epoch > 0:
-            steps = min(steps, config.train.max_steps_per_epoch)
-        if steps < 1:
-            raise TrainingError(
-                f"the data set has {len(self.dataset)} images, fewer than one step needs "
-                f"({config.data.batch_size} x {ctx.world_size} ranks x {config.optim.accumulation_steps} "
-                "accumulation steps); lower data.batch_size"
-            )
-        return steps
-
     def _wrap_student(self) -> torch.nn.Module:
         student = self.method.student
         if not self.ctx.enabled:
