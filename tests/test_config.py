@@ -52,7 +52,7 @@ def test_round_trip_through_yaml(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["optim.lrr=1"], "unknown config key optim.lrr; valid keys under optim: epochs, lr"),
+        (["optim.lrr=1"], "unknown config key optim.lrr; valid keys under optim: epochs, schedule_epochs, lr"),
         (["optim.lr=fast"], "config key optim.lr expects float, got 'fast'"),
         (["model.depth=deep"], "config key model.depth expects int"),
         (["masking.ratio=1.5"], r"masking.ratio must satisfy 0 <= low <= high <= 1"),
