@@ -173,7 +173,8 @@ def plot(records: dict[str, dict], path: Path) -> Path:
         minutes = [p["train_seconds"] / 60 for p in points]
         images = [p["images_seen"] / 1000 for p in points]
         top1 = [p["knn_top1"] for p in points]
-        (line,) = axes[0].plot(minutes, top1, "o-", label=f"{name} [CLS]")
+        loaded = " (timed under load)" if record.get("timed_under_load") else ""  # see the record's note
+        (line,) = axes[0].plot(minutes, top1, "o-", label=f"{name} [CLS]{loaded}")
         axes[1].plot(images, top1, "o-", color=line.get_color(), label=f"{name} [CLS]")
         gap = [p.get("knn_gap_top1") for p in points]
         if all(value is not None for value in gap):
