@@ -261,6 +261,8 @@ class TrainConfig:
         compile: ``torch.compile`` the student's and the teacher's backbone with dynamic shapes
             (batch size and crop resolution are symbolic: no recompilation per size). Off by
             default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
+        activation_checkpointing: recompute each block's activations in the backward pass instead of
+            keeping them (``torch.utils.checkpoint``; less memory, about one more forward of compute).
     """
 
     method: str = "ibot"
@@ -281,6 +283,7 @@ class TrainConfig:
     figure_images: int = 4
     progress: bool = True
     compile: bool = False
+    activation_checkpointing: bool = False
     fidelity: str = "default"
     loggers: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
 

@@ -214,3 +214,16 @@ def test_schedule_epochs_trains_the_start_of_a_longer_schedule(tmp_path) -> None
     assert len(lrs) == 4 and lrs[-1] > 1e-5, "training stops after 2 of the 6 scheduled epochs, lr not annealed"
     with pytest.raises(ConfigError, match="optim.schedule_epochs .* shorter than optim.epochs"):
         tiny_config("optim.epochs=3", "optim.schedule_epochs=2")
+
+
+def test_activation_checkpointing_trains_like_the_plain_run(tmp_path) -> None:
+    overrides = ("optim.epochs=1", "train.max_steps_per_epoch=2", "model.drop_path_rate=0.1")
+    plain = Trainer(tiny_config(*overrides), tmp_path / "plain")
+    checked = Trainer(tiny_config(*overrides, "train.activation_checkpointing=true"), tmp_path / "checked")
+    assert checked.method.student.backbone.grad_checkpointing and not plain.method.student.backbone.grad_checkpointing
+    plain.fit()
+    checked.fit()
+    expected, got = losses_by_step(read_log(tmp_path / "plain")), losses_by_step(read_log(tmp_path / "checked"))
+    assert expected.keys() == got.keys() == {1, 2}
+    for step in expected:
+        assert math.isclose(got[step], expected[step], rel_tol=1e-5), (step, got[step], expected[step])

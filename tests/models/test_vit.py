@@ -168,3 +168,37 @@ def test_overrides_and_drop_path() -> None:
 def test_bad_input_is_one_clear_error(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_activation_checkpointing_gives_the_same_outputs_and_gradients() -> None:
+    def grads(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        model = build_vit("vit_tiny", img_size=16, patch_size=4, depth=3, drop_path_rate=0.3).train()
+        model.set_grad_checkpointing(checkpointing)
+        images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        mask = torch.zeros(4, 16, dtype=torch.bool)
+        mask[:, ::3] = True
+        torch.manual_seed(2)  # the stochastic-depth draws
+        out = model(images, mask=mask)
+        (out.cls_token.square().sum() + out.patch_tokens.mean()).backward()
+        return out.cls_token.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_out, plain = grads(False)
+    checked_out, checked = grads(True)
+    torch.testing.assert_close(checked_out, plain_out, rtol=0, atol=0)
+    assert plain.keys() == checked.keys() and len(plain) > 10
+    for name in plain:
+        torch.testing.assert_close(checked[name], plain[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_activation_checkpointing_recomputes_blocks_in_the_backward_only_while_training() -> None:
+    model = build_vit("vit_tiny", img_size=16, patch_size=4, depth=2)
+    model.set_grad_checkpointing()
+    calls = []
+    model.blocks[0].register_forward_pre_hook(lambda module, args: calls.append(torch.is_grad_enabled()))
+    model(torch.randn(2, 3, 16, 16)).cls_token.sum().backward()
+    assert len(calls) == 2, "the block ran again in the backward pass (its activations were not kept)"
+    calls.clear()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 16, 16))
+    assert len(calls) == 1

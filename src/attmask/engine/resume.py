@@ -63,6 +63,7 @@ FREE_KEYS = frozenset(
         "data.data_dir",
         "data.max_image_pixels",
         "train.loggers",
+        "train.activation_checkpointing",  # same numbers, less memory: e.g. after running out of it
     }
 )
 

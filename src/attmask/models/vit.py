@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed, trunc_normal_
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from attmask.models.attention import Block
 from attmask.models.conv_stem import ConvStemPatchEmbed
@@ -88,6 +89,7 @@ class VisionTransformer(nn.Module):
         rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=rate) for rate in rates)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.grad_checkpointing = False
         self._init_weights(pos_embed_init)
 
     def _init_weights(self, pos_embed_init: str) -> None:
@@ -237,6 +239,18 @@ class VisionTransformer(nn.Module):
         kept = torch.gather(tokens[:, 1:], 1, index)  # (B, V, D)
         return self._encode(torch.cat([tokens[:, :1], kept], dim=1), False, -1)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations (timm's
+        method of the same name; ``train.activation_checkpointing``). Only while gradients are
+        recorded: the teacher and evaluation run as before. Stochastic depth draws the same
+        masks in the recomputation (the RNG state is replayed)."""
+        self.grad_checkpointing = enable
+
+    def _run_block(self, block: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, tokens, use_reentrant=False)
+        return block(tokens)
+
     def _encode(self, tokens: torch.Tensor, return_cls_attention: bool, attention_block: int) -> ViTOutput:
         """Run the blocks and the final norm on embedded tokens ``(B, 1 + N, D)``."""
         chosen = self._block_index(attention_block) if return_cls_attention else -1
@@ -246,7 +260,7 @@ class VisionTransformer(nn.Module):
                 tokens, cls_row = block.forward_with_cls_attention(tokens)
                 cls_attention = cls_row[:, :, 1:]  # drop CLS->CLS, no renormalisation
             else:
-                tokens = block(tokens)
+                tokens = self._run_block(block, tokens)
         tokens = self.norm(tokens)
         return ViTOutput(tokens[:, 0], tokens[:, 1:], cls_attention)
 

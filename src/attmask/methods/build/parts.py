@@ -29,7 +29,9 @@ def build_backbone(config: Config, img_size: int, drop_path_rate: float) -> Visi
     for name in ("depth", "embed_dim", "num_heads"):
         if getattr(model, name) is not None:
             overrides[name] = getattr(model, name)
-    return build_vit(model.arch, drop_path_rate=drop_path_rate, **overrides)
+    backbone = build_vit(model.arch, drop_path_rate=drop_path_rate, **overrides)
+    backbone.set_grad_checkpointing(config.train.activation_checkpointing)
+    return backbone
 
 
 def masking_strategy(config: Config) -> MaskingStrategy:
