@@ -262,7 +262,7 @@ class TrainConfig:
             (batch size and crop resolution are symbolic: no recompilation per size). Off by
             default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
         activation_checkpointing: recompute each block's activations in the backward pass instead of
-            keeping them (``torch.utils.checkpoint``; less memory, about one more forward of compute).
+            keeping them (``torch.utils.checkpoint``: compute traded for activation memory).
     """
 
     method: str = "ibot"

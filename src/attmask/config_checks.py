@@ -8,7 +8,7 @@ inside or a run that silently trains with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attmask.core.typed_yaml import ConfigError
@@ -82,20 +82,31 @@ def _lookup(config: Any, key: str) -> Any:
     return value
 
 
-def check_values(config: Any) -> None:
-    """Raise one ``ConfigError`` for the first value of ``config`` outside its range (see :data:`RULES`)."""
-    for key, accepted, words in RULES:
+def check_rules(config: Any, rules: Sequence[tuple[str, Callable[[Any], bool], str]]) -> None:
+    """Raise one ``ConfigError`` for the first ``(dotted key, accepted, words)`` rule that the value of
+    ``config`` breaks; None values (defaults meaning "the model's" / "all") are skipped. Shared by the
+    pretraining and the evaluation configuration."""
+    for key, accepted, words in rules:
         value = _lookup(config, key)
         if value is not None and not accepted(value):
             raise ConfigError(f"config key {key} must be {words}, got {value!r}")
+
+
+def check_one_subset(data: Any) -> None:
+    """Refuse ``data.subset`` and ``data.per_class`` set together (both pick training images)."""
+    if data is not None and data.subset is not None and data.per_class is not None:
+        raise ConfigError(
+            f"data.subset ({data.subset}) and data.per_class ({data.per_class}) both pick images; set one of them"
+        )
+
+
+def check_values(config: Any) -> None:
+    """Raise one ``ConfigError`` for the first value of ``config`` outside its range (see :data:`RULES`)."""
+    check_rules(config, RULES)
     optim = _lookup(config, "optim")
     if optim is not None and 0 < optim.schedule_epochs < optim.epochs:
         raise ConfigError(
             f"optim.schedule_epochs ({optim.schedule_epochs}) is shorter than optim.epochs "
             f"({optim.epochs}); set it >= optim.epochs, or 0 for the same length"
         )
-    data = _lookup(config, "data")
-    if data is not None and data.subset is not None and data.per_class is not None:
-        raise ConfigError(
-            f"data.subset ({data.subset}) and data.per_class ({data.per_class}) both pick images; set one of them"
-        )
+    check_one_subset(_lookup(config, "data"))

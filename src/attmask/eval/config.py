@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from attmask.config_checks import check_one_subset, check_rules
 from attmask.core.files import write_atomic
 from attmask.core.typed_yaml import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
 from attmask.eval.davis import PropagationSettings
@@ -238,26 +239,14 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 )
 
 
-def _lookup(config: Any, key: str) -> Any:
-    for part in key.split("."):
-        config = getattr(config, part)
-    return config
-
-
 def check_eval_config(config: EvalConfig) -> None:
-    """Raise one ``ConfigError`` for the first value outside its range or its choices."""
-    for key, choices in CHOICES.items():
-        if _lookup(config, key) not in choices:
-            raise ConfigError(f"config key {key} must be one of {', '.join(choices)}, got {_lookup(config, key)!r}")
-    for key, accepted, words in RULES:
-        value = _lookup(config, key)
-        if value is not None and not accepted(value):
-            raise ConfigError(f"config key {key} must be {words}, got {value!r}")
-    if config.data.subset is not None and config.data.per_class is not None:
-        raise ConfigError(
-            f"data.subset ({config.data.subset}) and data.per_class ({config.data.per_class}) "
-            "both pick training images; set one of them"
-        )
+    """Raise one ``ConfigError`` for the first value outside its choices or its range (the rules
+    are checked by the pretraining configuration's :func:`~attmask.config_checks.check_rules`)."""
+    choices = [(key, lambda v, accepted=accepted: v in accepted, f"one of {', '.join(accepted)}")
+               for key, accepted in CHOICES.items()]  # fmt: skip
+    check_rules(config, choices)
+    check_rules(config, RULES)
+    check_one_subset(config.data)
 
 
 def _section(name: str, hint: type, values: Any) -> Any:
