@@ -96,3 +96,28 @@ def test_a_removed_key_is_dropped_when_false_and_one_error_when_set(tmp_path) ->
     with pytest.raises(ConfigError, match=message) as error:
         load_config(old)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.parallel=zero3"], "config key train.parallel must be ddp or fsdp, got 'zero3'"),
+        (
+            ["train.parallel=fsdp", "train.figures_every_epochs=1"],
+            "train.figures_every_epochs needs train.parallel=ddp",
+        ),
+        (["train.parallel=fsdp", "train.compile=true"], "train.compile is not supported with train.parallel=fsdp"),
+        (["train.parallel=fsdp", "train.fidelity=original"], "train.fidelity=original .* not supported with"),
+    ],
+)
+def test_fsdp_refuses_what_it_does_not_support_in_one_line(overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_fsdp_refuses_fp16() -> None:
+    from attmask.core.distributed import DistributedContext
+    from attmask.engine.parallel import parallelize
+
+    with pytest.raises(ValueError, match="train.parallel=fsdp trains in fp32 or bf16, not fp16"):
+        parallelize(None, DistributedContext(world_size=2), "fsdp", "fp16")  # type: ignore[arg-type]

@@ -263,6 +263,10 @@ class TrainConfig:
             default: the first steps pay the compilation, and inductor needs a C++ compiler on CPU.
         activation_checkpointing: recompute each block's activations in the backward pass instead of
             keeping them (``torch.utils.checkpoint``: compute traded for activation memory).
+        parallel: how several processes share the model: ``ddp`` (a full copy each, gradients
+            all-reduced; ``checkpoint.pth``) or ``fsdp`` (FSDP2: weights, gradients and AdamW state
+            sharded per ViT block; sharded ``checkpoint.dcp/`` written by every process, resumable on
+            another number of processes). Same losses either way; a run may switch between resumes.
     """
 
     method: str = "ibot"
@@ -284,6 +288,7 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False
     activation_checkpointing: bool = False
+    parallel: str = "ddp"
     fidelity: str = "default"
     loggers: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
 

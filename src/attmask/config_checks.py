@@ -72,6 +72,7 @@ RULES: tuple[Rule, ...] = (
     ("train.knn_test_samples", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("train.figures_every_epochs", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("train.figure_images", lambda v: v >= 1, ">= 1"),
+    ("train.parallel", lambda v: v in ("ddp", "fsdp"), "ddp or fsdp"),
 )
 
 
@@ -110,3 +111,21 @@ def check_values(config: Any) -> None:
             f"({optim.epochs}); set it >= optim.epochs, or 0 for the same length"
         )
     check_one_subset(_lookup(config, "data"))
+    check_fsdp(_lookup(config, "train"))
+
+
+def check_fsdp(train: Any) -> None:
+    """Refuse what FSDP runs do not support, naming the way out."""
+    if train is None or train.parallel != "fsdp":
+        return
+    if train.figures_every_epochs > 0:
+        raise ConfigError(
+            "train.figures_every_epochs needs train.parallel=ddp (figures are drawn by rank 0 alone, "
+            "and sharded weights need every process); set it to 0 and draw them with attmask visualize"
+        )
+    if train.compile:
+        raise ConfigError("train.compile is not supported with train.parallel=fsdp yet; set one of them off")
+    if train.fidelity == "original":
+        raise ConfigError(
+            "train.fidelity=original (per-parameter clipping) is not supported with train.parallel=fsdp; use ddp"
+        )

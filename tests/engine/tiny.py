@@ -85,32 +85,47 @@ def crash_and_resume(overrides: tuple[str, ...], run_dir, crash_step: int, monke
     return losses_by_step(read_log(run_dir))
 
 
-def _gloo_worker(rank: int, world_size: int, port: int, run_dir: str, overrides: tuple[str, ...]) -> None:
+def _gloo_worker(
+    rank: int, world_size: int, port: int, run_dir: str, overrides: tuple[str, ...], crash_step: int
+) -> None:
     import os
 
     import torch
 
     from attmask.core.distributed import shutdown
+    from attmask.engine.trainer import Trainer
 
     os.environ.update(
         RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
+    original = Trainer._log_step
+
+    def crash(self, logs, bar, rate):
+        if self.progress.global_step == crash_step:
+            raise SystemExit(3)  # every rank stops at the same step, as if the job were killed
+        original(self, logs, bar, rate)
+
+    Trainer._log_step = crash  # in this spawned process only
     try:
         monitored_trainer(tiny_config(*overrides), run_dir).fit()
     finally:
         shutdown()
 
 
-def train_on_gloo(run_dir, overrides: tuple[str, ...], world_size: int = 2) -> None:
-    """Train the tiny config with ``overrides`` in ``run_dir`` on ``world_size`` gloo processes."""
+def train_on_gloo(run_dir, overrides: tuple[str, ...], world_size: int = 2, crash_step: int = 0) -> None:
+    """Train the tiny config with ``overrides`` in ``run_dir`` on ``world_size`` gloo processes.
+
+    With ``crash_step``, every process exits just before logging that global step (the checkpoints
+    written before it stay), and ``torch.multiprocessing.ProcessExitedException`` is raised here.
+    """
     import torch.multiprocessing as mp
 
     from tests.conftest import free_port
 
     mp.start_processes(
         _gloo_worker,
-        args=(world_size, free_port(), str(run_dir), tuple(overrides)),
+        args=(world_size, free_port(), str(run_dir), tuple(overrides), crash_step),
         nprocs=world_size,
         join=True,
         start_method="spawn",

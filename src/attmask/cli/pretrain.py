@@ -11,6 +11,7 @@ from attmask.config import FIDELITIES, Config, load_config
 from attmask.config_checks import RULES
 from attmask.data.augment import MULTICROP_PRESETS
 from attmask.engine.data import AUGMENT_ON
+from attmask.engine.parallel import PARALLEL_MODES
 from attmask.engine.precision import PRECISIONS
 from attmask.masking.registry import STRATEGIES
 from attmask.methods import METHODS
@@ -26,6 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.method": tuple(METHODS),
     "train.precision": PRECISIONS,
     "train.fidelity": FIDELITIES,
+    "train.parallel": PARALLEL_MODES,
     "train.device": ("auto", "cpu", "cuda", "cuda:N"),
 }
 _RANGES = {key: words for key, _, words in RULES}

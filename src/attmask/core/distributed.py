@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 
 @dataclass
@@ -76,6 +77,20 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     reduced = tensor.clone()
     dist.all_reduce(reduced)
     return reduced / dist.get_world_size()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over processes (a copy; the input itself single-process)."""
+    if not is_distributed():
+        return tensor
+    reduced = tensor.clone()
+    dist.all_reduce(reduced)
+    return reduced
+
+
+def full_value(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor's full value (a collective: every process must call it); a plain tensor as is."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
 def barrier() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from attmask.config import OptimConfig
+from attmask.core.distributed import all_reduce_sum, full_value
 from attmask.core.schedules import cosine_schedule
 from attmask.heads import last_layer_parameters
 
@@ -75,7 +77,7 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
         The global gradient norm before clipping (0-d tensor on the gradients' device).
     """
     limit = max_norm if max_norm > 0 else float("inf")
-    return torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True).detach()
+    return full_value(torch.nn.utils.clip_grad_norm_(parameters, limit, foreach=True)).detach()  # FSDP: a DTensor
 
 
 def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -106,8 +108,19 @@ def clip_per_parameter(parameters: list[torch.Tensor], max_norm: float) -> torch
 
 def weight_norm(model: nn.Module) -> torch.Tensor:
     """Global L2 norm of ``model``'s parameters (0-d, no host sync): logged with every step and
-    checkpoint, so a diverging run shows which checkpoint still had sane weights."""
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()])))
+    checkpoint, so a diverging run shows which checkpoint still had sane weights.
+
+    FSDP-sharded parameters (DTensors) count once: the squares of the local shards are summed over
+    processes (a collective; every process must call it)."""
+    params = [p.detach() for p in model.parameters()]
+    shards = [p.to_local() for p in params if isinstance(p, DTensor)]
+    plain = [p for p in params if not isinstance(p, DTensor)]
+    squares = torch.zeros((), device=params[0].device)
+    if shards:
+        squares = all_reduce_sum(torch.stack(torch._foreach_norm(shards)).square().sum())
+    if plain:
+        squares = squares + torch.stack(torch._foreach_norm(plain)).square().sum()
+    return squares.sqrt()
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from attmask.config import ConfigError, drop_removed_keys
 from attmask.core.checkpoint import FORMAT, load_checkpoint
+from attmask.core.dcp import META_NAME
 from attmask.core.files import remove_stale_temporaries, write_atomic
 from attmask.core.typed_yaml import flatten
 from attmask.engine.logging import LOG_NAME, read_log
@@ -64,6 +65,7 @@ FREE_KEYS = frozenset(
         "data.max_image_pixels",
         "train.loggers",
         "train.activation_checkpointing",  # same numbers, less memory: e.g. after running out of it
+        "train.parallel",  # same numbers, sharded or not (the checkpoint is read either way)
     }
 )
 
@@ -88,7 +90,8 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
 
 
 def read_resumable(path: Path, device: torch.device, wanted: dict[str, Any], allow_change: bool) -> tuple[dict, str]:
-    """The checkpoint at ``path`` and its described setting changes (``""`` if none).
+    """The checkpoint at ``path`` and its described setting changes (``""`` if none). For a sharded
+    checkpoint folder, its ``meta.pth`` (the weights are read by :func:`attmask.engine.run_checkpoint.restore`).
 
     The saved config loses its removed keys (:func:`~attmask.config.drop_removed_keys`): set to
     their old default, they are dropped; set otherwise, the checkpoint cannot be resumed.
@@ -98,7 +101,7 @@ def read_resumable(path: Path, device: torch.device, wanted: dict[str, Any], all
             settings differ and ``allow_change`` is False (naming the keys and the ways out).
         ValueError: another architecture or method (:func:`check_compatible`), unreadable file.
     """
-    state = load_checkpoint(path, map_location=device)
+    state = load_checkpoint(path / META_NAME if path.is_dir() else path, map_location=device)  # sharded: meta only
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TrainingError(f"{path} is not an attmask pretraining checkpoint; use a new --out folder")
     try:

@@ -20,17 +20,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from attmask.config import Config, save_config, to_dict
 from attmask.core.callbacks import Callback, EpochEnd
-from attmask.core.checkpoint import CHECKPOINT_NAME, FORMAT, save_atomic
+from attmask.core.checkpoint import FORMAT
+from attmask.core.dcp import latest_checkpoint, tidy_sharded
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.data.resumable import mix_seed
 from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader, steps_per_epoch
 from attmask.engine.logging import RunLogger
 from attmask.engine.optim import run_schedules, weight_norm
+from attmask.engine.parallel import parallelize
 from attmask.engine.precision import resolve_precision
 from attmask.engine.resume import (
     Progress,
@@ -41,6 +42,7 @@ from attmask.engine.resume import (
     resume_record,
     tidy_run_dir,
 )
+from attmask.engine.run_checkpoint import keep_copy, restore, write_checkpoint
 from attmask.engine.step import compile_backbones, configured_step
 from attmask.methods import build_method
 from attmask.methods.monitors import collapse_warning
@@ -85,7 +87,7 @@ class Trainer:
         self.method = build_method(config, self.crops.global_size, self.crops.num_local).to(self.device)
         if config.train.compile:
             compile_backbones(self.method)
-        self.runner = self._wrap_student()
+        self.runner = parallelize(self.method, self.ctx, config.train.parallel, self.precision)
         self.train_step = configured_step(config, self.method, self.precision, self.device, self.runner)
         self.optimizer, self.scaler = self.train_step.optimizer, self.train_step.scaler
         batch = config.data.batch_size * self.ctx.world_size * config.optim.accumulation_steps
@@ -96,16 +98,6 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
         self._collapse_epoch = -1  # the epoch of the last collapse warning
         self._resume_or_start()
-
-    # ----------------------------------------------------------------- set-up
-    def _wrap_student(self) -> torch.nn.Module:
-        student = self.method.student
-        if not self.ctx.enabled:
-            return student
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        runner = DistributedDataParallel(student, device_ids=device_ids)
-        self.method.set_student_runner(runner)
-        return runner
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> dict[str, float]:
@@ -226,7 +218,7 @@ class Trainer:
 
     def _check_finite(self) -> None:
         if bool(all_reduce_mean(self._nonfinite.float()) > 0):
-            written = (self.run_dir / CHECKPOINT_NAME).is_file()
+            written = latest_checkpoint(self.run_dir) is not None
             raise TrainingError(nonfinite_message(self.run_dir, self.progress.epoch, self.progress.step, written))
 
     def _end_epoch(self, epoch: int, epoch_loss: torch.Tensor) -> dict[str, float]:
@@ -245,10 +237,10 @@ class Trainer:
         for callback in self.callbacks:
             record.update(callback.on_epoch_end(self._event(epoch)))
         plain = self.logger.log(record, step=self.progress.global_step)
-        self.save()
+        path = self.save()
         keep = self.config.train.keep_every_epochs
         if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:
-            save_atomic(self.checkpoint_state(), self.run_dir / f"checkpoint_epoch{epoch + 1:04d}.pth")
+            keep_copy(path, epoch + 1)
         return plain
 
     def _event(self, epoch: int) -> EpochEnd:
@@ -262,34 +254,36 @@ class Trainer:
             self.logger.writer,
         )
 
-    def checkpoint_state(self) -> dict:
-        """Everything needed to resume: weights, optimizer, scaler, progress, config."""
+    def checkpoint_meta(self) -> dict:
+        """What a checkpoint holds besides the weights and the optimizer: progress, scaler, config, ..."""
         return {
             "format": FORMAT,
             "version": 1,
             "progress": dataclasses.asdict(self.progress),
             "evaluated_branch": self.method.evaluated_branch if self.method.teacher is not None else "student",
-            "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "config": to_dict(self.config),
             "world_size": self.ctx.world_size,
+            "parallel": self.config.train.parallel,
             "epoch_loss_sum": float(self._loss_sum),
         }
 
-    def save(self) -> None:
-        """Write ``run_dir/checkpoint.pth`` atomically (rank 0), only if the loss is finite."""
+    def save(self) -> Path:
+        """Write the run's checkpoint atomically, only if the loss is finite: ``checkpoint.pth`` (rank 0)
+        or, with ``train.parallel=fsdp``, ``checkpoint.dcp/`` (every process its shards)."""
         self._check_finite()
-        if self.ctx.is_main:
-            save_atomic(self.checkpoint_state(), self.run_dir / CHECKPOINT_NAME)
-            self.logger.log(
-                {"step": self.progress.global_step, "checkpoint_weight_norm": weight_norm(self.method.student)}
-            )
+        norm = weight_norm(self.method.student)  # a collective when sharded
+        sharded = self.config.train.parallel == "fsdp"
+        path = write_checkpoint(self.run_dir, sharded, self.method, self.optimizer, self.checkpoint_meta())
+        self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": norm})
         barrier()
+        return path
 
     def _resume_or_start(self) -> None:
-        path = self.run_dir / CHECKPOINT_NAME
-        if not path.is_file():
+        notes = tidy_sharded(self.run_dir) if self.ctx.is_main and self.run_dir.is_dir() else []
+        barrier()  # a killed sharded save repaired before any process looks
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
             if self.ctx.is_main:
                 tidy_run_dir(self.run_dir)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -297,15 +291,15 @@ class Trainer:
                 drop_rows_after(self.run_dir, 0)  # rows of an earlier start killed before its first checkpoint
             return
         state, changes = read_resumable(path, self.device, to_dict(self.config), self.allow_config_change)
-        notes = tidy_run_dir(self.run_dir) if self.ctx.is_main else []
-        self.method.load_state_dict(state["method"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        notes += tidy_run_dir(self.run_dir) if self.ctx.is_main else []
+        restore(path, state, self.method, self.optimizer)
         if state["scaler"]:  # empty: saved without fp16 (or converted from such an original run)
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
         self._loss_sum.fill_(state.get("epoch_loss_sum", 0.0))
+        norm = weight_norm(self.method.student)  # a collective when sharded; = the save's checkpoint_weight_norm
         if self.ctx.is_main:
             record = resume_record(state, path, notes, changes, self.ctx.world_size)
             if changes:
                 save_config(self.config, self.run_dir / "config.yaml")
-            self.logger.log({**record, **dataclasses.asdict(self.progress)})
+            self.logger.log({**record, **dataclasses.asdict(self.progress), "resumed_weight_norm": norm})

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from attmask.core.checkpoint import CHECKPOINT_NAME, checkpoint_read_error
+from attmask.core.dcp import SHARDED_NAME, is_finished, latest_checkpoint, read_sharded
 from attmask.models.registry import VIT_ARCHITECTURES
 from attmask.models.vit import VisionTransformer
 
@@ -63,26 +64,34 @@ class LoadedBackbone:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The file to read: ``path`` itself, or ``path/checkpoint.pth`` for a run folder."""
+    """What to read: ``path`` itself (a file or a sharded checkpoint folder), or for a run folder its
+    ``checkpoint.pth`` or finished ``checkpoint.dcp/`` (the newer)."""
     path = Path(path)
     if path.is_dir():
-        if not (path / CHECKPOINT_NAME).is_file():
+        if is_finished(path):
+            return path
+        latest = latest_checkpoint(path)
+        if latest is None:
             raise FileNotFoundError(
-                f"{path} is a folder without {CHECKPOINT_NAME}; pass a checkpoint file or a pretraining run folder"
+                f"{path} is a folder without {CHECKPOINT_NAME} or a finished {SHARDED_NAME}; pass a checkpoint "
+                "file or a pretraining run folder"
             )
-        return path / CHECKPOINT_NAME
+        return latest
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return path
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """Tensors and plain containers of a ``.pth`` (``weights_only``) or ``.safetensors`` file.
+    """Tensors and plain containers of a ``.pth`` (``weights_only``) or ``.safetensors`` file, or of a
+    sharded checkpoint folder (``train.parallel=fsdp``) read whole (:func:`attmask.core.dcp.read_sharded`).
 
     ``argparse.Namespace`` (the ``args`` entry of DINO/iBOT/AttMask checkpoints) is the only
     non-builtin type allowed; anything else that would run code on unpickling is refused.
     """
     path = resolve_checkpoint(path)
+    if path.is_dir():
+        return read_sharded(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -1,0 +1,85 @@
+"""A run's checkpoint in the format its ``train.parallel`` asks for, and every format read back.
+
+``ddp`` (and single-process runs): rank 0 writes ``checkpoint.pth`` (one file, atomic).
+``fsdp``: every process writes its shards into ``checkpoint.dcp/`` (:mod:`attmask.engine.sharded`).
+Whichever is written last replaces the other, so a run may switch ``train.parallel`` between
+resumes; resuming reads either into a sharded or a whole model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attmask.core.checkpoint import CHECKPOINT_NAME, save_atomic
+from attmask.core.dcp import remove_sharded
+from attmask.engine.parallel import is_sharded
+from attmask.engine.sharded import load_sharded, load_whole, save_sharded
+from attmask.methods import PretrainingMethod
+
+
+def write_checkpoint(
+    run_dir: Path, sharded: bool, method: PretrainingMethod, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
+) -> Path:
+    """Write the run's checkpoint (called by every process: a sharded save is a collective).
+
+    Args:
+        run_dir: the run folder.
+        sharded: ``checkpoint.dcp/`` (``train.parallel=fsdp``) rather than ``checkpoint.pth``.
+        method: its ``state_dict`` is saved.
+        optimizer: its state is saved.
+        meta: the other entries (format, progress, config, ...).
+
+    Returns:
+        The path written.
+    """
+    main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    if sharded:
+        path = save_sharded(run_dir, method, optimizer, meta)
+        if main:
+            (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+        return path
+    path = run_dir / CHECKPOINT_NAME
+    if main:
+        save_atomic({**meta, "method": method.state_dict(), "optimizer": optimizer.state_dict()}, path)
+        remove_sharded(run_dir)
+    return path
+
+
+def keep_copy(path: Path, epoch: int) -> Path:
+    """Copy the checkpoint at ``path`` to ``checkpoint_epochNNNN.pth`` (or ``.dcp/``) beside it (rank 0)."""
+    suffix = ".dcp" if path.is_dir() else ".pth"
+    kept = path.parent / f"checkpoint_epoch{epoch:04d}{suffix}"
+    if path.is_dir():
+        copying = kept.with_name(kept.name + ".partial")
+        shutil.rmtree(copying, ignore_errors=True)
+        shutil.copytree(path, copying)
+        shutil.rmtree(kept, ignore_errors=True)
+        copying.rename(kept)
+    else:
+        staging = kept.with_name(f".{kept.name}.tmp")
+        shutil.copyfile(path, staging)
+        staging.replace(kept)
+    return kept
+
+
+def restore(path: Path, state: dict[str, Any], method: PretrainingMethod, optimizer: torch.optim.Optimizer) -> None:
+    """Load the weights and optimizer state of the checkpoint at ``path`` (every process).
+
+    Args:
+        path: ``checkpoint.pth`` or a finished ``checkpoint.dcp/``.
+        state: what was read of it already: the whole file, or the folder's ``meta.pth``.
+        method: sharded (FSDP) or not.
+        optimizer: built over ``method.student``.
+    """
+    device = next(method.parameters()).device
+    if path.is_dir():
+        load_sharded(path, method, optimizer, device)
+    elif is_sharded(method.student) or state.get("optimizer_layout") == "names":
+        load_whole(method, optimizer, state)
+    else:
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
