@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -58,11 +60,29 @@ def init_distributed(device_name: str = "auto") -> DistributedContext:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
+    warning = elastic_restart_warning(os.environ)
+    if warning and rank == 0:
+        print(f"warning: {warning}", file=sys.stderr)
     if world_size > 1 and not (dist.is_available() and dist.is_initialized()):
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistributedContext(rank, world_size, local_rank, device)
+
+
+def elastic_restart_warning(environ: Mapping[str, str]) -> str | None:
+    """What to fix when torchrun may restart workers on several nodes with the store it shares with
+    them (``TORCHELASTIC_USE_AGENT_STORE``): each agent counts its restarts on its own, so restarted
+    workers can read the addresses of the killed ones and fail to connect or hang (pytorch#135712)."""
+    nodes = int(environ.get("GROUP_WORLD_SIZE", "1"))
+    restarts = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    shared = environ.get("TORCHELASTIC_USE_AGENT_STORE", "False") == "True"
+    if nodes > 1 and restarts > 0 and shared:
+        return (
+            f"torchrun --max-restarts {restarts} on {nodes} nodes with the agents' shared store: restarted "
+            "workers may hang connecting (pytorch#135712); start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
+        )
+    return None
 
 
 def is_distributed() -> bool:
