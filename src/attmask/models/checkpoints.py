@@ -12,8 +12,8 @@ Accepted files (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, ``
 
 The architecture is read from the weights (width, depth, patch size, position grid, MLP ratio,
 bias); the number of heads is not stored in weights, so it comes from the project config, the
-export's JSON, the ``num_heads`` argument or, failing those, ``embed_dim // 64`` (timm's ViT-Ti,
-S, B). iBOT's ``masked_embed`` becomes ``mask_token``; classifier heads are dropped and listed.
+export's JSON, the ``num_heads`` argument, the registered architecture of that width and depth or,
+failing those, ``embed_dim // 64`` (timm's ViT-Ti, S, B, L). iBOT's ``masked_embed`` becomes ``mask_token``; classifier heads are dropped and listed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from attmask.core.checkpoint import CHECKPOINT_NAME, checkpoint_read_error
 from attmask.core.dcp import SHARDED_NAME, is_finished, latest_checkpoint, read_sharded
-from attmask.models.registry import VIT_ARCHITECTURES
+from attmask.models.registry import VIT_ARCHITECTURES, registered_heads
 from attmask.models.vit import VisionTransformer
 
 #: Written by the trainer (engine.checkpoint.FORMAT); repeated here to keep models/ standalone.
@@ -187,7 +187,7 @@ def vit_kwargs_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | 
             "grid; only square position grids with one [CLS] token are supported"
         )
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
-    heads = num_heads or max(1, embed_dim // 64)
+    heads = num_heads or registered_heads(embed_dim, depth) or max(1, embed_dim // 64)
     if embed_dim % heads:
         raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {heads}; pass the right number of heads")
     return {
