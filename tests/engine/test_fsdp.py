@@ -17,7 +17,7 @@ from tests.engine.test_distributed import COMMON
 from tests.engine.tiny import losses_by_step, train_on_gloo
 
 TWO = (*COMMON, "data.batch_size=4")
-FSDP = (*TWO, "train.parallel=fsdp")
+FSDP = (*TWO, "train.parallel=fsdp", "train.keep_every_epochs=1")
 
 
 def _crash(run_dir, overrides, world_size: int = 2) -> None:
@@ -53,6 +53,8 @@ def test_fsdp_gives_the_losses_and_weights_of_ddp(runs) -> None:
     for step in ddp:
         assert fsdp[step] == pytest.approx(ddp[step], rel=1e-5, abs=1e-6)
     assert not (runs / "fsdp" / "checkpoint.pth").exists() and (runs / "fsdp" / SHARDED_NAME / MARKER).is_file()
+    kept = read_sharded(runs / "fsdp" / "checkpoint_epoch0001.dcp")  # train.keep_every_epochs=1
+    assert kept["progress"]["global_step"] == 2 and (runs / "fsdp" / "checkpoint_epoch0002.dcp" / MARKER).is_file()
     whole = read_sharded(runs / "fsdp" / SHARDED_NAME)
     single = load_checkpoint(runs / "ddp" / "checkpoint.pth")
     assert whole["world_size"] == 2 and whole["parallel"] == "fsdp" and whole["progress"]["global_step"] == 4
@@ -138,3 +140,15 @@ def test_bf16_gathers_bf16_and_reduces_fp32() -> None:
     policy = mixed_precision_policy("bf16")
     assert policy.param_dtype == torch.bfloat16 and policy.reduce_dtype == torch.float32
     assert mixed_precision_policy("fp32").param_dtype is None  # the parameters' own dtype
+
+
+def test_kept_epoch_checkpoints_of_a_single_file_run(tmp_path) -> None:
+    from attmask.engine.trainer import Trainer
+    from tests.engine.tiny import tiny_config
+
+    Trainer(tiny_config(*COMMON, "train.keep_every_epochs=1"), tmp_path).fit()
+    kept = [load_checkpoint(tmp_path / f"checkpoint_epoch000{epoch}.pth") for epoch in (1, 2)]
+    assert [state["progress"]["global_step"] for state in kept] == [2, 4]
+    last = load_checkpoint(tmp_path / "checkpoint.pth")
+    assert torch.equal(kept[1]["method"]["teacher.backbone.pos_embed"], last["method"]["teacher.backbone.pos_embed"])
+    assert not list(tmp_path.glob(".*.tmp"))
