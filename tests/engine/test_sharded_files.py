@@ -124,3 +124,16 @@ def test_truncated_shard_is_one_line(tmp_path) -> None:
     with pytest.raises(ValueError, match=f"cannot read sharded checkpoint {tmp_path / SHARDED_NAME}: ") as error:
         read_sharded(tmp_path / SHARDED_NAME)
     assert "\n" not in str(error.value)
+
+
+def test_single_process_fsdp_run_writes_and_resumes_a_sharded_checkpoint(tmp_path, monkeypatch) -> None:
+    from attmask.engine.logging import read_log
+    from attmask.engine.trainer import Trainer
+    from tests.engine.test_distributed import COMMON
+    from tests.engine.tiny import crash_and_resume, losses_by_step, tiny_config
+
+    Trainer(tiny_config(*COMMON), tmp_path / "plain").fit()
+    resumed = crash_and_resume((*COMMON, "train.parallel=fsdp"), tmp_path / "sharded", 3, monkeypatch)
+    assert (tmp_path / "sharded" / SHARDED_NAME / MARKER).is_file()
+    assert not (tmp_path / "sharded" / "checkpoint.pth").exists()
+    assert resumed == losses_by_step(read_log(tmp_path / "plain"))  # one process: nothing sharded, same numbers

@@ -22,7 +22,12 @@ from attmask.methods import PretrainingMethod
 
 
 def write_checkpoint(
-    run_dir: Path, sharded: bool, method: PretrainingMethod, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
+    run_dir: Path,
+    sharded: bool,
+    method: PretrainingMethod,
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    is_main: bool,
 ) -> Path:
     """Write the run's checkpoint (called by every process: a sharded save is a collective).
 
@@ -32,18 +37,18 @@ def write_checkpoint(
         method: its ``state_dict`` is saved.
         optimizer: its state is saved.
         meta: the other entries (format, progress, config, ...).
+        is_main: rank 0 (writes the single file, removes the other format's checkpoint).
 
     Returns:
         The path written.
     """
-    main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     if sharded:
-        path = save_sharded(run_dir, method, optimizer, meta)
-        if main:
+        path = save_sharded(run_dir, method, optimizer, meta, is_main)
+        if is_main:
             (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
         return path
     path = run_dir / CHECKPOINT_NAME
-    if main:
+    if is_main:
         save_atomic({**meta, "method": method.state_dict(), "optimizer": optimizer.state_dict()}, path)
         remove_sharded(run_dir)
     return path

@@ -42,7 +42,9 @@ from attmask.core.files import write_atomic
 _WITHOUT_STATELESS = StateDictOptions(strict=False)
 
 
-def save_sharded(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]) -> Path:
+def save_sharded(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any], is_main: bool = True
+) -> Path:
     """Write ``run_dir/checkpoint.dcp`` from every process (a collective), atomically.
 
     Args:
@@ -50,13 +52,13 @@ def save_sharded(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         model: the module whose state is saved (the method: student, teacher, loss buffers).
         optimizer: over ``model``'s student parameters.
         meta: the checkpoint's other entries (progress, config, ...); written by rank 0 only.
+        is_main: this process is rank 0 (or the only one).
 
     Returns:
         The finished folder.
     """
     partial = run_dir / PARTIAL_NAME
-    main = not is_distributed() or torch.distributed.get_rank() == 0
-    if main and partial.is_dir():  # left by a killed save
+    if is_main and partial.is_dir():  # left by a killed save
         shutil.rmtree(partial)
     barrier()
     model_state, optimizer_state = get_state_dict(model, optimizer)
@@ -64,7 +66,7 @@ def save_sharded(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     with single_process_quiet():
         dcp.save(state, checkpoint_id=partial, no_dist=not is_distributed())
     barrier()  # every shard written before the marker
-    if main:
+    if is_main:
         save_atomic(meta, partial / META_NAME)
         write_atomic(partial / MARKER, lambda stream: stream.write(b"finished\n"))
         swap_in(run_dir)

@@ -274,7 +274,8 @@ class Trainer:
         self._check_finite()
         norm = weight_norm(self.method.student)  # a collective when sharded
         sharded = self.config.train.parallel == "fsdp"
-        path = write_checkpoint(self.run_dir, sharded, self.method, self.optimizer, self.checkpoint_meta())
+        meta = self.checkpoint_meta()
+        path = write_checkpoint(self.run_dir, sharded, self.method, self.optimizer, meta, self.ctx.is_main)
         self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": norm})
         barrier()
         return path

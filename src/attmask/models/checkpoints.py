@@ -13,7 +13,8 @@ Accepted files (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, ``
 The architecture is read from the weights (width, depth, patch size, position grid, MLP ratio,
 bias); the number of heads is not stored in weights, so it comes from the project config, the
 export's JSON, the ``num_heads`` argument, the registered architecture of that width and depth or,
-failing those, ``embed_dim // 64`` (timm's ViT-Ti, S, B, L). iBOT's ``masked_embed`` becomes ``mask_token``; classifier heads are dropped and listed.
+failing those, ``embed_dim // 64`` (timm's ViT-Ti, S, B, L). iBOT's ``masked_embed`` becomes
+``mask_token``; classifier heads are dropped and listed.
 """
 
 from __future__ import annotations
