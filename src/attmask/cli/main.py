@@ -20,7 +20,11 @@ SUBCOMMANDS = {
     "visualize": ("visualize", "draw attention maps per head, every strategy's masks, or reconstructions"),
     "report": ("report", "write RUN_DIR/report/index.html: curves, schedules, k-NN, monitors, figures, config"),
     "experiment": ("experiment", "reproducible experiments (masking ablation of AttMask)"),
-    "convert": ("convert", "turn an original DINO/iBOT/AttMask training checkpoint into a run folder to continue"),
+    "convert": (
+        "convert",
+        "turn an original DINO/iBOT/AttMask checkpoint, or a sharded (FSDP) one, into a single-file run folder",
+    ),
+    "launch": ("launch", "submit pretraining to SLURM (submitit): N nodes x G GPUs, requeued on preemption"),
 }
 
 
