@@ -96,9 +96,10 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
             "train.method picks the method: ibot, dino, mst (multi-crop self-distillation),\n"
             "mae, simmim, lut, lut_simmim (pixel reconstruction); masking.strategy picks what\n"
             "is hidden.\n"
-            "A run folder holds config.yaml, log.jsonl and checkpoint.pth; running the same\n"
-            "command again resumes from the checkpoint. Multi-GPU: torchrun --nproc_per_node N\n"
-            "-m attmask.cli.main pretrain ..."
+            "A run folder holds config.yaml, log.jsonl and checkpoint.pth (checkpoint.dcp/, sharded,\n"
+            "with train.parallel=fsdp); running the same command again resumes from the checkpoint.\n"
+            "Multi-GPU: torchrun --nproc_per_node N -m attmask.cli.main pretrain ...; SLURM:\n"
+            "attmask launch slurm ... -- pretrain ..."
         ),
         epilog="config keys (set with --set key=value):\n" + "\n".join(_config_reference()),
     )
