@@ -135,14 +135,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),  # as it ran, before the preset held the momentum
     "demo2_mom099": (
         "the chosen demo preset with the teacher momentum held at 0.99 (not annealed to 1)",
-        (
-            "--base-preset",
-            NEW_DEMO,
-            "optim.epochs=6",
-            "train.max_steps_per_epoch=300",
-            "train.knn_every_epochs=2",
-            "optim.teacher_momentum_end=0.99",
-        ),
+        _DEMO_SCHEDULE,
     ),
     "demo3_sched26": (
         "the demo preset's 1800 steps cut from schedules of 26 x 300 = 7800 steps (lr and weight decay "

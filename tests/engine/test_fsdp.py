@@ -106,10 +106,16 @@ def test_ddp_checkpoint_resumes_sharded_with_the_same_losses(runs, tmp_path) -> 
     assert (run_dir / SHARDED_NAME / MARKER).is_file() and not (run_dir / "checkpoint.pth").exists()
 
 
-def test_evaluation_reads_a_sharded_run_whole(runs) -> None:
+def test_evaluation_and_timm_export_read_a_sharded_run_whole(runs, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from attmask.cli.main import main
+
     loaded = load_backbone(runs / "fsdp")
     teacher = read_sharded(runs / "fsdp" / SHARDED_NAME)["method"]["teacher.backbone.pos_embed"]
     assert loaded.which == "teacher" and torch.equal(loaded.model.pos_embed, teacher)
+    assert main(["export", "--checkpoint", str(runs / "fsdp"), "--out", str(tmp_path / "vit.safetensors")]) == 0
+    assert torch.equal(load_file(str(tmp_path / "vit.safetensors"))["pos_embed"], teacher)
 
 
 def test_convert_gathers_a_sharded_run_into_a_single_file_that_resumes(runs, tmp_path, capsys) -> None:

@@ -156,7 +156,7 @@ def test_overrides_and_drop_path() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: build_vit("vit_huge"), "unknown architecture"),
+        (lambda: build_vit("vit_gigantic"), "unknown architecture"),
         (lambda: build_vit("vit_tiny", img_sz=32), "unknown ViT option"),
         (lambda: build_vit("vit_tiny", img_size=30, patch_size=4), "divisible"),
         (lambda: _tiny()(torch.randn(1, 3, 30, 30)), "not divisible by the patch size 4"),

@@ -114,9 +114,7 @@ def tidy_sharded(run_dir: Path) -> list[str]:
     final, partial, old = run_dir / SHARDED_NAME, run_dir / PARTIAL_NAME, run_dir / OLD_NAME
     notes = []
     if partial.is_dir() and is_finished(partial):
-        if final.is_dir():
-            shutil.rmtree(final)
-        partial.rename(final)
+        swap_in(run_dir)
         notes.append(f"finished the swap of {PARTIAL_NAME} into {SHARDED_NAME} (a save was killed before it)")
     elif partial.is_dir():
         shutil.rmtree(partial)
