@@ -151,8 +151,8 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "demo2_seed1": (
-        "the demo preset (as `demo2_mom099`) with train.seed=1: one seed's noise (the seed also draws the "
-        "validation images)",
+        "the demo preset (as `demo2_mom099`) with train.seed=1: one seed's noise (initial weights, data "
+        "order, crops, masks; the validation bank and queries stay the same)",
         (*_DEMO_SCHEDULE, "train.seed=1"),
     ),
     "demo2_local6": (
