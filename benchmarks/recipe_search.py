@@ -163,6 +163,14 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
         "the demo preset with stronger global crops: scale (0.25, 1) instead of (0.4, 1)",
         (*_DEMO_SCHEDULE, "data.global_scale=[0.25, 1.0]"),
     ),
+    "demo2_mask_all": (
+        "the demo preset with every global view masked (masking.probability 1 instead of 0.5)",
+        (*_DEMO_SCHEDULE, "masking.probability=1.0"),
+    ),
+    "demo2_k256": (
+        "the demo preset with 256 prototypes instead of 1024 ([CLS] and patch heads)",
+        (*_DEMO_SCHEDULE, "head.out_dim=256", "head.patch_out_dim=256"),
+    ),
     "small": (
         "the 60-minute preset (13 x 600 = 7800 steps; k-NN every 600), teacher momentum 0.99 -> 1",
         _SMALL_SCHEDULE,
