@@ -137,3 +137,13 @@ def test_single_process_fsdp_run_writes_and_resumes_a_sharded_checkpoint(tmp_pat
     assert (tmp_path / "sharded" / SHARDED_NAME / MARKER).is_file()
     assert not (tmp_path / "sharded" / "checkpoint.pth").exists()
     assert resumed == losses_by_step(read_log(tmp_path / "plain"))  # one process: nothing sharded, same numbers
+
+
+def test_unfinished_sharded_folder_is_one_line_for_evaluation(tmp_path) -> None:
+    from attmask.models.checkpoints import load_backbone
+
+    (tmp_path / SHARDED_NAME).mkdir()
+    with pytest.raises(ValueError, match="sharded checkpoint without its COMPLETE marker: its write was cut off"):
+        load_backbone(tmp_path / SHARDED_NAME)
+    with pytest.raises(FileNotFoundError, match="without checkpoint.pth or a finished checkpoint.dcp"):
+        load_backbone(tmp_path)

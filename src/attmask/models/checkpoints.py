@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from attmask.core.checkpoint import CHECKPOINT_NAME, checkpoint_read_error
-from attmask.core.dcp import SHARDED_NAME, is_finished, latest_checkpoint, read_sharded
+from attmask.core.dcp import MARKER, SHARDED_NAME, is_finished, latest_checkpoint, read_sharded
 from attmask.models.registry import VIT_ARCHITECTURES, registered_heads
 from attmask.models.vit import VisionTransformer
 
@@ -71,6 +71,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir():
         if is_finished(path):
             return path
+        if path.suffix == ".dcp" or (path / ".metadata").is_file():
+            raise ValueError(
+                f"{path} is a sharded checkpoint without its {MARKER} marker: its write was cut off; "
+                "use an earlier checkpoint"
+            )
         latest = latest_checkpoint(path)
         if latest is None:
             raise FileNotFoundError(
