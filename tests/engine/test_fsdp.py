@@ -158,3 +158,12 @@ def test_kept_epoch_checkpoints_of_a_single_file_run(tmp_path) -> None:
     last = load_checkpoint(tmp_path / "checkpoint.pth")
     assert torch.equal(kept[1]["method"]["teacher.backbone.pos_embed"], last["method"]["teacher.backbone.pos_embed"])
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_knn_monitor_on_the_sharded_teacher_scores_as_on_ddp(tmp_path) -> None:
+    knn = ("train.knn_every_epochs=1", "train.knn_train_samples=200", "train.knn_test_samples=100")
+    train_on_gloo(tmp_path / "fsdp", (*FSDP, *knn))
+    train_on_gloo(tmp_path / "ddp", (*TWO, *knn))
+    sharded, whole = ([r for r in read_log(tmp_path / name) if "knn_top1" in r] for name in ("fsdp", "ddp"))
+    assert [r["epoch"] for r in sharded] == [0, 1]
+    assert [r["knn_top1"] for r in sharded] == [r["knn_top1"] for r in whole]
