@@ -34,6 +34,7 @@ from attmask.core.environment import environment
 from attmask.engine.parallel import parallelize
 from attmask.engine.step import configured_step
 from attmask.methods import build_method
+from attmask.viz.render import plt, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARCHES = {"vit_small": "ViT-S/16", "vit_base": "ViT-B/16", "vit_large": "ViT-L/16"}
@@ -122,17 +123,54 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def draw(record: dict, path: Path) -> Path:
+    """Bars per model: peak RSS per process (DDP, FSDP) and the analytic bytes beside them."""
+    rows, env = record["rows"], record["environment"]
+    arches = list(dict.fromkeys(row["arch"] for row in rows))
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    width = 0.2
+    bars = (
+        ("ddp", "peak_rss_mib", "DDP peak RSS", "#4c72b0", None),
+        ("fsdp", "peak_rss_mib", "FSDP peak RSS", "#dd8452", None),
+    )
+    bars += (
+        ("ddp", "analytic_mib", "DDP analytic", "#4c72b0", "//"),
+        ("fsdp", "analytic_mib", "FSDP analytic", "#dd8452", "//"),
+    )
+    for offset, (mode, key, label, colour, hatch) in enumerate(bars):
+        values = [next(r[key] for r in rows if r["arch"] == arch and r["mode"] == mode) / 1024 for arch in arches]
+        positions = [index + (offset - 1.5) * width for index in range(len(arches))]
+        fill = "white" if hatch else colour
+        axis.bar(positions, values, width, label=label, color=fill, edgecolor=colour, hatch=hatch)
+        for x, value in zip(positions, values):
+            axis.text(x, value, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
+    axis.set_xticks(range(len(arches)), arches)
+    axis.set_ylabel("GiB per process")
+    setting = record["setting"]
+    axis.set_title(
+        f"iBOT student + teacher + AdamW, {setting['processes']} gloo processes, "
+        f"commit {env['commit'][:7]}, {env['device']}",
+        fontsize=8,
+    )
+    axis.legend(fontsize=7, ncol=2, frameon=False)
+    return save_figure(figure, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a 2-block ViT-Ti only (CI)")
     parser.add_argument("--out", default=str(RESULTS), help="folder of the JSON record")
     parser.add_argument("--arch", action="append", help="only these architectures (repeatable)")
+    parser.add_argument("--draw", action="store_true", help="only redraw the PNG from the JSON record")
     args = parser.parse_args(argv)
+    name = "memory-smoke-cpu" if args.smoke else "memory-cpu"
+    if args.draw:
+        print(draw(json.loads((Path(args.out) / f"{name}.json").read_text()), Path(args.out) / f"{name}.png"))
+        return 0
     arches = ["vit_tiny"] if args.smoke else (args.arch or list(ARCHES))
     out = Path(args.out)
     scratch = out / ".memory_scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    name = "memory-smoke-cpu.json" if args.smoke else "memory-cpu.json"
     rows: list[dict] = []
     for arch in arches:
         for mode in ("ddp", "fsdp"):
@@ -146,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
                 "environment": environment(torch.device("cpu")),
                 "rows": rows,
             }
-            (out / name).write_text(json.dumps(record, indent=2) + "\n")  # partial results as they land
+            (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")  # partial results as they land
     for path in scratch.iterdir():
         path.unlink()
     scratch.rmdir()
+    draw(record, out / f"{name}.png")
     print(table(rows))
     return 0
 

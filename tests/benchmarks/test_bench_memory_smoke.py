@@ -22,3 +22,4 @@ def test_bench_memory_smoke(tmp_path) -> None:
     assert rows["fsdp"]["analytic_mib"] == pytest.approx(rows["ddp"]["analytic_mib"] / 2, abs=0.1)  # 2 shards
     assert all(row["peak_rss_mib"] > row["peak_minus_start_mib"] > 0 for row in rows.values())
     assert "| vit_tiny | fsdp |" in done.stdout and not (tmp_path / ".memory_scratch").exists()
+    assert (tmp_path / "memory-smoke-cpu.png").stat().st_size > 10_000
