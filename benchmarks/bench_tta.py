@@ -51,10 +51,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: name -> (preset, extra overrides). Every recipe gets the monitor after each epoch.
 #: Recipes kept for their committed record, not re-run by default (``--recipes demo_anneal`` does).
-HISTORICAL = ("demo_anneal", "small_anneal")
+HISTORICAL = ("demo_anneal", "demo_k1024", "small_anneal")
 RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "demo_v1": ("benchmarks/presets/fashion_mnist_ibot_attmask_tiny_v1.yaml", ()),
-    "demo_anneal": ("configs/fashion_mnist_ibot_attmask_tiny.yaml", ("optim.teacher_momentum_end=1.0",)),
+    "demo_anneal": (
+        "configs/fashion_mnist_ibot_attmask_tiny.yaml",
+        ("optim.teacher_momentum_end=1.0", "head.out_dim=1024", "head.patch_out_dim=1024"),
+    ),
+    "demo_k1024": ("configs/fashion_mnist_ibot_attmask_tiny.yaml", ("head.out_dim=1024", "head.patch_out_dim=1024")),
     "demo": ("configs/fashion_mnist_ibot_attmask_tiny.yaml", ()),
     "small_anneal": ("configs/fashion_mnist_ibot_attmask_small.yaml", ("optim.teacher_momentum_end=1.0",)),
     "small": ("configs/fashion_mnist_ibot_attmask_small.yaml", ()),
