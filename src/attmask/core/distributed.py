@@ -94,9 +94,7 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Mean of ``tensor`` over processes (a copy; the input itself single-process)."""
     if not is_distributed():
         return tensor
-    reduced = tensor.clone()
-    dist.all_reduce(reduced)
-    return reduced / dist.get_world_size()
+    return all_reduce_sum(tensor) / dist.get_world_size()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
