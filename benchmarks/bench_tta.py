@@ -169,7 +169,7 @@ def ingest_run(name: str, run_dir: Path, smoke: bool) -> dict:
 def plot(records: dict[str, dict], path: Path) -> Path:
     """Teacher [CLS] 20-NN against training minutes and images seen, with the raw-pixel and
     random-init levels of the same bank and queries."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    figure, axes = plt.subplots(1, 2, figsize=(14, 4.4), sharey=True, layout="constrained")
     levels: dict[tuple[str, float], list[str]] = {}  # (kind, value) -> recipes sharing that level
     order = list(RECIPES)
     for name, record in sorted(records.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99):
@@ -198,7 +198,7 @@ def plot(records: dict[str, dict], path: Path) -> Path:
         title="Teacher k-NN vs time (Fashion-MNIST test queries)",
     )
     axes[1].set(xlabel="images seen (thousands)", title="Teacher k-NN vs images seen")
-    axes[0].legend(fontsize=8, loc="lower right")
+    figure.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right center")
     for axis in axes:
         axis.grid(alpha=0.3)
     return save_figure(figure, path)

@@ -16,8 +16,10 @@ from attmask.viz.masks import attention_heatmap, overlay_mask, upsample_patches 
 
 
 def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Lay out, write ``path`` (parents created) and close ``figure``."""
-    figure.tight_layout()
+    """Lay out (tight, unless the figure has its own layout engine), write ``path`` (parents
+    created) and close ``figure``."""
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
