@@ -179,6 +179,10 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
         "the 60-minute preset with the teacher momentum held at 0.99 (not annealed to 1)",
         (*_SMALL_SCHEDULE, "optim.teacher_momentum_end=0.99"),
     ),
+    "small_k256": (
+        "the 60-minute preset (momentum held at 0.99) with 256 prototypes instead of 1024, as the demo",
+        (*_SMALL_SCHEDULE, "optim.teacher_momentum_end=0.99", "head.out_dim=256", "head.patch_out_dim=256"),
+    ),
     "no_mim": ("no masking (iBOT without its MIM term: DINO loss on [CLS] only)", ("masking.strategy=none",)),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from attmask.config import ConfigError, load_config
 from attmask.engine.trainer import Trainer
 from attmask.experiments import ARMS, Cell, ExperimentConfig, load_experiment, plan_cells
 from attmask.experiments.cells import cached_result, evaluate_features, initial_backbone, standardize
-from attmask.experiments.config import EvalSpec, arm_notes
-from attmask.experiments.summary import main_table_markdown, stats, summarize
+from attmask.experiments.config import EvalSpec, TableSpec, arm_notes
+from attmask.experiments.report import main_table_markdown
+from attmask.experiments.summary import stats, summarize
 from tests.engine.tiny import TINY, tiny_config
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
@@ -31,7 +33,7 @@ def test_presets_load_and_resolve_their_pretraining_preset(path: Path) -> None:
     if path.name == "masking_gpu_short.yaml":  # the few-minute GPU session: a subset, one seed
         assert {"block", "attmask_high"} <= set(config.arms) <= set(ARMS) and pretrain.data.augment_on == "device"
         return
-    assert set(config.arms) == set(ARMS), "the presets run every arm of Table 1"
+    assert set(config.arms) == set(ARMS) - {"none"}, "the presets run every arm of Table 1"
     assert len(config.seeds) == 3
 
 
@@ -61,12 +63,13 @@ def test_plan_shares_the_main_fraction_with_the_sweep() -> None:
         fraction_arms=["block", "attmask_high"],
         fraction_seeds=1,
     )
-    main_cells, sweep = plan_cells(config, 0.05)
+    plan = plan_cells(config, 0.05)
+    main_cells, sweep = plan.main, plan.sweep
     assert [(c.seed, c.arm) for c in main_cells[:3]] == [(3, "block"), (3, "random"), (3, "attmask_high")]
     assert len(main_cells) == 6 and all(c.subset == 0.05 for c in main_cells)
     assert sweep == [Cell("block", 3, 0.01), Cell("attmask_high", 3, 0.01)], "0.05 reuses the main cells"
     whole_set = ExperimentConfig(arms=["block"], seeds=[0], fractions=[0.5, 1.0], fraction_arms=["block"])
-    _, whole = plan_cells(whole_set, None)
+    whole = plan_cells(whole_set, None).sweep
     assert whole == [Cell("block", 0, 0.5)], "1.0 is the main cells' whole training set"
 
 
@@ -167,7 +170,7 @@ def test_summary_tables_pair_arms_by_seed() -> None:
         fraction_seeds=2,
         eval=EvalSpec(shots=[1]),
     )
-    main_cells, _ = plan_cells(config, 0.5)
+    plan = plan_cells(config, 0.5)
     results = {
         Cell("block", 0, 0.5): _fake(60, 70),
         Cell("attmask_high", 0, 0.5): _fake(62, 71, [(1, 55), (2, 62)]),
@@ -176,10 +179,10 @@ def test_summary_tables_pair_arms_by_seed() -> None:
         Cell("attmask_high", 0, 0.1): _fake(40, 45, images=20),
     }
     inits = {0: {**_fake(40, 41), "curve": [[0, 30.0]]}, 1: {**_fake(42, 43), "curve": [[0, 32.0]]}}
-    summary = summarize(config, inits, results, main_cells)
+    summary = summarize(config, {"": inits}, results, plan)
     high = summary["main_table"]["attmask_high"]
     assert high["knn_top1"]["mean"] == 56.5 and high["fewshot.1"]["mean"] == 28.25
-    delta = summary["paired_vs_block"]["attmask_high"]
+    delta = summary["paired"]["attmask_high"]
     assert delta["knn_top1"]["values"] == [2.0, 1.0] and delta["linear_top1"]["mean"] == 2.0
     assert summary["curves"]["attmask_high"]["epochs"] == [0, 1, 2]
     assert summary["curves"]["attmask_high"]["mean"] == [31.0, 50.0, 57.0]
@@ -190,8 +193,12 @@ def test_summary_tables_pair_arms_by_seed() -> None:
     assert summary["compute_seconds"] == 7 * 60
     assert summary["fraction_baseline"]["knn_top1"]["values"] == [40.0, 42.0], "fraction seeds 0 and 1"
     lines = main_table_markdown(summary)
-    assert lines[0].startswith("| Masking | n | 20-NN | 1-shot | Linear | Δ k-NN vs block")
-    assert "| AttMask-High | 2 | 56.50 ± 7.78 | 28.25 ± 3.89 | 67.00 ± 5.66 | +1.50 ± 0.71 | +2.00 ± 1.41 |" in lines
+    assert lines[0] == (
+        "| Masking | n | 20-NN | 1-shot | Linear | Δ k-NN vs Block-wise 10-50% | Δ linear vs Block-wise 10-50% |"
+    )
+    # paired 95% interval, t(0.975, 1 dof) = 12.706: 1.5 -+ 12.706 * 0.7071 / sqrt(2)
+    high_row = "| AttMask-High | 2 | 56.50 ± 7.78 | 28.25 ± 3.89 | 67.00 ± 5.66 | "
+    assert high_row + "+1.50 [-4.85, +7.85] | +2.00 [-10.71, +14.71] |" in lines
     assert lines[2].startswith("| Random init (no pretraining) | 2 | 41.00 ± 1.41")
 
 
@@ -279,3 +286,174 @@ def test_cli_refuses_torchrun(tmp_path, capsys, monkeypatch) -> None:
     assert main(["experiment", "masking", "--preset", "cpu", "--out", str(tmp_path)]) == 2
     assert "start it without torchrun" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_interval_is_the_t_interval_of_the_mean() -> None:
+    from attmask.experiments.summary import interval
+
+    found = interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    half = 2.7764451 * math.sqrt(2.5) / math.sqrt(5)  # t(0.975, 4 dof) * std / sqrt(n)
+    assert found["mean"] == 3.0 and abs(found["low"] - (3 - half)) < 1e-6 and abs(found["high"] - (3 + half)) < 1e-6
+    assert interval([2.0])["low"] is None and interval([])["n"] == 0
+
+
+def test_delta_text_marks_intervals_that_exclude_zero() -> None:
+    from attmask.experiments.report import delta_text
+    from attmask.experiments.summary import interval
+
+    assert delta_text(interval([1.0, 1.2, 1.1])) == "**+1.10 [+0.85, +1.35]**"
+    assert delta_text(interval([1.0, -1.0])).startswith("+0.00 [-12.71, +12.71]")
+    assert delta_text(interval([0.4])) == "+0.40 (n=1)"
+
+
+def test_reach_finds_the_first_epoch_at_the_reference_final_level() -> None:
+    from attmask.experiments.summary import reach
+
+    curves = {
+        "block": {"epochs": [0, 1, 2, 3], "mean": [50.0, 60.0, 64.0, 66.0]},
+        "attmask_high": {"epochs": [0, 1, 2, 3], "mean": [50.0, 63.0, 66.0, 67.0]},
+        "random": {"epochs": [0, 1, 2, 3], "mean": [50.0, 55.0, 60.0, 65.9]},
+    }
+    found = reach(curves, "block")
+    assert found == {
+        "reference": "block",
+        "final": 66.0,
+        "final_epoch": 3,
+        "epochs": {"attmask_high": 2, "random": None},
+    }
+    assert reach({"block": {"epochs": [], "mean": []}}, "block") == {}
+
+
+def test_extra_tables_plan_their_own_cells_with_their_overrides() -> None:
+    config = ExperimentConfig(
+        arms=["block", "attmask_high"],
+        seeds=[0, 1, 2],
+        dino=TableSpec(["none", "attmask_high"], [0, 1], "none", ["train.method=dino"]),
+        fine_grid=TableSpec(["attmask_hint", "attmask_high"], [0], overrides=["model.patch_size=4"]),
+    )
+    plan = plan_cells(config, None)
+    assert [c.name for c in plan.tables["dino"]] == [
+        "dino-none-s0-dall",
+        "dino-attmask_high-s0-dall",
+        "dino-none-s1-dall",
+        "dino-attmask_high-s1-dall",
+    ]
+    assert [c.name for c in plan.tables["grid"]] == ["grid-attmask_hint-s0-dall", "grid-attmask_high-s0-dall"]
+    assert len(plan.all()) == 6 + 4 + 2 and plan.all()[:6] == plan.main
+    dino = tiny_config(*plan.tables["dino"][1].overrides())
+    assert dino.train.method == "dino" and dino.masking.strategy == "attmask_high"
+    assert tiny_config(*plan.tables["dino"][0].overrides()).masking.strategy == "none"
+    assert plan.main[0].name == "block-s0-dall", "main cells keep the names of the first run"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"dino": {"arms": ["nope"]}}, "unknown arm 'nope' in dino.arms"),
+        ({"dino": {"arms": ["none"], "baseline": "block"}}, "dino.baseline 'block' is not one of its arms"),
+        ({"baseline": "rnd"}, "unknown arm 'rnd' in baseline"),
+        ({"fine_grid": {"arms": ["attmask_hint"], "seeds": [1, 1]}}, "fine_grid.seeds must be distinct"),
+        ({"eval": {"features": ["last4"]}}, "eval.features takes cls, gap or cls"),
+    ],
+)
+def test_bad_extra_tables_are_one_line(values: dict, message: str) -> None:
+    from attmask.config import from_dict
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict(ExperimentConfig, {"arms": ["block", "attmask_high"], **values})
+
+
+def test_gap_columns_read_the_nested_metrics() -> None:
+    from attmask.experiments.summary import metric, metric_columns, paired_columns
+
+    config = ExperimentConfig(eval=EvalSpec(shots=[5], features=["cls", "gap"]))
+    assert [t for _, t in metric_columns(config)] == ["20-NN", "5-shot", "Linear", "GAP 20-NN", "GAP linear"]
+    assert [k for k, _ in paired_columns(config)] == ["knn_top1", "linear_top1", "gap.knn_top1"]
+    metrics = {"knn_top1": 1.0, "fewshot": {"5": 2.0}, "gap": {"knn_top1": 3.0, "fewshot": {"5": 4.0}}}
+    assert [metric(metrics, k) for k in ("knn_top1", "fewshot.5", "gap.knn_top1", "gap.fewshot.5")] == [1, 2, 3, 4]
+
+
+def test_settings_key_of_the_first_run_is_unchanged_by_the_features_setting() -> None:
+    from attmask.experiments.cells import settings_key
+
+    config = tiny_config()
+    assert "features" not in settings_key(config, EvalSpec())["eval"]
+    assert settings_key(config, EvalSpec(features=["cls", "gap"]))["eval"]["features"] == ["cls", "gap"]
+
+
+def test_time_left_uses_the_mean_of_the_same_tables_finished_cells(tmp_path) -> None:
+    from attmask.experiments import MaskingExperiment
+
+    config = ExperimentConfig(
+        arms=["block", "attmask_high"],
+        seeds=[0, 1],
+        dino=TableSpec(["none", "attmask_high"], [0], overrides=["train.method=dino"]),
+        fine_grid=TableSpec(["attmask_hint"], [0]),
+    )
+    preset = tmp_path / "recipe.yaml"
+    preset.write_text("{}\n")
+    experiment = MaskingExperiment(config, preset, tmp_path / "out")
+    assert experiment.time_left().seconds is None and experiment.time_left().pending == 7
+    cells = tmp_path / "out" / "cells"
+    cells.mkdir(parents=True)
+    for name, seconds in (("block-s0-dall", 100.0), ("attmask_high-s0-dall", 200.0), ("dino-none-s0-dall", 60.0)):
+        (cells / f"{name}.json").write_text(json.dumps({"seconds": {"pretrain": seconds - 10, "evaluate": 10.0}}))
+    left = experiment.time_left()
+    # 2 main cells at 150 s, 1 DINO cell at 60 s, 1 grid cell at the mean of all (120 s)
+    assert (left.pending, left.timed, left.seconds) == (4, 3, 2 * 150 + 60 + 120)
+    assert left.text() == "about 0 h 08 min for 4 cells (mean of 3 timed cells)"
+
+
+def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
+    path = _experiment_file(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec.update(
+        arms=["attmask_high"],
+        fractions=[],
+        curve_arms=["attmask_high"],
+        dino={
+            "arms": ["none", "attmask_high"],
+            "seeds": [0],
+            "baseline": "none",
+            "overrides": ["train.method=dino"],
+            "title": "DINO",
+        },
+    )
+    spec["eval"]["features"] = ["cls", "gap"]
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    arguments = ["experiment", "masking", "--preset", str(path), "--out", str(out)]
+    assert main(arguments) == 0
+    text = capsys.readouterr().out
+    assert text.count("done in") == 5 and "expected time left: about 0 h" in text, text  # 2 inits + 3 cells
+    assert "random init of dino, seed 0" in text
+    stored = json.loads((out / "cells" / "dino-attmask_high-s0-d0.5.json").read_text())
+    assert stored["settings"]["train"]["method"] == "dino" and set(stored["metrics"]["gap"]) >= {
+        "knn_top1",
+        "linear_top1",
+    }
+    gap, cls = stored["metrics"]["gap"], stored["metrics"]
+    assert (gap["knn_top1"], gap["linear_top1"]) != (cls["knn_top1"], cls["linear_top1"]), "GAP is its own feature"
+    report = (out / "results.md").read_text()
+    assert "## DINO" in report and "| GAP 20-NN | GAP linear |" in report and "Δ GAP k-NN vs No masking" in report
+    assert "| AttMask-High | 1 |" in report.split("## DINO")[1] and "(n=1)" in report
+    assert (out / "cells" / "init-dino-s0.json").is_file()
+    assert main([*arguments, "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[:2]] == ["init-s0", "init-dino-s0"]
+    assert lines[-1] == "left: about 0 h 00 min for 0 cells (mean of 3 timed cells)"
+
+
+def test_curves_figure_marks_where_an_arm_reaches_the_reference(tmp_path) -> None:
+    from attmask.experiments.figures import draw_curves
+    from attmask.experiments.summary import reach
+
+    epochs = list(range(5))
+    curves = {
+        "block": {"epochs": epochs, "mean": [60, 62, 64, 65, 66], "std": [0.5] * 5, "n": [2] * 5},
+        "attmask_high": {"epochs": epochs, "mean": [60, 64, 66, 67, 68], "std": [0.5] * 5, "n": [2] * 5},
+    }
+    found = reach(curves, "block")
+    assert found["epochs"] == {"attmask_high": 2}
+    path = draw_curves(curves, tmp_path / "curves.png", found)
+    assert path.is_file() and path.stat().st_size > 10_000

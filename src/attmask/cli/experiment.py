@@ -19,9 +19,11 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         help="iBOT with every masking strategy: k-NN, few-shot, linear; tables and figures",
         description=(
             "Pretrain iBOT with block-wise, random, AttMask-Low/-Hint/-High masking under one recipe and\n"
-            "several seeds, evaluate every teacher (weighted k-NN, few-shot k-NN, linear probe), sweep\n"
-            "the training-set size, and write OUT/results.md, OUT/results.json and OUT/figures/.\n"
-            "Running the same command again skips finished cells and resumes a started one."
+            "several seeds (optionally DINO arms and a finer patch grid as extra tables), evaluate every\n"
+            "teacher (weighted k-NN, few-shot k-NN, linear probe; [CLS] and optionally GAP), sweep the\n"
+            "training-set size, and write OUT/results.md, OUT/results.json and OUT/figures/.\n"
+            "Running the same command again skips finished cells and resumes a started one;\n"
+            "--status lists what is left and its expected time."
         ),
     )
     masking.add_argument(
@@ -89,12 +91,13 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         for name, state in experiment.status():
             print(f"{state:8s} {name}")
+        print(f"left: {experiment.time_left().text()}")
         return 0
     if args.report_only:
         import torch
 
-        inits, results, main = experiment.finished()
-        experiment.report(inits, results, main, torch.device("cpu"))
+        inits, results, plan = experiment.finished()
+        experiment.report(inits, results, plan, torch.device("cpu"))
     else:
         experiment.run()
     print(f"wrote {Path(args.out) / 'results.md'}")

@@ -108,16 +108,25 @@ class Evaluator:
         subset = spec.train_per_class or None
         return cls(spec, labelled_splits(source, eval_transform(img_size), data_dir, subset), device)
 
-    def _features(self, backbone: torch.nn.Module, dataset: Any) -> tuple[Tensor, Tensor]:
+    def _features(self, backbone: torch.nn.Module, dataset: Any, kind: str) -> tuple[Tensor, Tensor]:
         loader = DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers)
-        return extract_features(backbone, loader, self.device, "cls")
+        return extract_features(backbone, loader, self.device, kind)
 
     def evaluate(self, backbone: torch.nn.Module) -> dict[str, Any]:
-        """:func:`evaluate_features` of ``backbone``'s [CLS] features."""
+        """:func:`evaluate_features` of ``backbone``'s features of each kind of
+        ``spec.features``: the first kind's metrics at the top level (the headline), every
+        other kind's under its name (e.g. ``metrics["gap"]["knn_top1"]``)."""
         backbone = backbone.to(self.device)
-        train, train_labels = self._features(backbone, self.splits.train)
-        test, test_labels = self._features(backbone, self.splits.test)
-        return evaluate_features(train, train_labels, test, test_labels, self.splits.num_classes, self.spec)
+        metrics: dict[str, Any] = {}
+        for index, kind in enumerate(self.spec.features):
+            train, train_labels = self._features(backbone, self.splits.train, kind)
+            test, test_labels = self._features(backbone, self.splits.test, kind)
+            scores = evaluate_features(train, train_labels, test, test_labels, self.splits.num_classes, self.spec)
+            if index == 0:
+                metrics.update(scores)
+            else:
+                metrics[kind] = scores
+        return metrics
 
 
 def knn_curve(run_dir: Path) -> list[list[float]]:
@@ -171,8 +180,15 @@ def evaluate_initial(config: Config, evaluator: Evaluator) -> dict[str, Any]:
 
 
 def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
-    """Everything a cell's result depends on: the pretraining config and the eval settings."""
-    return {**to_dict(config), "eval": asdict(spec)}
+    """Everything a cell's result depends on: the pretraining config and the eval settings.
+
+    ``eval.features`` is left out while it is the default ``[cls]``, so results stored before
+    that setting existed (the first CPU run) stay valid.
+    """
+    evaluation = asdict(spec)
+    if evaluation["features"] == ["cls"]:
+        del evaluation["features"]
+    return {**to_dict(config), "eval": evaluation}
 
 
 def cached_result(

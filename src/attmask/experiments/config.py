@@ -14,6 +14,7 @@ from attmask.config import ConfigError, apply_overrides, from_dict, read_yaml
 
 #: The arms of AttMask Table 1: ``name -> (label, masking strategy, ratio range)``.
 ARMS: dict[str, tuple[str, str, tuple[float, float]]] = {
+    "none": ("No masking", "none", (0.1, 0.5)),
     "block": ("Block-wise 10-50%", "block", (0.1, 0.5)),
     "random": ("Random 10-50%", "random", (0.1, 0.5)),
     "random75": ("Random 75%", "random", (0.75, 0.75)),
@@ -63,6 +64,31 @@ class EvalSpec:
     linear_lr: float = 0.1
     batch_size: int = 256
     num_workers: int = 1
+    features: list[str] = field(default_factory=lambda: ["cls"])
+
+
+@dataclass
+class TableSpec:
+    """An extra table: arms pretrained under changed settings (DINO instead of iBOT, a finer
+    patch grid), with its own seeds and random-init rows. No arms: the table is not run.
+
+    Attributes:
+        arms: arm names (keys of :data:`ARMS`).
+        seeds: seeds of this table.
+        baseline: arm the paired differences are taken against ("" for none).
+        overrides: pretraining overrides of every cell of this table (after the shared ones).
+        title: the table's heading in ``results.md``.
+    """
+
+    arms: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    baseline: str = ""
+    overrides: list[str] = field(default_factory=list)
+    title: str = ""
+
+
+#: Extra tables of :class:`ExperimentConfig`: ``field name -> cell-name prefix``.
+TABLES = {"dino": "dino", "fine_grid": "grid"}
 
 
 @dataclass
@@ -78,7 +104,12 @@ class ExperimentConfig:
             data set; the main table's own fraction (``data.subset`` of the preset) is reused.
         fraction_arms: arms of the data sweep.
         fraction_seeds: how many of ``seeds`` (the first ones) the data sweep uses.
-        eval: evaluation settings.
+        eval: evaluation settings (``eval.features``: the first kind is the headline, e.g.
+            ``[cls, gap]`` adds k-NN and linear columns on the mean patch token).
+        baseline: arm of the main table the paired differences are taken against (none when
+            it is not among ``arms``).
+        dino: AttMask Table 3: arms pretrained with DINO (``train.method=dino`` in its overrides).
+        fine_grid: arms on a finer patch grid (AttMask-Hint needs one to reveal any token).
     """
 
     pretrain: PretrainSpec = field(default_factory=PretrainSpec)
@@ -89,16 +120,34 @@ class ExperimentConfig:
     fraction_arms: list[str] = field(default_factory=lambda: ["block", "attmask_high"])
     fraction_seeds: int = 1
     eval: EvalSpec = field(default_factory=EvalSpec)
+    baseline: str = "block"
+    dino: TableSpec = field(default_factory=TableSpec)
+    fine_grid: TableSpec = field(default_factory=TableSpec)
 
     def __post_init__(self) -> None:
-        for key in ("arms", "curve_arms", "fraction_arms"):
-            unknown = [name for name in getattr(self, key) if name not in ARMS]
+        lists = {key: getattr(self, key) for key in ("arms", "curve_arms", "fraction_arms")}
+        lists.update({f"{name}.arms": getattr(self, name).arms for name in TABLES})
+        for key, names in lists.items():
+            unknown = [name for name in names if name not in ARMS]
             if unknown:
                 raise ConfigError(f"unknown arm {unknown[0]!r} in {key}; choose from {', '.join(ARMS)}")
+        if self.baseline and self.baseline not in ARMS:  # not among the arms: no paired columns
+            raise ConfigError(f"unknown arm {self.baseline!r} in baseline; choose from {', '.join(ARMS)}")
+        for name in TABLES:
+            arms, baseline = getattr(self, name).arms, getattr(self, name).baseline
+            if baseline and arms and baseline not in arms:
+                raise ConfigError(f"{name}.baseline {baseline!r} is not one of its arms ({', '.join(arms)})")
+        bad_kinds = [kind for kind in self.eval.features if kind not in ("cls", "gap", "cls+gap")]
+        if bad_kinds or not self.eval.features:
+            raise ConfigError(f"eval.features takes cls, gap or cls+gap, got {self.eval.features}")
         if not self.arms or not self.seeds:
             raise ConfigError("the experiment needs at least one arm and one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct, got {self.seeds}")
+        for name in TABLES:
+            seeds = getattr(self, name).seeds
+            if len(set(seeds)) != len(seeds) or not seeds:
+                raise ConfigError(f"{name}.seeds must be distinct and not empty, got {seeds}")
         bad = [f for f in self.fractions if not 0 < f <= 1]
         if bad:
             raise ConfigError(f"fractions must lie in (0, 1], got {bad[0]}")
@@ -172,16 +221,22 @@ class Cell:
         arm: key of :data:`ARMS`.
         seed: ``train.seed`` of the run.
         subset: ``data.subset`` (fraction or count per class), None for the whole set.
+        table: "" for the main table (and the data sweep), else the extra table's prefix
+            (a value of :data:`TABLES`).
+        extra: the extra table's pretraining overrides.
     """
 
     arm: str
     seed: int
     subset: float | int | None
+    table: str = ""
+    extra: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
-        """Folder name, e.g. ``attmask_high-s0-d0.05``."""
-        return f"{self.arm}-s{self.seed}-d{'all' if self.subset is None else self.subset}"
+        """Folder name, e.g. ``attmask_high-s0-d0.05`` or ``dino-none-s1-dall``."""
+        prefix = f"{self.table}-" if self.table else ""
+        return f"{prefix}{self.arm}-s{self.seed}-d{'all' if self.subset is None else self.subset}"
 
     def overrides(self) -> list[str]:
         """Pretraining overrides that make this cell out of the shared recipe."""
@@ -192,6 +247,7 @@ class Cell:
             f"masking.ratio=[{low}, {high}]",
             f"train.seed={self.seed}",
             f"data.subset={subset}",
+            *self.extra,
         ]
 
 
@@ -201,12 +257,41 @@ def main_fraction(fraction: float, main_subset: float | int | None) -> float | i
     return None if fraction == 1.0 and main_subset is None else fraction
 
 
-def plan_cells(config: ExperimentConfig, main_subset: float | int | None) -> tuple[list[Cell], list[Cell]]:
-    """``(main cells, extra data-sweep cells)``; a sweep cell equal to a main cell is not repeated.
+@dataclass
+class CellPlan:
+    """Every cell of an experiment, in run order.
 
-    Main cells iterate seeds in the outer loop, so a stopped run has complete seeds first.
+    Attributes:
+        main: the main table (seeds in the outer loop, so a stopped run has complete seeds).
+        tables: extra tables by prefix (``dino``, ``grid``), seeds in the outer loop too.
+        sweep: data-sweep cells not already in ``main``.
     """
+
+    main: list[Cell]
+    tables: dict[str, list[Cell]]
+    sweep: list[Cell]
+
+    def all(self) -> list[Cell]:
+        """Every cell in run order: main, extra tables, sweep."""
+        return [*self.main, *(cell for cells in self.tables.values() for cell in cells), *self.sweep]
+
+
+def table_specs(config: ExperimentConfig) -> dict[str, TableSpec]:
+    """The extra tables that have arms, by cell-name prefix."""
+    specs = {prefix: getattr(config, name) for name, prefix in TABLES.items()}
+    return {prefix: spec for prefix, spec in specs.items() if spec.arms}
+
+
+def plan_cells(config: ExperimentConfig, main_subset: float | int | None) -> CellPlan:
+    """The cells of ``config``; a sweep cell equal to a main cell is not repeated. Extra
+    tables train on the main table's data."""
     main = [Cell(arm, seed, main_subset) for seed in config.seeds for arm in config.arms]
+    tables = {
+        prefix: [
+            Cell(arm, seed, main_subset, prefix, tuple(spec.overrides)) for seed in spec.seeds for arm in spec.arms
+        ]
+        for prefix, spec in table_specs(config).items()
+    }
     seen = set(main)
     sweep = []
     for seed in config.seeds[: config.fraction_seeds]:
@@ -216,4 +301,4 @@ def plan_cells(config: ExperimentConfig, main_subset: float | int | None) -> tup
                 if cell not in seen:
                     seen.add(cell)
                     sweep.append(cell)
-    return main, sweep
+    return CellPlan(main, tables, sweep)

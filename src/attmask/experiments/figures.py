@@ -13,8 +13,10 @@ def _label(arm: str) -> str:
     return "Random init" if arm == "random_init" else ARMS[arm][0]
 
 
-def draw_curves(curves: dict[str, Any], path: Path) -> Path | None:
-    """Mean online k-NN per epoch with a +- std band, one line per arm."""
+def draw_curves(curves: dict[str, Any], path: Path, reach: dict[str, Any] | None = None) -> Path | None:
+    """Mean online k-NN per epoch with a +- std band, one line per arm; with ``reach`` (see
+    :func:`~attmask.experiments.summary.reach`) the reference's final level as a dotted line and
+    the epoch at which each other arm first reaches it as a vertical line (AttMask Fig. 4)."""
     drawn = {arm: c for arm, c in curves.items() if c["epochs"]}
     if not drawn:
         return None
@@ -25,6 +27,25 @@ def draw_curves(curves: dict[str, Any], path: Path) -> Path | None:
         axis.fill_between(
             curve["epochs"], [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2
         )
+    if reach:
+        axis.axhline(reach["final"], color="0.4", linestyle=":", linewidth=1)
+        for index, (arm, epoch) in enumerate(reach["epochs"].items()):
+            if epoch is not None and arm in drawn:
+                color = f"C{list(drawn).index(arm)}"
+                axis.axvline(epoch, color=color, linestyle="--", linewidth=1)
+                axis.plot([epoch], [reach["final"]], "o", color=color, markersize=6, markerfacecolor="none")
+                axis.text(
+                    0.98,
+                    0.04 + 0.12 * index,
+                    f"{_label(arm)} reaches {_label(reach['reference'])}'s\n"
+                    f"final {reach['final']:.1f}% at epoch {epoch:g} of {reach['final_epoch']:g}",
+                    transform=axis.transAxes,
+                    ha="right",
+                    va="bottom",
+                    fontsize=7,
+                    color=color,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+                )
     axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel("k-NN top-1 (%)")
@@ -92,7 +113,7 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
 def draw_experiment_figures(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Every figure that has data, written under ``folder``."""
     drawn = [
-        draw_curves(summary["curves"], folder / "knn_vs_epoch.png"),
+        draw_curves(summary["curves"], folder / "knn_vs_epoch.png", summary.get("curve_reach")),
         draw_fractions(summary["fractions"], folder / "data_fraction.png", summary.get("fraction_baseline")),
         draw_main_table(summary, folder / "main_table.png"),
     ]

@@ -1,10 +1,12 @@
-"""The masking ablation of AttMask (Table 1, Table 2, Fig. 4) at small scale.
+"""The masking ablation of AttMask (Table 1, Table 2, Table 3, Fig. 4) at small scale.
 
 Every arm (masking strategy) is pretrained with iBOT under one shared recipe and each seed,
-then its teacher is evaluated on frozen [CLS] features (weighted k-NN, few-shot k-NN, linear
-probe). A data-fraction sweep repeats chosen arms on smaller training sets. Layout of ``out``::
+then its teacher is evaluated on frozen features (weighted k-NN, few-shot k-NN, linear probe;
+[CLS], and the mean patch token when ``eval.features`` asks). Extra tables repeat arms under
+changed settings (DINO: Table 3; a finer patch grid for AttMask-Hint); a data-fraction sweep
+repeats chosen arms on smaller training sets. Layout of ``out``::
 
-    cells/<cell>.json   one result per finished cell (and init-s<seed>.json: random init)
+    cells/<cell>.json   one result per finished cell (and init-[<table>-]s<seed>.json: random init)
     runs/<cell>/        the pretraining run folders (checkpoint, log, config)
     results.json        every result plus the aggregated tables and the environment
     results.md          the tables (mean +- std over seeds)
@@ -29,9 +31,46 @@ from attmask.core.environment import environment
 from attmask.core.files import write_atomic
 from attmask.engine.data import crop_config
 from attmask.experiments.cells import Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate, settings_key
-from attmask.experiments.config import ARMS, Cell, ExperimentConfig, arm_notes, plan_cells
+from attmask.experiments.config import ARMS, Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
-from attmask.experiments.summary import summarize, write_markdown
+from attmask.experiments.report import write_markdown
+from attmask.experiments.summary import summarize
+
+
+@dataclass(frozen=True)
+class InitCell:
+    """A random-init evaluation: its result name, table prefix ("" = main), seed, and a cell of
+    that table and seed whose config builds the initial weights."""
+
+    name: str
+    table: str
+    seed: int
+    cell: Cell
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Expected time of the unfinished cells.
+
+    Attributes:
+        seconds: expected seconds (None before any cell is timed).
+        pending: unfinished pretraining cells.
+        timed: finished cells the estimate is based on.
+    """
+
+    seconds: float | None
+    pending: int
+    timed: int
+
+    def text(self) -> str:
+        """E.g. ``about 14 h 05 min for 17 cells (mean of 1 timed cell)``."""
+        if self.seconds is None:
+            return f"{self.pending} cells, not yet timed (known after the first one)"
+        minutes = round(self.seconds / 60)
+        return (
+            f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
+            f"(mean of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
+        )
 
 
 @dataclass
@@ -58,17 +97,31 @@ class MaskingExperiment:
         switches = ["train.knn_baseline=false", f"train.progress={str(self.progress).lower()}"]
         return load_config(self.preset, self.config.pretrain.overrides + self.overrides + extra + switches)
 
-    def cells(self) -> tuple[list[Cell], list[Cell]]:
-        """``(main cells, data-sweep cells)``."""
+    def cells(self) -> CellPlan:
+        """Every cell: main table, extra tables, data sweep."""
         return plan_cells(self.config, self.pretrain_config().data.subset)
 
-    def _init_config(self, seed: int) -> Config:
-        return self.pretrain_config(Cell(self.config.arms[0], seed, self.pretrain_config().data.subset))
+    def init_cells(self) -> list[InitCell]:
+        """The random-init evaluations: one per seed of the main table and of each extra table."""
+        subset = self.pretrain_config().data.subset
+        inits = [
+            InitCell(f"init-s{seed}", "", seed, Cell(self.config.arms[0], seed, subset)) for seed in self.config.seeds
+        ]
+        for prefix, spec in table_specs(self.config).items():
+            inits += [
+                InitCell(
+                    f"init-{prefix}-s{seed}",
+                    prefix,
+                    seed,
+                    Cell(spec.arms[0], seed, subset, prefix, tuple(spec.overrides)),
+                )
+                for seed in spec.seeds
+            ]
+        return inits
 
     def status(self) -> list[tuple[str, str]]:
         """``(cell name, done | started | pending)`` of every cell in run order."""
-        main, sweep = self.cells()
-        names = [f"init-s{seed}" for seed in self.config.seeds] + [cell.name for cell in main + sweep]
+        names = [init.name for init in self.init_cells()] + [cell.name for cell in self.cells().all()]
         rows = []
         for name in names:
             if (self.out / "cells" / f"{name}.json").is_file():
@@ -79,24 +132,47 @@ class MaskingExperiment:
                 rows.append((name, "pending"))
         return rows
 
-    def finished(self) -> tuple[dict[int, dict], dict[Cell, dict], list[Cell]]:
-        """``(random-init results by seed, results by cell, main cells)`` already on disk."""
-        main, sweep = self.cells()
+    def time_left(self) -> Estimate:
+        """Expected time of the unfinished pretraining cells, from the finished cells' times:
+        the mean of the same table's cells (the main table and the sweep count as one), else of
+        all finished cells."""
         folder = self.out / "cells"
-        inits = {
-            seed: json.loads((folder / f"init-s{seed}.json").read_text())
-            for seed in self.config.seeds
-            if (folder / f"init-s{seed}.json").is_file()
-        }
+        timed: dict[str, list[float]] = {}
+        pending: list[str] = []
+        for cell in self.cells().all():
+            path = folder / f"{cell.name}.json"
+            if path.is_file():
+                timed.setdefault(cell.table, []).append(sum(json.loads(path.read_text())["seconds"].values()))
+            else:
+                pending.append(cell.table)
+        every = [t for times in timed.values() for t in times]
+        if not every:
+            return Estimate(None, len(pending), 0)
+        means = {table: sum(times) / len(times) for table, times in timed.items()}
+        fallback = sum(every) / len(every)
+        return Estimate(sum(means.get(table, fallback) for table in pending), len(pending), len(every))
+
+    def finished(self) -> tuple[dict[str, dict[int, dict]], dict[Cell, dict], CellPlan]:
+        """``(random-init results by table prefix and seed, results by cell, the plan)`` on disk."""
+        plan = self.cells()
+        folder = self.out / "cells"
+        inits: dict[str, dict[int, dict]] = {}
+        for init in self.init_cells():
+            path = folder / f"{init.name}.json"
+            if path.is_file():
+                inits.setdefault(init.table, {})[init.seed] = json.loads(path.read_text())
         results = {
             cell: json.loads((folder / f"{cell.name}.json").read_text())
-            for cell in main + sweep
+            for cell in plan.all()
             if (folder / f"{cell.name}.json").is_file()
         }
-        return inits, results, main
+        return inits, results, plan
 
     def run(self, log: Callable[[str], None] = print) -> dict[str, Any]:
-        """Run every unfinished cell, then write the tables and figures; returns the summary."""
+        """Run every unfinished cell, then write the tables and figures; returns the summary.
+
+        After each pretrained cell, the expected time of the rest is logged (:meth:`time_left`).
+        """
         shared = self.pretrain_config()
         if shared.train.num_threads > 0:  # as the trainer will: every cell evaluated alike
             torch.set_num_threads(shared.train.num_threads)
@@ -104,39 +180,40 @@ class MaskingExperiment:
         evaluator = Evaluator.build(
             self.config.eval, shared.data.source, shared.data.data_dir, crop_config(shared.data).global_size, device
         )
-        main, sweep = self.cells()
-        todo = len(self.config.seeds) + len(main) + len(sweep)
-        done = 0
-        inits = {}
-        for seed in self.config.seeds:
-            done += 1
-            config = self._init_config(seed)
-            path = self.out / "cells" / f"init-s{seed}.json"
-            inits[seed] = self._cell(
-                path,
+        plan, init_cells = self.cells(), self.init_cells()
+        todo = len(init_cells) + len(plan.all())
+        inits: dict[str, dict[int, dict]] = {}
+        for done, init in enumerate(init_cells, 1):
+            config = self.pretrain_config(init.cell)
+            inits.setdefault(init.table, {})[init.seed] = self._cell(
+                self.out / "cells" / f"{init.name}.json",
                 config,
                 evaluator,
-                f"[{done}/{todo}] random init, seed {seed}",
+                f"[{done}/{todo}] random init{' of ' + init.table if init.table else ''}, seed {init.seed}",
                 lambda c=config: evaluate_initial(c, evaluator),
                 log,
             )
         results = {}
-        for cell in main + sweep:
-            done += 1
+        for done, cell in enumerate(plan.all(), len(init_cells) + 1):
             config = self.pretrain_config(cell)
             label = (
-                f"[{done}/{todo}] {ARMS[cell.arm][0]}, seed {cell.seed}, data {cell.subset}, "
-                f"{config.optim.epochs} epochs"
+                f"[{done}/{todo}] {cell.table + ' ' if cell.table else ''}{ARMS[cell.arm][0]}, seed {cell.seed}, "
+                f"data {cell.subset}, {config.optim.epochs} epochs"
             )
+            path = self.out / "cells" / f"{cell.name}.json"
+            fresh = not path.is_file()
             results[cell] = self._cell(
-                self.out / "cells" / f"{cell.name}.json",
+                path,
                 config,
                 evaluator,
                 label,
                 lambda c=cell, cfg=config: pretrain_and_evaluate(c, cfg, self.out / "runs" / c.name, evaluator),
                 log,
             )
-        return self.report(inits, results, main, device)
+            left = self.time_left()
+            if fresh and left.pending:
+                log(f"expected time left: {left.text()}")
+        return self.report(inits, results, plan, device)
 
     def _cell(
         self,
@@ -157,11 +234,11 @@ class MaskingExperiment:
         return result
 
     def report(
-        self, inits: dict[int, dict], results: dict[Cell, dict], main: list[Cell], device: Any
+        self, inits: dict[str, dict[int, dict]], results: dict[Cell, dict], plan: CellPlan, device: Any
     ) -> dict[str, Any]:
         """Aggregate, write ``results.json``, ``results.md`` and the figures."""
         shared = self.pretrain_config()
-        summary = summarize(self.config, inits, results, main)
+        summary = summarize(self.config, inits, results, plan)
         summary["environment"] = environment(device)
         summary["experiment"] = asdict(self.config)
         summary["pretrain_preset"] = str(self.preset)
