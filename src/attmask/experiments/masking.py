@@ -182,6 +182,7 @@ class MaskingExperiment:
         )
         plan, init_cells = self.cells(), self.init_cells()
         todo = len(init_cells) + len(plan.all())
+        log(f"{todo} cells in all; pretraining left: {self.time_left().text()}")
         inits: dict[str, dict[int, dict]] = {}
         for done, init in enumerate(init_cells, 1):
             config = self.pretrain_config(init.cell)
