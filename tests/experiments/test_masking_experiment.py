@@ -427,7 +427,8 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert text.count("done in") == 5 and "expected time left: about 0 h" in text, text  # 2 inits + 3 cells
     assert "random init of dino, seed 0" in text
-    assert text.splitlines()[0] == "5 cells in all; pretraining left: 3 cells, not yet timed (known after the first one)"
+    first_line = "5 cells in all; pretraining left: 3 cells, not yet timed (known after the first one)"
+    assert text.splitlines()[0] == first_line
     stored = json.loads((out / "cells" / "dino-attmask_high-s0-d0.5.json").read_text())
     assert stored["settings"]["train"]["method"] == "dino" and set(stored["metrics"]["gap"]) >= {
         "knn_top1",
