@@ -96,6 +96,11 @@ def test_initial_backbone_is_the_trainers_starting_teacher_for_every_arm(tmp_pat
     assert not all(torch.equal(other_seed[k], expected[k]) for k in expected)
 
 
+def test_cell_label_names_the_table_arm_seed_and_data() -> None:
+    assert Cell("block", 0, None).label(13) == "Block-wise 10-50%, seed 0, data all, 13 epochs"
+    assert Cell("attmask_high", 1, 0.5, "dino").label(3) == "dino AttMask-High, seed 1, data 0.5, 3 epochs"
+
+
 def test_hint_on_a_tiny_grid_is_flagged() -> None:
     (note,) = arm_notes(["attmask_high", "attmask_hint"], 16, (0.01, 0.05))
     assert "floor(16 x s) = 0 tokens" in note and "exactly AttMask-High" in note

@@ -238,6 +238,12 @@ class Cell:
         prefix = f"{self.table}-" if self.table else ""
         return f"{prefix}{self.arm}-s{self.seed}-d{'all' if self.subset is None else self.subset}"
 
+    def label(self, epochs: int) -> str:
+        """Progress line, e.g. ``dino AttMask-High, seed 1, data all, 13 epochs``."""
+        table = f"{self.table} " if self.table else ""
+        data = "all" if self.subset is None else self.subset
+        return f"{table}{ARMS[self.arm][0]}, seed {self.seed}, data {data}, {epochs} epochs"
+
     def overrides(self) -> list[str]:
         """Pretraining overrides that make this cell out of the shared recipe."""
         _, strategy, (low, high) = ARMS[self.arm]

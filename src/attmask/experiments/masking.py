@@ -31,7 +31,7 @@ from attmask.core.environment import environment
 from attmask.core.files import write_atomic
 from attmask.engine.data import crop_config
 from attmask.experiments.cells import Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate, settings_key
-from attmask.experiments.config import ARMS, Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
+from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import summarize
@@ -197,10 +197,7 @@ class MaskingExperiment:
         results = {}
         for done, cell in enumerate(plan.all(), len(init_cells) + 1):
             config = self.pretrain_config(cell)
-            label = (
-                f"[{done}/{todo}] {cell.table + ' ' if cell.table else ''}{ARMS[cell.arm][0]}, seed {cell.seed}, "
-                f"data {cell.subset}, {config.optim.epochs} epochs"
-            )
+            label = f"[{done}/{todo}] {cell.label(config.optim.epochs)}"
             path = self.out / "cells" / f"{cell.name}.json"
             fresh = not path.is_file()
             results[cell] = self._cell(
