@@ -17,7 +17,7 @@ from attmask.engine.trainer import Trainer
 from attmask.experiments import ARMS, Cell, ExperimentConfig, load_experiment, plan_cells
 from attmask.experiments.cells import cached_result, evaluate_features, initial_backbone, standardize
 from attmask.experiments.config import EvalSpec, TableSpec, arm_notes
-from attmask.experiments.report import main_table_markdown
+from attmask.experiments.report import data_text, main_table_markdown, progress_text
 from attmask.experiments.summary import stats, summarize
 from tests.engine.tiny import TINY, tiny_config
 
@@ -99,6 +99,13 @@ def test_initial_backbone_is_the_trainers_starting_teacher_for_every_arm(tmp_pat
 def test_cell_label_names_the_table_arm_seed_and_data() -> None:
     assert Cell("block", 0, None).label(13) == "Block-wise 10-50%, seed 0, data all, 13 epochs"
     assert Cell("attmask_high", 1, 0.5, "dino").label(3) == "dino AttMask-High, seed 1, data 0.5, 3 epochs"
+
+
+def test_report_names_the_whole_training_set_and_a_finished_run_has_no_progress_line() -> None:
+    assert data_text(None, 60000) == "the whole training set (60000 images)"
+    assert data_text(None, None) == "the whole training set"
+    assert data_text(0.1, 6000) == "data.subset 0.1 (6000 images)"
+    assert progress_text({"done": 5, "total": 5, "left": [], "time_left": "0 cells"}) == []
 
 
 def test_hint_on_a_tiny_grid_is_flagged() -> None:
@@ -266,9 +273,14 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
 
     assert main([*arguments, "--status"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split() == ["done", "init-s0"]
+    assert "Partial results" not in report
     os.remove(out / "results.md")
+    os.remove(out / "cells" / "block-s0-d0.25.json")
     assert main([*arguments, "--report-only"]) == 0
-    assert "| AttMask-High | 1 |" in (out / "results.md").read_text()
+    partial = (out / "results.md").read_text()
+    assert "| AttMask-High | 1 |" in partial
+    assert "**Partial results: 4 of 5 cells finished.** Left: `block-s0-d0.25`." in partial
+    assert json.loads((out / "results.json").read_text())["progress"]["left"] == ["block-s0-d0.25"]
 
 
 def test_cli_refuses_changed_settings_and_bad_input(tmp_path, capsys) -> None:

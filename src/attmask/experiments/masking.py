@@ -252,6 +252,13 @@ class MaskingExperiment:
         crops = crop_config(shared.data)
         tokens = (crops.global_size // shared.model.patch_size) ** 2
         summary["notes"] = arm_notes(self.config.arms, tokens, shared.masking.show_ratio)
+        states = self.status()
+        summary["progress"] = {
+            "done": sum(state == "done" for _, state in states),
+            "total": len(states),
+            "left": [name for name, state in states if state != "done"],
+            "time_left": self.time_left().text(),
+        }
         summary["figures"] = [
             str(p.relative_to(self.out)) for p in draw_experiment_figures(summary, self.out / "figures")
         ]

@@ -89,6 +89,25 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
+def data_text(subset: float | int | None, images: int | None) -> str:
+    """``the whole training set (60000 images)`` or ``data.subset 0.1 (6000 images)``."""
+    data = "the whole training set" if subset is None else f"data.subset {subset}"
+    return f"{data} ({images} images)" if images else data
+
+
+def progress_text(progress: dict[str, Any]) -> list[str]:
+    """A partial run's state: how many cells are done and which are left (empty when all are)."""
+    if not progress.get("left"):
+        return []
+    left = ", ".join(f"`{name}`" for name in progress["left"])
+    return [
+        f"**Partial results: {progress['done']} of {progress['total']} cells finished.** Left: {left}. "
+        f"Expected time left: {progress['time_left']}. Running the same command again continues the "
+        "run; `--status` lists what is left.",
+        "",
+    ]
+
+
 def _header(summary: dict[str, Any]) -> list[str]:
     env, shared, experiment = summary["environment"], summary["pretrain_shared"], summary["experiment"]
     evaluation = experiment["eval"]
@@ -102,7 +121,7 @@ def _header(summary: dict[str, Any]) -> list[str]:
         f"compute {_duration(summary['compute_seconds'])}.",
         "",
         f"Pretraining: iBOT, {shared['arch']} (depth {shared['depth']}, patch {shared['patch_size']}) on "
-        f"{shared['source']}, data.subset {shared['subset']} ({summary['main_images']} images), "
+        f"{shared['source']} ({data_text(shared['subset'], summary['main_images'])}), "
         f"{shared['epochs']} epochs, preset `{summary['pretrain_preset_name']}` with overrides "
         f"{experiment['pretrain']['overrides'] or 'none'}. Arms differ only in the masking strategy and "
         f"ratio; seeds {experiment['seeds']} (a seed fixes the initial weights and the data order, "
@@ -126,6 +145,7 @@ def write_markdown(summary: dict[str, Any]) -> str:
     notes = summary.get("notes", [])
     lines = [
         *_header(summary),
+        *progress_text(summary.get("progress", {})),
         "## Masking strategies (Table 1 analogue)",
         "",
         *main_table_markdown(summary),
