@@ -121,7 +121,7 @@ def _header(summary: dict[str, Any]) -> list[str]:
         f"compute {_duration(summary['compute_seconds'])}.",
         "",
         f"Pretraining: iBOT, {shared['arch']} (depth {shared['depth']}, patch {shared['patch_size']}) on "
-        f"{shared['source']} ({data_text(shared['subset'], summary['main_images'])}), "
+        f"{shared['source']}, {data_text(shared['subset'], summary['main_images'])}, "
         f"{shared['epochs']} epochs, preset `{summary['pretrain_preset_name']}` with overrides "
         f"{experiment['pretrain']['overrides'] or 'none'}. Arms differ only in the masking strategy and "
         f"ratio; seeds {experiment['seeds']} (a seed fixes the initial weights and the data order, "
