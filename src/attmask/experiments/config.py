@@ -233,16 +233,20 @@ class Cell:
     extra: tuple[str, ...] = ()
 
     @property
+    def data(self) -> str:
+        """``all`` for the whole training set, else the subset as written in the config."""
+        return "all" if self.subset is None else str(self.subset)
+
+    @property
     def name(self) -> str:
         """Folder name, e.g. ``attmask_high-s0-d0.05`` or ``dino-none-s1-dall``."""
         prefix = f"{self.table}-" if self.table else ""
-        return f"{prefix}{self.arm}-s{self.seed}-d{'all' if self.subset is None else self.subset}"
+        return f"{prefix}{self.arm}-s{self.seed}-d{self.data}"
 
     def label(self, epochs: int) -> str:
         """Progress line, e.g. ``dino AttMask-High, seed 1, data all, 13 epochs``."""
         table = f"{self.table} " if self.table else ""
-        data = "all" if self.subset is None else self.subset
-        return f"{table}{ARMS[self.arm][0]}, seed {self.seed}, data {data}, {epochs} epochs"
+        return f"{table}{ARMS[self.arm][0]}, seed {self.seed}, data {self.data}, {epochs} epochs"
 
     def overrides(self) -> list[str]:
         """Pretraining overrides that make this cell out of the shared recipe."""
