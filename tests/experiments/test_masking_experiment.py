@@ -13,9 +13,17 @@ import yaml
 
 from attmask.cli.main import main
 from attmask.config import ConfigError, load_config
+from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from attmask.experiments import ARMS, Cell, ExperimentConfig, load_experiment, plan_cells
-from attmask.experiments.cells import cached_result, evaluate_features, initial_backbone, standardize
+from attmask.experiments.cells import (
+    Evaluator,
+    cached_result,
+    evaluate_features,
+    evaluate_pixels,
+    initial_backbone,
+    standardize,
+)
 from attmask.experiments.config import EvalSpec, TableSpec, arm_notes
 from attmask.experiments.report import data_text, main_table_markdown, progress_text
 from attmask.experiments.summary import stats, summarize
@@ -241,7 +249,8 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     arguments = ["experiment", "masking", "--preset", str(preset), "--out", str(out)]
     assert main(arguments) == 0
     text = capsys.readouterr().out
-    assert text.count("done in") == 5, text  # init + 2 main cells + 2 sweep cells
+    assert text.count("done in") == 6, text  # pixels + init + 2 main cells + 2 sweep cells
+    assert text.splitlines()[1] == "[1/6] raw pixels ..."
     cells = sorted(p.name for p in (out / "cells").iterdir())
     assert cells == [
         "attmask_high-s0-d0.25.json",
@@ -249,6 +258,7 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
         "block-s0-d0.25.json",
         "block-s0-d0.5.json",
         "init-s0.json",
+        "pixels.json",
     ]
     stored = json.loads((out / "cells" / "attmask_high-s0-d0.5.json").read_text())
     assert stored["steps"] == 4 and [p[0] for p in stored["curve"]] == [1, 2]
@@ -259,35 +269,46 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     assert {p.name for p in (out / "figures").iterdir()} == {"knn_vs_epoch.png", "data_fraction.png", "main_table.png"}
     summary = json.loads((out / "results.json").read_text())
     assert summary["main_table"]["attmask_high"]["knn_top1"]["values"] == [stored["metrics"]["knn_top1"]]
+    pixels = json.loads((out / "cells" / "pixels.json").read_text())
+    assert pixels["settings"]["data"]["img_size"] == 16 and "optim" not in pixels["settings"]
+    assert summary["main_table"]["pixels"]["knn_top1"]["values"] == [pixels["metrics"]["knn_top1"]]
+    assert list(summary["main_table"])[:2] == ["pixels", "random_init"]
+    assert f"| Raw pixels (no network) | 1 | {pixels['metrics']['knn_top1']:.2f} |" in report
 
     # a second run recomputes nothing; a deleted result re-evaluates the finished run without training
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
     os.remove(out / "cells" / "block-s0-d0.5.json")
     assert main(arguments) == 0
     text = capsys.readouterr().out
-    assert text.count("already done") == 4 and text.count("done in") == 1
+    assert text.count("already done") == 5 and text.count("done in") == 1
     again = json.loads((out / "cells" / "block-s0-d0.5.json").read_text())
     assert again["resumed"] and again["steps"] == 4
+    logged = [r["train_seconds"] for r in read_log(out / "runs" / "block-s0-d0.5") if "train_seconds" in r]
+    assert again["seconds"]["pretrain"] >= max(logged) > 0, "a resumed cell keeps its earlier processes' time"
     unchanged = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir() if p.name != "block-s0-d0.5.json"}
     assert all(stamps[name] == stamp for name, stamp in unchanged.items())
 
     assert main([*arguments, "--status"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].split() == ["done", "init-s0"]
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[:2]] == [
+        ["done", "pixels"],
+        ["done", "init-s0"],
+    ]
     assert "Partial results" not in report
     os.remove(out / "results.md")
     os.remove(out / "cells" / "block-s0-d0.25.json")
     assert main([*arguments, "--report-only"]) == 0
     partial = (out / "results.md").read_text()
     assert "| AttMask-High | 1 |" in partial
-    assert "**Partial results: 4 of 5 cells finished.** Left: `block-s0-d0.25`." in partial
+    assert "**Partial results: 5 of 6 cells finished.** Left: `block-s0-d0.25`." in partial
     assert json.loads((out / "results.json").read_text())["progress"]["left"] == ["block-s0-d0.25"]
 
 
 def test_cli_refuses_changed_settings_and_bad_input(tmp_path, capsys) -> None:
     preset, out = _experiment_file(tmp_path), tmp_path / "out"
     arguments = ["experiment", "masking", "--preset", str(preset), "--out", str(out)]
-    assert main([*arguments, "--set", "arms=[block]", "--set", "fractions=[]"]) == 0
-    capsys.readouterr()
+    assert main([*arguments, "--set", "arms=[block]", "--set", "fractions=[]", "--set", "pixels=false"]) == 0
+    assert "raw pixels" not in capsys.readouterr().out
+    assert not (out / "cells" / "pixels.json").exists(), "pixels=false: no raw-pixel row"
     assert main([*arguments, "--set", "arms=[block]", "--pretrain-set", "optim.lr=0.5"]) == 2
     assert "computed with other settings (changed: optim)" in capsys.readouterr().err
     assert main(["experiment", "masking", "--preset", "nosuch", "--out", str(out)]) == 2
@@ -442,9 +463,9 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     arguments = ["experiment", "masking", "--preset", str(path), "--out", str(out)]
     assert main(arguments) == 0
     text = capsys.readouterr().out
-    assert text.count("done in") == 5 and "expected time left: about 0 h" in text, text  # 2 inits + 3 cells
+    assert text.count("done in") == 6 and "expected time left: about 0 h" in text, text  # pixels, 2 inits, 3 cells
     assert "random init of dino, seed 0" in text
-    first_line = "5 cells in all; pretraining left: 3 cells, not yet timed (known after the first one)"
+    first_line = "6 cells in all; pretraining left: 3 cells, not yet timed (known after the first one)"
     assert text.splitlines()[0] == first_line
     stored = json.loads((out / "cells" / "dino-attmask_high-s0-d0.5.json").read_text())
     assert stored["settings"]["train"]["method"] == "dino" and set(stored["metrics"]["gap"]) >= {
@@ -459,7 +480,7 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     assert (out / "cells" / "init-dino-s0.json").is_file()
     assert main([*arguments, "--status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines[:2]] == ["init-s0", "init-dino-s0"]
+    assert [line.split()[1] for line in lines[:3]] == ["pixels", "init-s0", "init-dino-s0"]
     assert lines[-1] == "left: about 0 h 00 min for 0 cells (mean of 3 timed cells)"
 
 
@@ -476,3 +497,27 @@ def test_curves_figure_marks_where_an_arm_reaches_the_reference(tmp_path) -> Non
     assert found["epochs"] == {"attmask_high": 2}
     path = draw_curves(curves, tmp_path / "curves.png", found)
     assert path.is_file() and path.stat().st_size > 10_000
+
+
+def test_pixel_row_is_the_same_evaluation_on_flattened_images_in_every_table() -> None:
+    spec = EvalSpec(10, shots=[1], fewshot_repeats=2, linear_epochs=2, num_workers=0, features=["cls", "gap"])
+    evaluator = Evaluator.build(spec, "digits", None, 16, torch.device("cpu"))
+    images = torch.stack([image for image, _ in evaluator.splits.train])
+    labels = torch.as_tensor([label for _, label in evaluator.splits.train])
+    tests = torch.stack([image for image, _ in evaluator.splits.test])
+    test_labels = torch.as_tensor([label for _, label in evaluator.splits.test])
+    expected = evaluate_features(images.flatten(1), labels, tests.flatten(1), test_labels, 10, spec)
+    pixels = evaluate_pixels(evaluator)
+    assert pixels["metrics"] == expected and images.shape[1:] == (3, 16, 16)
+    assert pixels["metrics"]["knn_top1"] > 50, "digits are separable in pixel space"
+
+    config = ExperimentConfig(arms=["block"], seeds=[0], eval=spec, dino=TableSpec(arms=["none"], seeds=[0]))
+    plan = plan_cells(config, None)
+    summary = summarize(config, {"": {0: _fake(40, 41)}}, {}, plan, pixels)
+    for rows in (summary["main_table"], summary["tables"]["dino"]["rows"]):
+        assert list(rows)[:2] == ["pixels", "random_init"]
+        assert rows["pixels"]["knn_top1"]["values"] == [expected["knn_top1"]]
+        assert rows["pixels"]["gap.knn_top1"]["n"] == 0, "pixels have no GAP feature"
+    line = next(line for line in main_table_markdown(summary) if line.startswith("| Raw pixels"))
+    assert line.startswith(f"| Raw pixels (no network) | 1 | {expected['knn_top1']:.2f} |") and "| - | - |" in line
+    assert summary["compute_seconds"] == 60 + pixels["seconds"]["evaluate"]

@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         import torch
 
-        inits, results, plan = experiment.finished()
-        experiment.report(inits, results, plan, torch.device("cpu"))
+        experiment.report(experiment.finished(), torch.device("cpu"))
     else:
         experiment.run()
     print(f"wrote {Path(args.out) / 'results.md'}")

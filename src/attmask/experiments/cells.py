@@ -128,6 +128,40 @@ class Evaluator:
                 metrics[kind] = scores
         return metrics
 
+    def _pixels(self, dataset: Any) -> tuple[Tensor, Tensor]:
+        loader = DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers)
+        images, labels = zip(*loader)
+        return torch.cat(images).flatten(1).float(), torch.cat([torch.as_tensor(y) for y in labels]).long()
+
+    def evaluate_pixels(self) -> dict[str, Any]:
+        """:func:`evaluate_features` of the raw pixels: every image of the splits as it enters
+        a backbone (centre crop, normalised), flattened to ``(C * H * W,)``. The reference a
+        pretrained feature must beat to be worth more than the input itself."""
+        train, train_labels = self._pixels(self.splits.train)
+        test, test_labels = self._pixels(self.splits.test)
+        return evaluate_features(train, train_labels, test, test_labels, self.splits.num_classes, self.spec)
+
+
+def evaluate_pixels(evaluator: Evaluator) -> dict[str, Any]:
+    """The raw-pixel row: :meth:`Evaluator.evaluate_pixels` with its time and environment."""
+    start = time.perf_counter()
+    metrics = evaluator.evaluate_pixels()
+    return {
+        "metrics": metrics,
+        "seconds": {"evaluate": time.perf_counter() - start},
+        "device": device_name(evaluator.device),
+        "commit": git_commit(),
+    }
+
+
+def pixel_settings(config: Config, spec: EvalSpec, img_size: int) -> dict[str, Any]:
+    """What the raw-pixel row depends on: the labelled data, the image size and the evaluation
+    settings (not the feature kinds: pixels have one kind)."""
+    evaluation = asdict(spec)
+    del evaluation["features"]
+    data = {"source": config.data.source, "data_dir": config.data.data_dir, "img_size": img_size}
+    return {"data": data, "eval": evaluation}
+
 
 def knn_curve(run_dir: Path) -> list[list[float]]:
     """``[[epochs done, online k-NN top-1], ...]`` from a run's log (its k-NN monitor)."""
@@ -136,10 +170,17 @@ def knn_curve(run_dir: Path) -> list[list[float]]:
 
 
 def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: Evaluator) -> dict[str, Any]:
-    """Pretrain ``cell`` in ``run_dir`` (resuming a checkpoint there) and evaluate its teacher."""
+    """Pretrain ``cell`` in ``run_dir`` (resuming a checkpoint there) and evaluate its teacher.
+
+    ``seconds["pretrain"]`` is this process's wall time of the pretraining (monitors included)
+    plus, for a resumed run, the training-loop seconds of the earlier processes up to the
+    checkpoint (``Progress.train_seconds``; their monitors' time is not recorded), so a
+    resumed cell is not timed as if it had only run its last part.
+    """
     resumed = (run_dir / CHECKPOINT_NAME).is_file()
     start = time.perf_counter()
     trainer = Trainer(config, run_dir, callbacks=build_monitors(config, run_dir))
+    before = trainer.progress.train_seconds  # of the checkpoint resumed from; 0 for a new run
     trainer.fit()
     pretrain_seconds = time.perf_counter() - start
     metrics = evaluator.evaluate(trainer.method.teacher.backbone)
@@ -149,7 +190,7 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
         "curve": knn_curve(run_dir),
         "train_images": len(trainer.dataset),
         "steps": trainer.progress.global_step,
-        "seconds": {"pretrain": pretrain_seconds, "evaluate": time.perf_counter() - start - pretrain_seconds},
+        "seconds": {"pretrain": before + pretrain_seconds, "evaluate": time.perf_counter() - start - pretrain_seconds},
         "resumed": resumed,
         "device": device_name(evaluator.device),
         "commit": git_commit(),

@@ -110,6 +110,9 @@ class ExperimentConfig:
             it is not among ``arms``).
         dino: AttMask Table 3: arms pretrained with DINO (``train.method=dino`` in its overrides).
         fine_grid: arms on a finer patch grid (AttMask-Hint needs one to reveal any token).
+        pixels: evaluate the raw pixels (the flattened, normalised images) with the same
+            protocol, as a reference row of every table: a feature worth less than that row is
+            worth less than its input.
     """
 
     pretrain: PretrainSpec = field(default_factory=PretrainSpec)
@@ -123,6 +126,7 @@ class ExperimentConfig:
     baseline: str = "block"
     dino: TableSpec = field(default_factory=TableSpec)
     fine_grid: TableSpec = field(default_factory=TableSpec)
+    pixels: bool = True
 
     def __post_init__(self) -> None:
         lists = {key: getattr(self, key) for key in ("arms", "curve_arms", "fraction_arms")}

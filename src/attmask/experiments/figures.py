@@ -8,9 +8,12 @@ from typing import Any
 from attmask.experiments.config import ARMS
 from attmask.viz.render import plt, save_figure
 
+#: Short titles and bar colours of the rows that are not arms.
+REFERENCE_ROWS = {"pixels": ("Raw pixels", "0.35"), "random_init": ("Random init", "0.6")}
+
 
 def _label(arm: str) -> str:
-    return "Random init" if arm == "random_init" else ARMS[arm][0]
+    return REFERENCE_ROWS[arm][0] if arm in REFERENCE_ROWS else ARMS[arm][0]
 
 
 def draw_curves(curves: dict[str, Any], path: Path, reach: dict[str, Any] | None = None) -> Path | None:
@@ -100,7 +103,7 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
             means,
             yerr=[row[key]["std"] for row in rows.values()],
             capsize=3,
-            color=["0.6"] + ["C0"] * (len(rows) - 1) if "random_init" in rows else "C0",
+            color=[REFERENCE_ROWS[arm][1] if arm in REFERENCE_ROWS else "C0" for arm in rows],
         )
         low, high = min(means), max(means)
         axis.set_ylim(max(low - 3 * (high - low + 1), 0), high + (high - low + 1))

@@ -6,7 +6,8 @@ then its teacher is evaluated on frozen features (weighted k-NN, few-shot k-NN, 
 changed settings (DINO: Table 3; a finer patch grid for AttMask-Hint); a data-fraction sweep
 repeats chosen arms on smaller training sets. Layout of ``out``::
 
-    cells/<cell>.json   one result per finished cell (and init-[<table>-]s<seed>.json: random init)
+    cells/<cell>.json   one result per finished cell (init-[<table>-]s<seed>.json: random init;
+                        pixels.json: the raw pixels, the row a learned feature must beat)
     runs/<cell>/        the pretraining run folders (checkpoint, log, config)
     results.json        every result plus the aggregated tables and the environment
     results.md          the tables (mean +- std over seeds)
@@ -30,7 +31,15 @@ from attmask.core.distributed import resolve_device
 from attmask.core.environment import environment
 from attmask.core.files import write_atomic
 from attmask.engine.data import crop_config
-from attmask.experiments.cells import Evaluator, cached_result, evaluate_initial, pretrain_and_evaluate, settings_key
+from attmask.experiments.cells import (
+    Evaluator,
+    cached_result,
+    evaluate_initial,
+    evaluate_pixels,
+    pixel_settings,
+    pretrain_and_evaluate,
+    settings_key,
+)
 from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
 from attmask.experiments.report import write_markdown
@@ -71,6 +80,27 @@ class Estimate:
             f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
             f"(mean of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
         )
+
+
+#: The result name of the raw-pixel row (``cells/pixels.json``).
+PIXELS = "pixels"
+
+
+@dataclass
+class Finished:
+    """The results on disk.
+
+    Attributes:
+        pixels: the raw-pixel row (None: not computed or switched off).
+        inits: random-init results by table prefix ("" = main) and seed.
+        results: pretrained cells' results by cell.
+        plan: every cell of the experiment.
+    """
+
+    pixels: dict[str, Any] | None
+    inits: dict[str, dict[int, dict]]
+    results: dict[Cell, dict]
+    plan: CellPlan
 
 
 @dataclass
@@ -121,7 +151,8 @@ class MaskingExperiment:
 
     def status(self) -> list[tuple[str, str]]:
         """``(cell name, done | started | pending)`` of every cell in run order."""
-        names = [init.name for init in self.init_cells()] + [cell.name for cell in self.cells().all()]
+        names = [PIXELS] if self.config.pixels else []
+        names += [init.name for init in self.init_cells()] + [cell.name for cell in self.cells().all()]
         rows = []
         for name in names:
             if (self.out / "cells" / f"{name}.json").is_file():
@@ -152,10 +183,12 @@ class MaskingExperiment:
         fallback = sum(every) / len(every)
         return Estimate(sum(means.get(table, fallback) for table in pending), len(pending), len(every))
 
-    def finished(self) -> tuple[dict[str, dict[int, dict]], dict[Cell, dict], CellPlan]:
-        """``(random-init results by table prefix and seed, results by cell, the plan)`` on disk."""
+    def finished(self) -> Finished:
+        """Every result on disk."""
         plan = self.cells()
         folder = self.out / "cells"
+        pixels_path = folder / f"{PIXELS}.json"
+        pixels = json.loads(pixels_path.read_text()) if self.config.pixels and pixels_path.is_file() else None
         inits: dict[str, dict[int, dict]] = {}
         for init in self.init_cells():
             path = folder / f"{init.name}.json"
@@ -166,7 +199,7 @@ class MaskingExperiment:
             for cell in plan.all()
             if (folder / f"{cell.name}.json").is_file()
         }
-        return inits, results, plan
+        return Finished(pixels, inits, results, plan)
 
     def run(self, log: Callable[[str], None] = print) -> dict[str, Any]:
         """Run every unfinished cell, then write the tables and figures; returns the summary.
@@ -181,29 +214,37 @@ class MaskingExperiment:
             self.config.eval, shared.data.source, shared.data.data_dir, crop_config(shared.data).global_size, device
         )
         plan, init_cells = self.cells(), self.init_cells()
-        todo = len(init_cells) + len(plan.all())
+        first = 1 + self.config.pixels
+        todo = first - 1 + len(init_cells) + len(plan.all())
         log(f"{todo} cells in all; pretraining left: {self.time_left().text()}")
+        pixels = None
+        if self.config.pixels:
+            pixels = self._cell(
+                self.out / "cells" / f"{PIXELS}.json",
+                pixel_settings(shared, evaluator.spec, crop_config(shared.data).global_size),
+                f"[1/{todo}] raw pixels",
+                lambda: evaluate_pixels(evaluator),
+                log,
+            )
         inits: dict[str, dict[int, dict]] = {}
-        for done, init in enumerate(init_cells, 1):
+        for done, init in enumerate(init_cells, first):
             config = self.pretrain_config(init.cell)
             inits.setdefault(init.table, {})[init.seed] = self._cell(
                 self.out / "cells" / f"{init.name}.json",
-                config,
-                evaluator,
+                settings_key(config, evaluator.spec),
                 f"[{done}/{todo}] random init{' of ' + init.table if init.table else ''}, seed {init.seed}",
                 lambda c=config: evaluate_initial(c, evaluator),
                 log,
             )
         results = {}
-        for done, cell in enumerate(plan.all(), len(init_cells) + 1):
+        for done, cell in enumerate(plan.all(), len(init_cells) + first):
             config = self.pretrain_config(cell)
             label = f"[{done}/{todo}] {cell.label(config.optim.epochs)}"
             path = self.out / "cells" / f"{cell.name}.json"
             fresh = not path.is_file()
             results[cell] = self._cell(
                 path,
-                config,
-                evaluator,
+                settings_key(config, evaluator.spec),
                 label,
                 lambda c=cell, cfg=config: pretrain_and_evaluate(c, cfg, self.out / "runs" / c.name, evaluator),
                 log,
@@ -211,13 +252,12 @@ class MaskingExperiment:
             left = self.time_left()
             if fresh and left.pending:
                 log(f"expected time left: {left.text()}")
-        return self.report(inits, results, plan, device)
+        return self.report(Finished(pixels, inits, results, plan), device)
 
     def _cell(
         self,
         path: Path,
-        config: Config,
-        evaluator: Evaluator,
+        settings: dict[str, Any],
         label: str,
         compute: Callable[[], dict[str, Any]],
         log: Callable[[str], None],
@@ -225,18 +265,16 @@ class MaskingExperiment:
         start = time.perf_counter()
         if not path.is_file():
             log(f"{label} ...")
-        result, computed = cached_result(path, settings_key(config, evaluator.spec), compute)
+        result, computed = cached_result(path, settings, compute)
         metrics = result["metrics"]
         state = f"done in {time.perf_counter() - start:.0f} s" if computed else "already done"
         log(f"{label}: k-NN {metrics['knn_top1']:.2f}%, linear {metrics['linear_top1']:.2f}% ({state})")
         return result
 
-    def report(
-        self, inits: dict[str, dict[int, dict]], results: dict[Cell, dict], plan: CellPlan, device: Any
-    ) -> dict[str, Any]:
+    def report(self, finished: Finished, device: Any) -> dict[str, Any]:
         """Aggregate, write ``results.json``, ``results.md`` and the figures."""
         shared = self.pretrain_config()
-        summary = summarize(self.config, inits, results, plan)
+        summary = summarize(self.config, finished.inits, finished.results, finished.plan, finished.pixels)
         summary["environment"] = environment(device)
         summary["experiment"] = asdict(self.config)
         summary["pretrain_preset"] = str(self.preset)

@@ -7,6 +7,9 @@ from typing import Any
 
 from attmask.experiments.config import ARMS
 
+#: Titles of the rows that are not arms.
+REFERENCE_ROWS = {"pixels": "Raw pixels (no network)", "random_init": "Random init (no pretraining)"}
+
 
 def _cell_text(value: dict[str, Any], signed: bool = False) -> str:
     if value["n"] == 0:
@@ -27,8 +30,8 @@ def delta_text(value: dict[str, Any]) -> str:
 
 
 def label(arm: str) -> str:
-    """Row title of an arm (or of the random-init row)."""
-    return "Random init (no pretraining)" if arm == "random_init" else ARMS[arm][0]
+    """Row title of an arm (or of the random-init or raw-pixel row)."""
+    return REFERENCE_ROWS[arm] if arm in REFERENCE_ROWS else ARMS[arm][0]
 
 
 def table_markdown(summary: dict[str, Any], rows: dict[str, Any], paired: dict[str, Any], baseline: str) -> list[str]:
@@ -134,6 +137,14 @@ def _header(summary: dict[str, Any]) -> list[str]:
         f"({evaluation['linear_epochs']} epochs, SGD, standardised features). Top-1 in %, mean ± sample "
         "std over seeds. Δ columns: per-seed (paired) differences to the baseline arm, mean and 95% "
         "interval of the mean (t-distribution, n - 1 degrees of freedom); bold when the interval excludes 0.",
+        *(
+            [
+                "Raw pixels: the same evaluation on the images themselves (centre crop, normalised, "
+                "flattened), no network; a feature below that row is worth less than its input."
+            ]
+            if summary.get("pixels")
+            else []
+        ),
         "",
     ]
 

@@ -66,17 +66,34 @@ def metric(metrics: dict[str, Any], key: str) -> float:
     return metric(metrics[kind], rest) if rest else float(metrics[key])
 
 
+def has_metric(metrics: dict[str, Any], key: str) -> bool:
+    """Whether dotted ``key`` exists in ``metrics`` (the raw-pixel row has no GAP columns)."""
+    if key.startswith("fewshot."):
+        return key.split(".", 1)[1] in metrics.get("fewshot", {})
+    kind, _, rest = key.partition(".")
+    return kind in metrics and (not rest or has_metric(metrics[kind], rest))
+
+
 def _row(results: Sequence[dict[str, Any]], columns: list[tuple[str, str]]) -> dict[str, Any]:
-    return {key: stats([metric(r["metrics"], key) for r in results]) for key, _ in columns}
+    """Stats of every column over ``results``; a column a result lacks leaves that result out."""
+    return {
+        key: stats([metric(r["metrics"], key) for r in results if has_metric(r["metrics"], key)]) for key, _ in columns
+    }
 
 
 def table_summary(
-    config: ExperimentConfig, cells: Sequence[Cell], results: dict[Cell, dict], inits: dict[int, dict], baseline: str
+    config: ExperimentConfig,
+    cells: Sequence[Cell],
+    results: dict[Cell, dict],
+    inits: dict[int, dict],
+    baseline: str,
+    pixels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Rows (random init first, then each arm of ``cells``) and per-seed paired differences of
-    every arm to ``baseline`` with 95% intervals. Missing cells are left out."""
+    """Rows (raw pixels when given, random init, then each arm of ``cells``) and per-seed paired
+    differences of every arm to ``baseline`` with 95% intervals. Missing cells are left out."""
     columns = metric_columns(config)
-    rows = {"random_init": _row(list(inits.values()), columns)}
+    rows = {"pixels": _row([pixels], columns)} if pixels is not None else {}
+    rows["random_init"] = _row(list(inits.values()), columns)
     arms = list(dict.fromkeys(cell.arm for cell in cells))
     for arm in arms:
         rows[arm] = _row([results[c] for c in cells if c.arm == arm and c in results], columns)
@@ -153,25 +170,32 @@ def _fractions(config: ExperimentConfig, results: dict[Cell, dict], subset: Any)
 
 
 def summarize(
-    config: ExperimentConfig, inits: dict[str, dict[int, dict]], results: dict[Cell, dict], plan: CellPlan
+    config: ExperimentConfig,
+    inits: dict[str, dict[int, dict]],
+    results: dict[Cell, dict],
+    plan: CellPlan,
+    pixels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The tables of the finished cells (missing cells are left out of the statistics).
 
     Args:
         inits: random-init results by table prefix ("" for the main table) and seed.
+        pixels: the raw-pixel result, a row of every table (None: no such row).
     """
     subset = plan.main[0].subset if plan.main else None
     main_inits = inits.get("", {})
-    main = table_summary(config, plan.main, results, main_inits, config.baseline)
+    main = table_summary(config, plan.main, results, main_inits, config.baseline, pixels)
     tables = {}
     for prefix, spec in table_specs(config).items():
+        cells = plan.tables.get(prefix, [])
         tables[prefix] = {
-            **table_summary(config, plan.tables.get(prefix, []), results, inits.get(prefix, {}), spec.baseline),
+            **table_summary(config, cells, results, inits.get(prefix, {}), spec.baseline, pixels),
             "title": spec.title or prefix,
             "overrides": list(spec.overrides),
             "seeds": list(spec.seeds),
         }
     finished = [r for group in inits.values() for r in group.values()] + list(results.values())
+    finished += [pixels] if pixels is not None else []
     seconds = sum(sum(r.get("seconds", {}).values()) for r in finished)
     images = next((results[c]["train_images"] for c in plan.main if c in results), None)
     drawn = curves(config.curve_arms, config.seeds, main_inits, results, subset)
@@ -202,4 +226,5 @@ def summarize(
             for prefix, group in inits.items()
             for seed, r in group.items()
         },
+        "pixels": None if pixels is None else {"metrics": pixels["metrics"], "seconds": pixels["seconds"]},
     }
