@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -130,3 +131,17 @@ def test_progress_shows_the_loss_from_the_first_step_and_announces_each_knn(tmp_
     assert steps[0] == 1 and "loss=" in err  # the bar shows the loss from the first step, not from step 20
     for prefix in ("knn:", "knn_random_init:"):
         assert f"{prefix} 20-NN of 50 test queries against 100 images" in err
+
+
+def test_a_closed_reader_ends_the_command_quietly(tmp_path) -> None:
+    """``attmask ... | head``: no 'Broken pipe' error line and no traceback, exit code 141."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes anything
+    status = ["experiment", "masking", "--preset", "cpu_v2", "--out", str(tmp_path / "out"), "--status"]
+    command = [sys.executable, "-m", "attmask.cli.main", *status]
+    done = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert done.stderr == "" and done.returncode == 141, done.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -49,6 +51,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code of a command whose output's reader went away (128 + SIGPIPE, as a shell reports it).
+SIGPIPE_EXIT = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,12 +62,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        return int(command_module(args.command).run(args) or 0)
+        code = int(command_module(args.command).run(args) or 0)
+        sys.stdout.flush()  # a closed reader shows up here, not at interpreter exit
+        return code
     except (ValueError, OSError, KeyError) as error:
+        if isinstance(error, BrokenPipeError) and stdout_reader_gone():
+            # the reader of our output went away (`attmask ... | head`): no message, and the exit
+            # code a shell gives a command killed by SIGPIPE (the command did not finish its
+            # output). Any other broken pipe (a worker, a socket) is a real error, reported below.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return SIGPIPE_EXIT
         if args.debug:
             raise
         print(f"attmask {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no real stdout (pytest)
+        return False
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def one_line(error: BaseException) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import textwrap
 import typing
+from contextlib import nullcontext
 
 from attmask.config import FIDELITIES, Config, load_config
 from attmask.config_checks import RULES
@@ -156,14 +158,21 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ValueError("--out is required (the run folder), except with --data-bench")
     from attmask.core.distributed import shutdown
+    from attmask.core.lock import folder_lock
     from attmask.engine.trainer import Trainer
     from attmask.runs.monitors import build_monitors
 
+    # rank 0 alone holds the lock: the other ranks of this job write into the same folder
+    lock = folder_lock(args.out, "attmask pretrain") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
     try:
-        trainer = Trainer(
-            config, args.out, allow_config_change=args.allow_config_change, callbacks=build_monitors(config, args.out)
-        )
-        summary = trainer.fit()
+        with lock:
+            trainer = Trainer(
+                config,
+                args.out,
+                allow_config_change=args.allow_config_change,
+                callbacks=build_monitors(config, args.out),
+            )
+            summary = trainer.fit()
     finally:
         shutdown()
     if trainer.ctx.is_main:

@@ -30,6 +30,7 @@ from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.distributed import resolve_device
 from attmask.core.environment import environment
 from attmask.core.files import write_atomic
+from attmask.core.lock import folder_lock
 from attmask.engine.data import crop_config
 from attmask.experiments.cells import (
     Evaluator,
@@ -205,7 +206,14 @@ class MaskingExperiment:
         """Run every unfinished cell, then write the tables and figures; returns the summary.
 
         After each pretrained cell, the expected time of the rest is logged (:meth:`time_left`).
+
+        Raises:
+            FolderBusyError: another process is running an experiment in ``out``.
         """
+        with folder_lock(self.out, "attmask experiment"):
+            return self._run(log)
+
+    def _run(self, log: Callable[[str], None]) -> dict[str, Any]:
         shared = self.pretrain_config()
         if shared.train.num_threads > 0:  # as the trainer will: every cell evaluated alike
             torch.set_num_threads(shared.train.num_threads)

@@ -1,0 +1,66 @@
+"""One writer per output folder: a second pretraining or experiment in a folder in use is refused
+in one line, naming the holder; the lock dies with its process (kill -9 included)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attmask.cli.main import main
+from attmask.core.lock import LOCK_NAME, FolderBusyError, folder_lock
+from tests.engine.tiny import TINY
+
+HOLD = """
+import sys, time
+from attmask.core.lock import folder_lock
+with folder_lock(sys.argv[1], sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A folder whose lock another process ("attmask experiment") holds; yields ``(folder, that process)``."""
+    folder = tmp_path / "out"
+    command = [sys.executable, "-c", HOLD, str(folder), "attmask experiment"]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield folder, holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_second_holder_is_refused_with_the_pid_and_a_killed_holder_frees_the_folder(held) -> None:
+    folder, holder = held
+    with pytest.raises(FolderBusyError, match=rf"out is in use by attmask experiment \(pid {holder.pid}\); wait"):
+        with folder_lock(folder, "attmask pretrain"):
+            pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with folder_lock(folder, "attmask pretrain"):
+        assert (folder / LOCK_NAME).read_text() == f"{os.getpid()} attmask pretrain"
+    with folder_lock(folder, "attmask pretrain"):  # released at the end of the block
+        pass
+
+
+def test_pretrain_and_experiment_refuse_a_folder_in_use(held, tmp_path, capsys) -> None:
+    folder, holder = held
+    sets = [arg for override in (*TINY, "optim.epochs=1") for arg in ("--set", override)]
+    assert main(["pretrain", "--out", str(folder), *sets]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"in use by attmask experiment (pid {holder.pid})" in error
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME], "nothing written into the folder"
+    assert main(["experiment", "masking", "--preset", "cpu_v2", "--out", str(folder)]) == 2
+    assert f"in use by attmask experiment (pid {holder.pid})" in capsys.readouterr().err
+    assert main(["experiment", "masking", "--preset", "cpu_v2", "--out", str(folder), "--status"]) == 0, (
+        "--status only reads"
+    )
+    assert not Path(tmp_path / "out" / "cells").exists()
