@@ -521,3 +521,34 @@ def test_pixel_row_is_the_same_evaluation_on_flattened_images_in_every_table() -
     line = next(line for line in main_table_markdown(summary) if line.startswith("| Raw pixels"))
     assert line.startswith(f"| Raw pixels (no network) | 1 | {expected['knn_top1']:.2f} |") and "| - | - |" in line
     assert summary["compute_seconds"] == 60 + pixels["seconds"]["evaluate"]
+
+
+def test_a_failing_cell_is_reported_and_the_rest_go_on(tmp_path, capsys, monkeypatch) -> None:
+    import attmask.experiments.masking as masking
+    from attmask.engine.resume import TrainingError
+
+    preset, out = _experiment_file(tmp_path), tmp_path / "out"
+    arguments = ["experiment", "masking", "--preset", str(preset), "--out", str(out), "--set", "fractions=[]"]
+    real = masking.pretrain_and_evaluate
+
+    def diverging(cell, config, run_dir, evaluator):
+        if cell.arm == "block":
+            raise TrainingError("loss became NaN/inf before epoch 0 step 1")
+        return real(cell, config, run_dir, evaluator)
+
+    monkeypatch.setattr(masking, "pretrain_and_evaluate", diverging)
+    assert main(arguments) == 1
+    captured = capsys.readouterr()
+    assert "Block-wise 10-50%, seed 0, data 0.5, 2 epochs: FAILED, going on" in captured.out
+    assert captured.err.strip() == (
+        "attmask experiment: cell block-s0-d0.5 failed: loss became NaN/inf before epoch 0 step 1"
+    )
+    assert (out / "cells" / "attmask_high-s0-d0.5.json").is_file(), "the next cell ran"
+    report = (out / "results.md").read_text()
+    assert "**Failed in this run:** `block-s0-d0.5`: loss became NaN/inf" in report
+    assert json.loads((out / "results.json").read_text())["progress"]["left"] == ["block-s0-d0.5"]
+
+    monkeypatch.setattr(masking, "pretrain_and_evaluate", real)
+    assert main(arguments) == 0, "running again retries the failed cell"
+    assert (out / "cells" / "block-s0-d0.5.json").is_file()
+    assert "Failed" not in (out / "results.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 PRESET_FOLDER = "configs/experiments"
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         experiment.report(experiment.finished(), torch.device("cpu"))
-    else:
-        experiment.run()
+        print(f"wrote {Path(args.out) / 'results.md'}")
+        return 0
+    failed = experiment.run()["progress"]["failed"]
     print(f"wrote {Path(args.out) / 'results.md'}")
-    return 0
+    for name, error in failed.items():
+        print(f"attmask experiment: cell {name} failed: {' '.join(error.split())}", file=sys.stderr)
+    return 1 if failed else 0

@@ -32,6 +32,7 @@ from attmask.core.environment import environment
 from attmask.core.files import write_atomic
 from attmask.core.lock import folder_lock
 from attmask.engine.data import crop_config
+from attmask.engine.resume import TrainingError
 from attmask.experiments.cells import (
     Evaluator,
     cached_result,
@@ -43,65 +44,9 @@ from attmask.experiments.cells import (
 )
 from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
+from attmask.experiments.progress import PIXELS, Estimate, Finished, InitCell
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import summarize
-
-
-@dataclass(frozen=True)
-class InitCell:
-    """A random-init evaluation: its result name, table prefix ("" = main), seed, and a cell of
-    that table and seed whose config builds the initial weights."""
-
-    name: str
-    table: str
-    seed: int
-    cell: Cell
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Expected time of the unfinished cells.
-
-    Attributes:
-        seconds: expected seconds (None before any cell is timed).
-        pending: unfinished pretraining cells.
-        timed: finished cells the estimate is based on.
-    """
-
-    seconds: float | None
-    pending: int
-    timed: int
-
-    def text(self) -> str:
-        """E.g. ``about 14 h 05 min for 17 cells (mean of 1 timed cell)``."""
-        if self.seconds is None:
-            return f"{self.pending} cells, not yet timed (known after the first one)"
-        minutes = round(self.seconds / 60)
-        return (
-            f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
-            f"(mean of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
-        )
-
-
-#: The result name of the raw-pixel row (``cells/pixels.json``).
-PIXELS = "pixels"
-
-
-@dataclass
-class Finished:
-    """The results on disk.
-
-    Attributes:
-        pixels: the raw-pixel row (None: not computed or switched off).
-        inits: random-init results by table prefix ("" = main) and seed.
-        results: pretrained cells' results by cell.
-        plan: every cell of the experiment.
-    """
-
-    pixels: dict[str, Any] | None
-    inits: dict[str, dict[int, dict]]
-    results: dict[Cell, dict]
-    plan: CellPlan
 
 
 @dataclass
@@ -221,10 +166,18 @@ class MaskingExperiment:
         evaluator = Evaluator.build(
             self.config.eval, shared.data.source, shared.data.data_dir, crop_config(shared.data).global_size, device
         )
-        plan, init_cells = self.cells(), self.init_cells()
-        first = 1 + self.config.pixels
-        todo = first - 1 + len(init_cells) + len(plan.all())
+        plan = self.cells()
+        references = int(self.config.pixels) + len(self.init_cells())
+        todo = references + len(plan.all())
         log(f"{todo} cells in all; pretraining left: {self.time_left().text()}")
+        pixels, inits = self._reference_rows(shared, evaluator, todo, log)
+        results, failed = self._pretrain_cells(plan, evaluator, references, todo, log)
+        return self.report(Finished(pixels, inits, results, plan, failed), device)
+
+    def _reference_rows(
+        self, shared: Config, evaluator: Evaluator, todo: int, log: Callable[[str], None]
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[int, dict]]]:
+        """The raw-pixel row (None when switched off) and the random-init rows, computed or read."""
         pixels = None
         if self.config.pixels:
             pixels = self._cell(
@@ -235,7 +188,7 @@ class MaskingExperiment:
                 log,
             )
         inits: dict[str, dict[int, dict]] = {}
-        for done, init in enumerate(init_cells, first):
+        for done, init in enumerate(self.init_cells(), 1 + int(self.config.pixels)):
             config = self.pretrain_config(init.cell)
             inits.setdefault(init.table, {})[init.seed] = self._cell(
                 self.out / "cells" / f"{init.name}.json",
@@ -244,23 +197,38 @@ class MaskingExperiment:
                 lambda c=config: evaluate_initial(c, evaluator),
                 log,
             )
-        results = {}
-        for done, cell in enumerate(plan.all(), len(init_cells) + first):
+        return pixels, inits
+
+    def _pretrain_cells(
+        self, plan: CellPlan, evaluator: Evaluator, before: int, todo: int, log: Callable[[str], None]
+    ) -> tuple[dict[Cell, dict], dict[str, str]]:
+        """Every pretraining cell, computed or read: ``(results by cell, failed cell -> error)``.
+
+        A cell whose training fails (NaN loss, a refused resume) is logged and skipped, so one bad
+        cell does not idle an unattended run; the rest go on and the run reports the failures.
+        Running again retries a failed cell from its last checkpoint.
+        """
+        results, failed = {}, {}
+        for done, cell in enumerate(plan.all(), before + 1):
             config = self.pretrain_config(cell)
             label = f"[{done}/{todo}] {cell.label(config.optim.epochs)}"
             path = self.out / "cells" / f"{cell.name}.json"
             fresh = not path.is_file()
-            results[cell] = self._cell(
-                path,
-                settings_key(config, evaluator.spec),
-                label,
-                lambda c=cell, cfg=config: pretrain_and_evaluate(c, cfg, self.out / "runs" / c.name, evaluator),
-                log,
-            )
+            try:
+                results[cell] = self._cell(
+                    path,
+                    settings_key(config, evaluator.spec),
+                    label,
+                    lambda c=cell, cfg=config: pretrain_and_evaluate(c, cfg, self.out / "runs" / c.name, evaluator),
+                    log,
+                )
+            except TrainingError as error:
+                failed[cell.name] = str(error)
+                log(f"{label}: FAILED, going on with the next cell: {error}")
             left = self.time_left()
             if fresh and left.pending:
                 log(f"expected time left: {left.text()}")
-        return self.report(Finished(pixels, inits, results, plan), device)
+        return results, failed
 
     def _cell(
         self,
@@ -304,6 +272,7 @@ class MaskingExperiment:
             "total": len(states),
             "left": [name for name, state in states if state != "done"],
             "time_left": self.time_left().text(),
+            "failed": finished.failed,
         }
         summary["figures"] = [
             str(p.relative_to(self.out)) for p in draw_experiment_figures(summary, self.out / "figures")

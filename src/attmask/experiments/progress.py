@@ -1,0 +1,68 @@
+"""What an ablation run holds and has left: the reference rows' names, the results on disk, the
+expected time of the unfinished cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from attmask.experiments.config import Cell, CellPlan
+
+
+@dataclass(frozen=True)
+class InitCell:
+    """A random-init evaluation: its result name, table prefix ("" = main), seed, and a cell of
+    that table and seed whose config builds the initial weights."""
+
+    name: str
+    table: str
+    seed: int
+    cell: Cell
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Expected time of the unfinished cells.
+
+    Attributes:
+        seconds: expected seconds (None before any cell is timed).
+        pending: unfinished pretraining cells.
+        timed: finished cells the estimate is based on.
+    """
+
+    seconds: float | None
+    pending: int
+    timed: int
+
+    def text(self) -> str:
+        """E.g. ``about 14 h 05 min for 17 cells (mean of 1 timed cell)``."""
+        if self.seconds is None:
+            return f"{self.pending} cells, not yet timed (known after the first one)"
+        minutes = round(self.seconds / 60)
+        return (
+            f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
+            f"(mean of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
+        )
+
+
+#: The result name of the raw-pixel row (``cells/pixels.json``).
+PIXELS = "pixels"
+
+
+@dataclass
+class Finished:
+    """The results on disk.
+
+    Attributes:
+        pixels: the raw-pixel row (None: not computed or switched off).
+        inits: random-init results by table prefix ("" = main) and seed.
+        results: pretrained cells' results by cell.
+        plan: every cell of the experiment.
+        failed: cells whose training failed in this run, with the error (empty when only read).
+    """
+
+    pixels: dict[str, Any] | None
+    inits: dict[str, dict[int, dict]]
+    results: dict[Cell, dict]
+    plan: CellPlan
+    failed: dict[str, str] = field(default_factory=dict)
