@@ -41,6 +41,10 @@ def test_presets_load_and_resolve_their_pretraining_preset(path: Path) -> None:
     if path.name == "masking_gpu_short.yaml":  # the few-minute GPU session: a subset, one seed
         assert {"block", "attmask_high"} <= set(config.arms) <= set(ARMS) and pretrain.data.augment_on == "device"
         return
+    if path.name == "masking_cpu_v2.yaml":  # Hint only where it can differ from High: the 7x7 table
+        assert set(config.arms) == set(ARMS) - {"none", "attmask_hint"}
+        assert config.fine_grid.arms == ["attmask_hint", "attmask_high"] and len(config.seeds) == 3
+        return
     assert set(config.arms) == set(ARMS) - {"none"}, "the presets run every arm of Table 1"
     assert len(config.seeds) == 3
 
@@ -121,6 +125,9 @@ def test_hint_on_a_tiny_grid_is_flagged() -> None:
     assert "floor(16 x s) = 0 tokens" in note and "exactly AttMask-High" in note
     assert arm_notes(["attmask_hint"], 49, (0.01, 0.05)) == [], "floor(49 x 0.05) = 2 hints"
     assert arm_notes(["attmask_high"], 16, (0.01, 0.05)) == []
+    (left_out,) = arm_notes(["attmask_high"], 16, (0.01, 0.05), hint_on_finer_grid=True)
+    assert left_out.startswith("AttMask-Hint is not run on this grid") and "floor(16 x s) = 0" in left_out
+    assert arm_notes(["attmask_high"], 49, (0.01, 0.05), hint_on_finer_grid=True) == []
 
 
 def test_stats_are_mean_and_sample_std() -> None:

@@ -200,21 +200,30 @@ def resolve_preset(name: str, beside: Path) -> Path:
     )
 
 
-def arm_notes(arms: list[str], num_tokens: int, show_ratio: tuple[float, float]) -> list[str]:
-    """Warnings about arms that cannot differ from another at this grid size.
+def arm_notes(
+    arms: list[str], num_tokens: int, show_ratio: tuple[float, float], hint_on_finer_grid: bool = False
+) -> list[str]:
+    """Notes about AttMask-Hint on a grid too small for hints.
 
     AttMask-Hint reveals ``floor(N * s)`` tokens with ``s ~ U(show_ratio)``: on a small grid that
-    is 0 for every draw, and the arm is exactly AttMask-High.
+    is 0 for every draw, and the arm is exactly AttMask-High. Among ``arms`` it is flagged; left
+    out while ``hint_on_finer_grid`` (a table on a finer grid runs it), the omission is explained.
     """
-    notes = []
-    if "attmask_hint" in arms and int(num_tokens * show_ratio[1]) == 0:
-        notes.append(
-            f"AttMask-Hint reveals floor({num_tokens} x s) = 0 tokens for every s <= "
-            f"{show_ratio[1]:g} on this {num_tokens}-patch grid, so it is exactly AttMask-High "
-            "(same masks, same random draws, same numbers); a finer grid (smaller "
-            "patches) is needed to test hints."
-        )
-    return notes
+    if int(num_tokens * show_ratio[1]) > 0:
+        return []
+    zero = f"floor({num_tokens} x s) = 0 tokens for every s <= {show_ratio[1]:g} on this {num_tokens}-patch grid"
+    if "attmask_hint" in arms:
+        return [
+            f"AttMask-Hint reveals {zero}, so it is exactly AttMask-High (same masks, same random "
+            "draws, same numbers); a finer grid (smaller patches) is needed to test hints."
+        ]
+    if hint_on_finer_grid:
+        return [
+            f"AttMask-Hint is not run on this grid (here or in the DINO table): it would reveal {zero}, "
+            "so it would be exactly AttMask-High (same masks, same random draws). It is compared with "
+            "AttMask-High on the finer grid of its own table."
+        ]
+    return []
 
 
 @dataclass(frozen=True)

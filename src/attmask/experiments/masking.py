@@ -265,7 +265,8 @@ class MaskingExperiment:
         }
         crops = crop_config(shared.data)
         tokens = (crops.global_size // shared.model.patch_size) ** 2
-        summary["notes"] = arm_notes(self.config.arms, tokens, shared.masking.show_ratio)
+        hint_elsewhere = "attmask_hint" in self.config.fine_grid.arms
+        summary["notes"] = arm_notes(self.config.arms, tokens, shared.masking.show_ratio, hint_elsewhere)
         states = self.status()
         summary["progress"] = {
             "done": sum(state == "done" for _, state in states),
