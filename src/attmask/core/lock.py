@@ -8,14 +8,20 @@ and kind of job (``"<pid> <what>"``) so the refusal can name it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 #: The lock file's name inside the locked folder.
 LOCK_NAME = ".lock"
+
+#: ``flock`` errors of a file system that has no locks: the job runs without one (and says so).
+UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 class FolderBusyError(OSError):
@@ -25,6 +31,9 @@ class FolderBusyError(OSError):
 @contextmanager
 def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     """Hold ``folder``'s lock (created with the folder if needed) for the ``with`` block.
+
+    On a file system without locks (some network mounts) the block runs unguarded, with a warning
+    on stderr, rather than not at all.
 
     Args:
         folder: the output folder.
@@ -36,15 +45,9 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_NAME, "a+") as stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            stream.seek(0)
-            pid, _, holder = stream.read().strip().partition(" ")
-            raise FolderBusyError(
-                f"{folder} is in use by {holder or 'another process'} (pid {pid or 'unknown'}); wait for it "
-                "to end, stop it, or choose another output folder"
-            ) from None
+        if not _try_lock(stream, folder):
+            yield
+            return
         stream.truncate(0)
         stream.write(f"{os.getpid()} {what}")
         stream.flush()
@@ -52,3 +55,25 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(stream, fcntl.LOCK_UN)
+
+
+def _try_lock(stream: TextIO, folder: Path) -> bool:
+    """Lock ``stream``'s file: True when locked, False when the file system has no locks."""
+    try:
+        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        stream.seek(0)
+        pid, _, holder = stream.read().strip().partition(" ")
+        raise FolderBusyError(
+            f"{folder} is in use by {holder or 'another process'} (pid {pid or 'unknown'}); wait for it "
+            "to end, stop it, or choose another output folder"
+        ) from None
+    except OSError as error:
+        if error.errno not in UNSUPPORTED:
+            raise
+        print(
+            f"warning: cannot lock {folder} ({error.strerror}); a second job there would not be refused",
+            file=sys.stderr,
+        )
+        return False
+    return True
