@@ -54,6 +54,13 @@ def batch_features(model: nn.Module, images: Tensor, kind: str = "cls") -> Tenso
     return pooled if kind == "gap" else torch.cat([output.cls_token, pooled], dim=-1)
 
 
+def flattened_images(loader: Iterable) -> tuple[Tensor, Tensor]:
+    """The raw-pixel baseline's features: every image of ``loader`` as it enters a backbone,
+    flattened, ``(M, C*H*W)`` float, and its labels ``(M,)`` long."""
+    images, labels = zip(*loader)
+    return torch.cat(images).flatten(1).float(), torch.cat([torch.as_tensor(y) for y in labels]).long()
+
+
 def _gather_from_ranks(tensor: Tensor) -> Tensor:
     """Concatenate ``(n_r, ...)`` tensors of every rank in rank order (sizes may differ).
 

@@ -23,7 +23,7 @@ from attmask.core.schedules import epoch_due
 from attmask.data.augment import eval_transform
 from attmask.data.resumable import EpochSampler
 from attmask.data.splits import UnlabelledError, labelled_splits
-from attmask.eval.features import extract_features
+from attmask.eval.features import extract_features, flattened_images
 from attmask.eval.knn import weighted_knn
 
 #: Feature name -> key infix of the logged accuracies (``knn{infix}_top1``).
@@ -124,9 +124,7 @@ class KNNMonitor:
 
     def _pixels(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened normalised images ``(M, C*H*W)`` and labels (every rank reads all)."""
-        loader = DataLoader(dataset, batch_size=256, num_workers=self.config.data.num_workers)
-        images, labels = zip(*loader)
-        return torch.cat(images).flatten(1).float(), torch.cat([torch.as_tensor(y) for y in labels]).long()
+        return flattened_images(DataLoader(dataset, batch_size=256, num_workers=self.config.data.num_workers))
 
     def _score(
         self,

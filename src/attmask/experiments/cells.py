@@ -26,7 +26,7 @@ from attmask.data.splits import LabelledSplits, labelled_splits
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
-from attmask.eval.features import extract_features
+from attmask.eval.features import extract_features, flattened_images
 from attmask.eval.fewshot import few_shot_knn
 from attmask.eval.knn import weighted_knn
 from attmask.eval.knn_monitor import KNNMonitor
@@ -129,9 +129,7 @@ class Evaluator:
         return metrics
 
     def _pixels(self, dataset: Any) -> tuple[Tensor, Tensor]:
-        loader = DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers)
-        images, labels = zip(*loader)
-        return torch.cat(images).flatten(1).float(), torch.cat([torch.as_tensor(y) for y in labels]).long()
+        return flattened_images(DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers))
 
     def evaluate_pixels(self) -> dict[str, Any]:
         """:func:`evaluate_features` of the raw pixels: every image of the splits as it enters
