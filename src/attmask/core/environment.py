@@ -36,12 +36,30 @@ def git_commit(where: str | Path | None = None) -> str:
     return f"{commit}+dirty" if dirty else commit
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The processor's name (``AMD EPYC 7B13``) from the ``model name`` line of Linux's
+    ``cpuinfo``; ``platform.processor()`` or the machine type (``x86_64``) where there is none.
+
+    Timings of one experiment can come from different machines (a run resumed in another
+    session), so a result names the processor, not only the instruction set.
+    """
+    try:
+        lines = Path(cpuinfo).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     """``NVIDIA H100 ...`` on CUDA; ``cpu (<processor>, <n> cores, <m> threads)`` otherwise
-    (cores of the machine, intra-op threads of this process)."""
+    (processor name, cores of the machine, intra-op threads of this process)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    processor = platform.processor() or platform.machine()
+    processor = cpu_model()
     threads = torch.get_num_threads()
     return f"cpu ({processor}, {os.cpu_count()} cores, {threads} thread{'' if threads == 1 else 's'})"
 

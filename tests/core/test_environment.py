@@ -1,0 +1,30 @@
+"""Where a result was measured: the processor's name reaches every device string."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+from attmask.core.environment import cpu_model, device_name
+
+
+def test_cpu_model_reads_the_model_name_line(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n")
+    assert cpu_model(info) == "AMD EPYC 7B13"
+
+
+def test_cpu_model_falls_back_without_a_model_name(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: \n")
+    fallback = platform.processor() or platform.machine()
+    assert cpu_model(info) == fallback
+    assert cpu_model(tmp_path / "missing") == fallback
+
+
+def test_device_name_on_cpu_names_processor_cores_and_threads() -> None:
+    name = device_name(torch.device("cpu"))
+    assert name.startswith(f"cpu ({cpu_model()}, ")
+    assert f"{torch.get_num_threads()} thread" in name
