@@ -17,6 +17,7 @@ repeats chosen arms on smaller training sets. Layout of ``out``::
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -111,8 +112,10 @@ class MaskingExperiment:
 
     def time_left(self) -> Estimate:
         """Expected time of the unfinished pretraining cells, from the finished cells' times:
-        the mean of the same table's cells (the main table and the sweep count as one), else of
-        all finished cells."""
+        the median of the same table's cells (the main table and the sweep count as one), else of
+        all finished cells. A median, because one cell's stored time can be inflated (a run
+        paused while it trained, or a slower machine in one session) and a mean would carry that
+        into every pending cell."""
         folder = self.out / "cells"
         timed: dict[str, list[float]] = {}
         pending: list[str] = []
@@ -125,9 +128,9 @@ class MaskingExperiment:
         every = [t for times in timed.values() for t in times]
         if not every:
             return Estimate(None, len(pending), 0)
-        means = {table: sum(times) / len(times) for table, times in timed.items()}
-        fallback = sum(every) / len(every)
-        return Estimate(sum(means.get(table, fallback) for table in pending), len(pending), len(every))
+        medians = {table: statistics.median(times) for table, times in timed.items()}
+        fallback = statistics.median(every)
+        return Estimate(sum(medians.get(table, fallback) for table in pending), len(pending), len(every))
 
     def finished(self) -> Finished:
         """Every result on disk."""

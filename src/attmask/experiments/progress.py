@@ -35,13 +35,13 @@ class Estimate:
     timed: int
 
     def text(self) -> str:
-        """E.g. ``about 14 h 05 min for 17 cells (mean of 1 timed cell)``."""
+        """E.g. ``about 14 h 05 min for 17 cells (median of 1 timed cell)``."""
         if self.seconds is None:
             return f"{self.pending} cells, not yet timed (known after the first one)"
         minutes = round(self.seconds / 60)
         return (
             f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
-            f"(mean of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
+            f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
         )
 
 
