@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -561,3 +562,29 @@ def test_a_failing_cell_is_reported_and_the_rest_go_on(tmp_path, capsys, monkeyp
     assert main(arguments) == 0, "running again retries the failed cell"
     assert (out / "cells" / "block-s0-d0.5.json").is_file()
     assert "Failed" not in (out / "results.md").read_text()
+
+
+def test_cells_option_splits_an_experiment_across_folders(tmp_path, capsys) -> None:
+    preset, out, other = _experiment_file(tmp_path), tmp_path / "out", tmp_path / "other"
+    base = ["experiment", "masking", "--preset", str(preset), "--set", "fractions=[]"]
+    assert main([*base, "--out", str(out), "--cells", "nosuch*"]) == 2
+    assert "--cells 'nosuch*' matches no cell of this experiment" in capsys.readouterr().err
+    assert not out.exists(), "a bad pattern fails before any work"
+
+    assert main([*base, "--out", str(out), "--cells", "block-*"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("4 cells in all (1 selected); ")
+    assert sorted(p.name for p in (out / "cells").iterdir()) == ["block-s0-d0.5.json"]
+    assert "Left: `pixels`, `init-s0`, `attmask_high-s0-d0.5`." in (out / "results.md").read_text()
+
+    # a second machine runs the rest into its own folder; the merged cells make the whole table
+    assert main([*base, "--out", str(other), "--cells", "pixels", "init-*", "attmask_high-*"]) == 0
+    capsys.readouterr()
+    assert not (other / "cells" / "block-s0-d0.5.json").exists()
+    for result in (other / "cells").iterdir():
+        shutil.copy(result, out / "cells" / result.name)
+    assert main([*base, "--out", str(out), "--cells", "block-*"]) == 0
+    assert capsys.readouterr().out.count("already done") == 4, "selected or not, finished cells are read"
+    report = (out / "results.md").read_text()
+    assert "Partial results" not in report
+    assert "| AttMask-High | 1 |" in report and "| Random init (no pretraining) | 1 |" in report

@@ -28,7 +28,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         ),
     )
     masking.add_argument(
-        "--preset", default="cpu", help=f"cpu, gpu (= {PRESET_FOLDER}/masking_<name>.yaml) or an experiment YAML file"
+        "--preset",
+        default="cpu",
+        help=f"cpu, cpu_v2, gpu, gpu_short (= {PRESET_FOLDER}/masking_<name>.yaml) or an experiment YAML file",
     )
     masking.add_argument("--out", required=True, help="output folder (resumed when it holds results)")
     masking.add_argument("--data", help="data set name or labelled image folder (sets data.source)")
@@ -51,6 +53,14 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         help="override a pretraining key for every cell, e.g. "
         "--pretrain-set optim.epochs=2 (repeatable; see attmask pretrain --help)",
     )
+    masking.add_argument(
+        "--cells",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="compute only the cells whose names match these shell patterns (names as --status "
+        "lists them, e.g. 'grid-*' block-s1-dall); the others are read when finished, skipped otherwise",
+    )
     masking.add_argument("--status", action="store_true", help="list the cells and whether they are done")
     masking.add_argument(
         "--report-only", action="store_true", help="write the tables and figures from the finished cells only"
@@ -72,6 +82,7 @@ def preset_path(preset: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Run, resume, list or report the experiment."""
     from attmask.experiments import MaskingExperiment, load_experiment
+    from attmask.experiments.progress import CellSelection
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
@@ -87,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         shared.append(f"data.source={args.data}")
     if args.data_dir:
         shared.append(f"data.data_dir={args.data_dir}")
-    experiment = MaskingExperiment(config, preset, Path(args.out), shared, args.progress)
+    experiment = MaskingExperiment(
+        config, preset, Path(args.out), shared, args.progress, CellSelection(tuple(args.cells))
+    )
     experiment.pretrain_config()  # a bad key or value fails here, before any work
     if args.status:
         for name, state in experiment.status():

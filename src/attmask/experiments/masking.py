@@ -45,7 +45,7 @@ from attmask.experiments.cells import (
 )
 from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
-from attmask.experiments.progress import PIXELS, Estimate, Finished, InitCell
+from attmask.experiments.progress import PIXELS, CellSelection, Estimate, Finished, InitCell
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import summarize
 
@@ -60,6 +60,7 @@ class MaskingExperiment:
         out: output folder (resumed when it holds results).
         overrides: pretraining overrides for every cell (after ``config.pretrain.overrides``).
         progress: show the trainer's progress bars.
+        selection: the cells this run computes (default: all); the others are only read.
     """
 
     config: ExperimentConfig
@@ -67,6 +68,7 @@ class MaskingExperiment:
     out: Path
     overrides: list[str] = field(default_factory=list)
     progress: bool = False
+    selection: CellSelection = field(default_factory=CellSelection)
 
     def pretrain_config(self, cell: Cell | None = None) -> Config:
         """The resolved pretraining config of ``cell`` (None: the shared recipe)."""
@@ -113,9 +115,9 @@ class MaskingExperiment:
     def time_left(self) -> Estimate:
         """Expected time of the unfinished pretraining cells, from the finished cells' times:
         the median of the same table's cells (the main table and the sweep count as one), else of
-        all finished cells. A median, because one cell's stored time can be inflated (a run
-        paused while it trained, or a slower machine in one session) and a mean would carry that
-        into every pending cell."""
+        all finished cells; pending cells outside :attr:`selection` are not counted. A median,
+        because one cell's stored time can be inflated (a run paused while it trained, or a
+        slower machine in one session) and a mean would carry that into every pending cell."""
         folder = self.out / "cells"
         timed: dict[str, list[float]] = {}
         pending: list[str] = []
@@ -123,7 +125,7 @@ class MaskingExperiment:
             path = folder / f"{cell.name}.json"
             if path.is_file():
                 timed.setdefault(cell.table, []).append(sum(json.loads(path.read_text())["seconds"].values()))
-            else:
+            elif cell.name in self.selection:
                 pending.append(cell.table)
         every = [t for times in timed.values() for t in times]
         if not every:
@@ -157,7 +159,9 @@ class MaskingExperiment:
 
         Raises:
             FolderBusyError: another process is running an experiment in ``out``.
+            ValueError: a pattern of :attr:`selection` matches no cell.
         """
+        self.selection.check([name for name, _ in self.status()])
         with folder_lock(self.out, "attmask experiment"):
             return self._run(log)
 
@@ -172,7 +176,9 @@ class MaskingExperiment:
         plan = self.cells()
         references = int(self.config.pixels) + len(self.init_cells())
         todo = references + len(plan.all())
-        log(f"{todo} cells in all; pretraining left: {self.time_left().text()}")
+        names = [name for name, _ in self.status()]
+        chosen = f" ({sum(name in self.selection for name in names)} selected)" if self.selection.patterns else ""
+        log(f"{todo} cells in all{chosen}; pretraining left: {self.time_left().text()}")
         pixels, inits = self._reference_rows(shared, evaluator, todo, log)
         results, failed = self._pretrain_cells(plan, evaluator, references, todo, log)
         return self.report(Finished(pixels, inits, results, plan, failed), device)
@@ -182,9 +188,10 @@ class MaskingExperiment:
     ) -> tuple[dict[str, Any] | None, dict[str, dict[int, dict]]]:
         """The raw-pixel row (None when switched off) and the random-init rows, computed or read."""
         pixels = None
-        if self.config.pixels:
+        pixels_path = self.out / "cells" / f"{PIXELS}.json"
+        if self.config.pixels and (PIXELS in self.selection or pixels_path.is_file()):
             pixels = self._cell(
-                self.out / "cells" / f"{PIXELS}.json",
+                pixels_path,
                 pixel_settings(shared, evaluator.spec, crop_config(shared.data).global_size),
                 f"[1/{todo}] raw pixels",
                 lambda: evaluate_pixels(evaluator),
@@ -192,9 +199,12 @@ class MaskingExperiment:
             )
         inits: dict[str, dict[int, dict]] = {}
         for done, init in enumerate(self.init_cells(), 1 + int(self.config.pixels)):
+            path = self.out / "cells" / f"{init.name}.json"
+            if init.name not in self.selection and not path.is_file():
+                continue
             config = self.pretrain_config(init.cell)
             inits.setdefault(init.table, {})[init.seed] = self._cell(
-                self.out / "cells" / f"{init.name}.json",
+                path,
                 settings_key(config, evaluator.spec),
                 f"[{done}/{todo}] random init{' of ' + init.table if init.table else ''}, seed {init.seed}",
                 lambda c=config: evaluate_initial(c, evaluator),
@@ -217,6 +227,8 @@ class MaskingExperiment:
             label = f"[{done}/{todo}] {cell.label(config.optim.epochs)}"
             path = self.out / "cells" / f"{cell.name}.json"
             fresh = not path.is_file()
+            if fresh and cell.name not in self.selection:
+                continue
             try:
                 results[cell] = self._cell(
                     path,

@@ -4,6 +4,7 @@ expected time of the unfinished cells."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from attmask.experiments.config import Cell, CellPlan
@@ -43,6 +44,32 @@ class Estimate:
             f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
             f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
         )
+
+
+@dataclass(frozen=True)
+class CellSelection:
+    """Which cells a run computes: shell-style patterns on cell names (``--cells 'grid-*'``), all
+    cells when there are none. A cell outside the selection is read when its result exists and
+    skipped otherwise, so several machines can share one experiment: each runs a disjoint
+    selection into its own folder, and copying their ``cells/*.json`` together gives the tables.
+
+    Attributes:
+        patterns: ``fnmatch`` patterns, matched case-sensitively against the whole name.
+    """
+
+    patterns: tuple[str, ...] = ()
+
+    def __contains__(self, name: str) -> bool:
+        return not self.patterns or any(fnmatchcase(name, pattern) for pattern in self.patterns)
+
+    def check(self, names: list[str]) -> None:
+        """Raise ``ValueError`` (one line) for a pattern that matches none of ``names``."""
+        for pattern in self.patterns:
+            if not any(fnmatchcase(name, pattern) for name in names):
+                raise ValueError(
+                    f"--cells {pattern!r} matches no cell of this experiment "
+                    f"(`--status` lists the names, e.g. {names[-1]})"
+                )
 
 
 #: The result name of the raw-pixel row (``cells/pixels.json``).
