@@ -570,6 +570,8 @@ def test_cells_option_splits_an_experiment_across_folders(tmp_path, capsys) -> N
     assert main([*base, "--out", str(out), "--cells", "nosuch*"]) == 2
     assert "--cells 'nosuch*' matches no cell of this experiment" in capsys.readouterr().err
     assert not out.exists(), "a bad pattern fails before any work"
+    assert main([*base, "--out", str(out), "--cells", "nosuch*", "--status"]) == 2
+    assert "--cells 'nosuch*' matches no cell" in capsys.readouterr().err
 
     assert main([*base, "--out", str(out), "--cells", "block-*"]) == 0
     text = capsys.readouterr().out
