@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     )
     experiment.pretrain_config()  # a bad key or value fails here, before any work
     if args.status:
-        experiment.selection.check([name for name, _ in experiment.status()])
+        experiment.selected()  # a pattern matching no cell is an error here too
         for name, state in experiment.status():
             print(f"{state:8s} {name}")
         print(f"left: {experiment.time_left().text()}")

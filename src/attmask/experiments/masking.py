@@ -161,11 +161,21 @@ class MaskingExperiment:
             FolderBusyError: another process is running an experiment in ``out``.
             ValueError: a pattern of :attr:`selection` matches no cell.
         """
-        self.selection.check([name for name, _ in self.status()])
+        selected = len(self.selected())
         with folder_lock(self.out, "attmask experiment"):
-            return self._run(log)
+            return self._run(log, selected)
 
-    def _run(self, log: Callable[[str], None]) -> dict[str, Any]:
+    def selected(self) -> list[str]:
+        """Names of the cells :attr:`selection` picks, in run order.
+
+        Raises:
+            ValueError: a pattern matches no cell.
+        """
+        names = [name for name, _ in self.status()]
+        self.selection.check(names)
+        return [name for name in names if name in self.selection]
+
+    def _run(self, log: Callable[[str], None], selected: int) -> dict[str, Any]:
         shared = self.pretrain_config()
         if shared.train.num_threads > 0:  # as the trainer will: every cell evaluated alike
             torch.set_num_threads(shared.train.num_threads)
@@ -176,8 +186,7 @@ class MaskingExperiment:
         plan = self.cells()
         references = int(self.config.pixels) + len(self.init_cells())
         todo = references + len(plan.all())
-        names = [name for name, _ in self.status()]
-        chosen = f" ({sum(name in self.selection for name in names)} selected)" if self.selection.patterns else ""
+        chosen = f" ({selected} selected)" if self.selection.patterns else ""
         log(f"{todo} cells in all{chosen}; pretraining left: {self.time_left().text()}")
         pixels, inits = self._reference_rows(shared, evaluator, todo, log)
         results, failed = self._pretrain_cells(plan, evaluator, references, todo, log)
