@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from attmask.core.repository import find_file, preset_names
+
 PRESET_FOLDER = "configs/experiments"
 
 
@@ -30,7 +32,8 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     masking.add_argument(
         "--preset",
         default="cpu",
-        help=f"cpu, cpu_v2, gpu, gpu_short (= {PRESET_FOLDER}/masking_<name>.yaml) or an experiment YAML file",
+        help=f"{', '.join(preset_names(PRESET_FOLDER, 'masking_')) or 'a name'} "
+        f"(= {PRESET_FOLDER}/masking_<name>.yaml) or an experiment YAML file",
     )
     masking.add_argument("--out", required=True, help="output folder (resumed when it holds results)")
     masking.add_argument("--data", help="data set name or labelled image folder (sets data.source)")
@@ -73,8 +76,6 @@ def preset_path(preset: str) -> Path:
     folder or the repository; the loader reports a missing file in one line."""
     if Path(preset).is_file() or preset.endswith((".yaml", ".yml")):
         return Path(preset)
-    from attmask.experiments.config import find_file
-
     relative = Path(PRESET_FOLDER) / f"masking_{preset}.yaml"
     return find_file(relative) or relative
 

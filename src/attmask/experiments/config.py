@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attmask.config import ConfigError, apply_overrides, from_dict, read_yaml
+from attmask.core.repository import find_file
 
 #: The arms of AttMask Table 1: ``name -> (label, masking strategy, ratio range)``.
 ARMS: dict[str, tuple[str, str, tuple[float, float]]] = {
@@ -173,19 +174,6 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     values = read_yaml(path, "experiment file", "configs/experiments/")
     config = from_dict(ExperimentConfig, apply_overrides(values, overrides or []))
     return config, resolve_preset(config.pretrain.config, Path(path).parent)
-
-
-#: The repository holding this package (its ``configs/`` has the presets of a source checkout).
-REPOSITORY = Path(__file__).resolve().parents[3]
-
-
-def find_file(name: str | Path, *folders: Path) -> Path | None:
-    """``name`` as given (absolute or relative to the working folder), else under each of
-    ``folders`` in turn, else in :data:`REPOSITORY`; None when no such file exists."""
-    for candidate in (Path(name), *(folder / name for folder in folders), REPOSITORY / name):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def resolve_preset(name: str, beside: Path) -> Path:
