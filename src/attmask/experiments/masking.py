@@ -43,11 +43,11 @@ from attmask.experiments.cells import (
     pretrain_and_evaluate,
     settings_key,
 )
-from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, plan_cells, table_specs
+from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
 from attmask.experiments.progress import PIXELS, CellSelection, Estimate, Finished, InitCell
 from attmask.experiments.report import write_markdown
-from attmask.experiments.summary import summarize
+from attmask.experiments.summary import recipe, recipe_notes, summarize
 
 
 @dataclass
@@ -279,18 +279,8 @@ class MaskingExperiment:
         summary["experiment"] = asdict(self.config)
         summary["pretrain_preset"] = str(self.preset)
         summary["pretrain_preset_name"] = self.preset.name
-        summary["pretrain_shared"] = {
-            "epochs": shared.optim.epochs,
-            "subset": shared.data.subset,
-            "arch": shared.model.arch,
-            "depth": shared.model.depth,
-            "patch_size": shared.model.patch_size,
-            "source": shared.data.source,
-        }
-        crops = crop_config(shared.data)
-        tokens = (crops.global_size // shared.model.patch_size) ** 2
-        hint_elsewhere = "attmask_hint" in self.config.fine_grid.arms
-        summary["notes"] = arm_notes(self.config.arms, tokens, shared.masking.show_ratio, hint_elsewhere)
+        summary["pretrain_shared"] = recipe(shared)
+        summary["notes"] = recipe_notes(self.config, shared)
         states = self.status()
         summary["progress"] = {
             "done": sum(state == "done" for _, state in states),

@@ -9,7 +9,9 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, main_fraction, table_specs
+from attmask.config import Config
+from attmask.engine.data import crop_config
+from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, main_fraction, table_specs
 
 #: How feature kinds are named in column titles.
 KIND_LABEL = {"cls": "[CLS]", "gap": "GAP", "cls+gap": "[CLS]+GAP"}
@@ -228,3 +230,23 @@ def summarize(
         },
         "pixels": None if pixels is None else {"metrics": pixels["metrics"], "seconds": pixels["seconds"]},
     }
+
+
+def recipe(shared: Config) -> dict[str, Any]:
+    """The shared pretraining recipe's facts the report prints: epochs, data, architecture."""
+    return {
+        "epochs": shared.optim.epochs,
+        "subset": shared.data.subset,
+        "arch": shared.model.arch,
+        "depth": shared.model.depth,
+        "patch_size": shared.model.patch_size,
+        "source": shared.data.source,
+    }
+
+
+def recipe_notes(config: ExperimentConfig, shared: Config) -> list[str]:
+    """:func:`arm_notes` of the main table's arms on the shared recipe's token grid (e.g. that
+    AttMask-Hint equals -High where the grid is too coarse to reveal a token)."""
+    tokens = (crop_config(shared.data).global_size // shared.model.patch_size) ** 2
+    hint_elsewhere = "attmask_hint" in config.fine_grid.arms
+    return arm_notes(config.arms, tokens, shared.masking.show_ratio, hint_elsewhere)
