@@ -271,6 +271,7 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     stored = json.loads((out / "cells" / "attmask_high-s0-d0.5.json").read_text())
     assert stored["steps"] == 4 and [p[0] for p in stored["curve"]] == [1, 2]
     assert stored["settings"]["masking"]["strategy"] == "attmask_high"
+    assert [(s["from_step"], s["commit"]) for s in stored["segments"]] == [(0, stored["commit"])]
     report = (out / "results.md").read_text()
     assert "| AttMask-High | 1 |" in report and "| Block-wise 10-50% | 1 |" in report
     assert "25% (" in report and "50% (" in report
@@ -291,6 +292,7 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     assert text.count("already done") == 5 and text.count("done in") == 1
     again = json.loads((out / "cells" / "block-s0-d0.5.json").read_text())
     assert again["resumed"] and again["steps"] == 4
+    assert [s["from_step"] for s in again["segments"]] == [0, 4], "the evaluating process is a segment too"
     logged = [r["train_seconds"] for r in read_log(out / "runs" / "block-s0-d0.5") if "train_seconds" in r]
     assert again["seconds"]["pretrain"] >= max(logged) > 0, "a resumed cell keeps its earlier processes' time"
     unchanged = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir() if p.name != "block-s0-d0.5.json"}

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -167,18 +168,48 @@ def knn_curve(run_dir: Path) -> list[list[float]]:
     return [[epoch + 1, value] for epoch, value in zip(epochs, values)]
 
 
+#: One line per process that trained a cell's run folder: where and with which code it went on.
+SEGMENTS_NAME = "segments.jsonl"
+
+
+def record_segment(run_dir: Path, from_step: int, device: str) -> list[dict[str, Any]]:
+    """Append ``{commit, device, from_step, started}`` of this process to ``run_dir``'s
+    :data:`SEGMENTS_NAME` and return every segment so far, oldest first. A cell resumed in
+    another session may have trained on another machine or commit; its result lists them all
+    (``commit`` of the result is the one that evaluated it). A line torn by a kill is skipped."""
+    line = {
+        "commit": git_commit(),
+        "device": device,
+        "from_step": from_step,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = run_dir / SEGMENTS_NAME
+    torn = path.is_file() and not path.read_bytes().endswith(b"\n") and path.stat().st_size > 0
+    with path.open("a") as stream:
+        stream.write(("\n" if torn else "") + json.dumps(line) + "\n")
+    segments = []
+    for text in path.read_text().splitlines():
+        try:
+            segments.append(json.loads(text))
+        except ValueError:
+            continue
+    return segments
+
+
 def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: Evaluator) -> dict[str, Any]:
     """Pretrain ``cell`` in ``run_dir`` (resuming a checkpoint there) and evaluate its teacher.
 
     ``seconds["pretrain"]`` is this process's wall time of the pretraining (monitors included)
     plus, for a resumed run, the training-loop seconds of the earlier processes up to the
     checkpoint (``Progress.train_seconds``; their monitors' time is not recorded), so a
-    resumed cell is not timed as if it had only run its last part.
+    resumed cell is not timed as if it had only run its last part. ``segments`` lists the
+    processes that trained it (:func:`record_segment`).
     """
     resumed = (run_dir / CHECKPOINT_NAME).is_file()
     start = time.perf_counter()
     trainer = Trainer(config, run_dir, callbacks=build_monitors(config, run_dir))
     before = trainer.progress.train_seconds  # of the checkpoint resumed from; 0 for a new run
+    segments = record_segment(run_dir, trainer.progress.global_step, device_name(evaluator.device))
     trainer.fit()
     pretrain_seconds = time.perf_counter() - start
     metrics = evaluator.evaluate(trainer.method.teacher.backbone)
@@ -190,6 +221,7 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
         "steps": trainer.progress.global_step,
         "seconds": {"pretrain": before + pretrain_seconds, "evaluate": time.perf_counter() - start - pretrain_seconds},
         "resumed": resumed,
+        "segments": segments,
         "device": device_name(evaluator.device),
         "commit": git_commit(),
     }

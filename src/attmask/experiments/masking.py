@@ -8,7 +8,8 @@ repeats chosen arms on smaller training sets. Layout of ``out``::
 
     cells/<cell>.json   one result per finished cell (init-[<table>-]s<seed>.json: random init;
                         pixels.json: the raw pixels, the row a learned feature must beat)
-    runs/<cell>/        the pretraining run folders (checkpoint, log, config)
+    runs/<cell>/        the pretraining run folders (checkpoint, log, config, segments.jsonl:
+                        the commit and machine of every process that trained the cell)
     results.json        every result plus the aggregated tables and the environment
     results.md          the tables (mean +- std over seeds)
     figures/*.png       k-NN vs epoch, data-fraction sweep, main table

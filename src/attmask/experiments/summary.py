@@ -83,6 +83,13 @@ def _row(results: Sequence[dict[str, Any]], columns: list[tuple[str, str]]) -> d
     }
 
 
+def provenance(results: Sequence[dict[str, Any]], key: str) -> set[str]:
+    """Every ``key`` (``device`` or ``commit``) of ``results``: the evaluating process's and
+    those of the processes that trained each cell (``segments``)."""
+    values = {r[key] for r in results if r.get(key)}
+    return values | {s[key] for r in results for s in r.get("segments", []) if s.get(key)}
+
+
 def table_summary(
     config: ExperimentConfig,
     cells: Sequence[Cell],
@@ -217,8 +224,8 @@ def summarize(
         ),
         "main_images": images,
         "compute_seconds": seconds,
-        "devices": sorted({r["device"] for r in finished if r.get("device")}),
-        "commits": sorted({r["commit"] for r in finished if r.get("commit")}),
+        "devices": sorted(provenance(finished, "device")),
+        "commits": sorted(provenance(finished, "commit")),
         "cells": {
             c.name: {k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")}
             for c, r in results.items()
