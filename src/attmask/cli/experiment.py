@@ -83,7 +83,7 @@ def preset_path(preset: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Run, resume, list or report the experiment."""
     from attmask.experiments import MaskingExperiment, load_experiment
-    from attmask.experiments.progress import CellSelection
+    from attmask.experiments.progress import CellSelection, logged_position
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
@@ -105,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
     experiment.pretrain_config()  # a bad key or value fails here, before any work
     if args.status:
         experiment.selected()  # a pattern matching no cell is an error here too
+        epochs = {cell.name: experiment.pretrain_config(cell).optim.epochs for cell in experiment.cells().all()}
         for name, state in experiment.status():
-            print(f"{state:8s} {name}")
+            position = logged_position(Path(args.out) / "runs" / name) if state != "done" else None
+            print(f"{state:8s} {name}" + (f"  ({position.text(epochs[name])})" if position else ""))
         print(f"left: {experiment.time_left().text()}")
         return 0
     if args.report_only:

@@ -3,10 +3,13 @@ expected time of the unfinished cells."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
+from attmask.engine.logging import LOG_NAME
 from attmask.experiments.config import Cell, CellPlan
 
 
@@ -93,3 +96,33 @@ class Finished:
     results: dict[Cell, dict]
     plan: CellPlan
     failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a cell's pretraining has logged: ``epoch`` (0-based) and global ``step``."""
+
+    epoch: int
+    step: int
+
+    def text(self, epochs: int) -> str:
+        """E.g. ``epoch 2 of 13, step 1150 logged``."""
+        return f"epoch {self.epoch + 1} of {epochs}, step {self.step} logged"
+
+
+def logged_position(run_dir: Path) -> Position | None:
+    """The last training record of ``run_dir``'s log (None: no run folder or nothing logged yet).
+
+    Read while the run may be writing: a partial last line is skipped, not an error.
+    """
+    path = run_dir / LOG_NAME
+    if not path.is_file():
+        return None
+    for line in reversed(path.read_text().splitlines()):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if "epoch" in record and "step" in record:
+            return Position(int(record["epoch"]), int(record["step"]))
+    return None

@@ -1,0 +1,41 @@
+"""`--status` of a long ablation: how far a cell in progress has logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attmask.cli.main import main
+from attmask.experiments.progress import Position, logged_position
+from tests.experiments.test_masking_experiment import _experiment_file
+
+
+def _write_log(run_dir: Path, records: list[dict], tail: str = "") -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+
+
+def test_logged_position_is_the_last_training_record(tmp_path: Path) -> None:
+    assert logged_position(tmp_path / "missing") is None
+    records = [
+        {"epoch": 0, "step": 50, "loss": 3.0},
+        {"epoch": 1, "step": 650, "loss": 2.5},
+        {"step": 650, "checkpoint_weight_norm": 60.0},  # not a training record: no epoch
+    ]
+    _write_log(tmp_path / "run", records, tail='{"epoch": 1, "step": 7')  # the run is writing a line
+    position = logged_position(tmp_path / "run")
+    assert position == Position(1, 650)
+    assert position.text(13) == "epoch 2 of 13, step 650 logged"
+    _write_log(tmp_path / "empty", [])
+    assert logged_position(tmp_path / "empty") is None
+
+
+def test_status_shows_how_far_an_unfinished_cell_has_logged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    preset, out = _experiment_file(tmp_path), tmp_path / "out"
+    _write_log(out / "runs" / "attmask_high-s0-d0.5", [{"epoch": 0, "step": 2, "loss": 9.0}])
+    assert main(["experiment", "masking", "--preset", str(preset), "--out", str(out), "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "pending  attmask_high-s0-d0.5  (epoch 1 of 2, step 2 logged)" in lines
+    assert "pending  block-s0-d0.5" in lines, "a cell without a log has no position"
