@@ -278,6 +278,7 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     assert {p.name for p in (out / "figures").iterdir()} == {"knn_vs_epoch.png", "data_fraction.png", "main_table.png"}
     summary = json.loads((out / "results.json").read_text())
     assert summary["main_table"]["attmask_high"]["knn_top1"]["values"] == [stored["metrics"]["knn_top1"]]
+    assert summary["cells"]["attmask_high-s0-d0.5"]["segments"] == stored["segments"]
     pixels = json.loads((out / "cells" / "pixels.json").read_text())
     assert pixels["settings"]["data"]["img_size"] == 16 and "optim" not in pixels["settings"]
     assert summary["main_table"]["pixels"]["knn_top1"]["values"] == [pixels["metrics"]["knn_top1"]]

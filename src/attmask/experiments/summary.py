@@ -227,7 +227,10 @@ def summarize(
         "devices": sorted(provenance(finished, "device")),
         "commits": sorted(provenance(finished, "commit")),
         "cells": {
-            c.name: {k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")}
+            c.name: {
+                **{k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")},
+                "segments": r.get("segments", []),  # none in cells stored before segments existed
+            }
             for c, r in results.items()
         },
         "inits": {
