@@ -105,10 +105,14 @@ def run(args: argparse.Namespace) -> int:
     experiment.pretrain_config()  # a bad key or value fails here, before any work
     if args.status:
         experiment.selected()  # a pattern matching no cell is an error here too
-        epochs = {cell.name: experiment.pretrain_config(cell).optim.epochs for cell in experiment.cells().all()}
+        cells = {cell.name: cell for cell in experiment.cells().all()}
         for name, state in experiment.status():
             position = logged_position(Path(args.out) / "runs" / name) if state != "done" else None
-            print(f"{state:8s} {name}" + (f"  ({position.text(epochs[name])})" if position else ""))
+            if position is None or name not in cells:
+                print(f"{state:8s} {name}")
+            else:  # only a cell in progress needs its config (its number of epochs)
+                epochs = experiment.pretrain_config(cells[name]).optim.epochs
+                print(f"{state:8s} {name}  ({position.text(epochs)})")
         print(f"left: {experiment.time_left().text()}")
         return 0
     if args.report_only:

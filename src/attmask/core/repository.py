@@ -25,7 +25,7 @@ def preset_names(folder: str | Path, prefix: str) -> list[str]:
     """Sorted names ``N`` of the files ``folder/<prefix>N.yaml`` in the working folder and in
     :data:`REPOSITORY` (e.g. ``cpu``, ``cpu_v2`` for ``configs/experiments``, ``masking_``)."""
     names = {
-        path.name[len(prefix) : -len(".yaml")]
+        path.stem.removeprefix(prefix)
         for root in (Path(folder), REPOSITORY / folder)
         for path in root.glob(f"{prefix}*.yaml")
     }

@@ -33,6 +33,7 @@ from attmask.eval.knn import weighted_knn
 from attmask.eval.knn_monitor import KNNMonitor
 from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
 from attmask.experiments.config import Cell, EvalSpec
+from attmask.experiments.progress import json_records
 from attmask.methods import build_method
 from attmask.runs.monitors import build_monitors
 from attmask.viz.curves import series
@@ -184,16 +185,11 @@ def record_segment(run_dir: Path, from_step: int, device: str) -> list[dict[str,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = run_dir / SEGMENTS_NAME
-    torn = path.is_file() and not path.read_bytes().endswith(b"\n") and path.stat().st_size > 0
+    before = path.read_bytes() if path.is_file() else b""
+    torn = bool(before) and not before.endswith(b"\n")
     with path.open("a") as stream:
         stream.write(("\n" if torn else "") + json.dumps(line) + "\n")
-    segments = []
-    for text in path.read_text().splitlines():
-        try:
-            segments.append(json.loads(text))
-        except ValueError:
-            continue
-    return segments
+    return json_records(path)
 
 
 def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: Evaluator) -> dict[str, Any]:

@@ -110,19 +110,25 @@ class Position:
         return f"epoch {self.epoch + 1} of {epochs}, step {self.step} logged"
 
 
+def json_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` ([] when missing), skipping any line that does not parse: a file
+    another process may be appending to, or a line torn by a kill (unlike
+    :func:`attmask.engine.logging.read_log`, which reports damage)."""
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
 def logged_position(run_dir: Path) -> Position | None:
     """The last training record of ``run_dir``'s log (None: no run folder or nothing logged yet).
 
     Read while the run may be writing: a partial last line is skipped, not an error.
     """
-    path = run_dir / LOG_NAME
-    if not path.is_file():
-        return None
-    for line in reversed(path.read_text().splitlines()):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
+    for record in reversed(json_records(run_dir / LOG_NAME)):
         if "epoch" in record and "step" in record:
             return Position(int(record["epoch"]), int(record["step"]))
     return None
