@@ -171,11 +171,25 @@ def test_cached_result_computes_once_and_refuses_other_settings(tmp_path) -> Non
     first, computed = cached_result(path, {"optim": {"lr": 1}}, compute)
     again, computed_again = cached_result(path, {"optim": {"lr": 1}}, compute)
     assert computed and not computed_again and len(calls) == 1 and again == first
-    with pytest.raises(ConfigError, match="computed with other settings .changed: optim."):
+    with pytest.raises(ConfigError, match=r"computed with other settings \(changed: optim.lr\)"):
         cached_result(path, {"optim": {"lr": 2}}, compute)
+    with pytest.raises(ConfigError, match=r"\(changed: optim.wd\)"):  # a key the stored settings lack
+        cached_result(path, {"optim": {"lr": 1, "wd": 0}}, compute)
     path.write_text("{broken")
     with pytest.raises(ConfigError, match="not valid JSON"):
         cached_result(path, {"optim": {"lr": 1}}, compute)
+
+
+def test_changed_settings_ignores_only_how_a_cell_ran() -> None:
+    from attmask.experiments.cells import changed_settings
+
+    stored = {"train": {"num_threads": 2, "seed": 0, "knn_k": 20}, "data": {"data_dir": "/a", "num_workers": 1}}
+    moved = {"train": {"num_threads": 1, "seed": 0, "knn_k": 20}, "data": {"data_dir": "/b", "num_workers": 0}}
+    assert changed_settings(stored, moved) == []
+    assert changed_settings(stored, {**moved, "train": {"num_threads": 1, "seed": 1, "knn_k": 10}}) == [
+        "train.knn_k",  # the k-NN monitor's k changes the stored curve
+        "train.seed",
+    ]
 
 
 def _fake(knn: float, linear: float, curve=(), images: int = 100) -> dict:
@@ -321,7 +335,17 @@ def test_cli_refuses_changed_settings_and_bad_input(tmp_path, capsys) -> None:
     assert "raw pixels" not in capsys.readouterr().out
     assert not (out / "cells" / "pixels.json").exists(), "pixels=false: no raw-pixel row"
     assert main([*arguments, "--set", "arms=[block]", "--pretrain-set", "optim.lr=0.5"]) == 2
-    assert "computed with other settings (changed: optim)" in capsys.readouterr().err
+    assert "computed with other settings (changed: optim.lr)" in capsys.readouterr().err
+    machine = [
+        "--pretrain-set",
+        "train.num_threads=1",
+        "--pretrain-set",
+        "data.num_workers=0",
+        "--set",
+        "eval.num_workers=0",
+    ]
+    assert main([*arguments, "--set", "arms=[block]", *machine]) == 0, "threads and workers change no result"
+    assert "(already done)" in capsys.readouterr().out
     assert main(["experiment", "masking", "--preset", "nosuch", "--out", str(out)]) == 2
     assert "experiment file not found: configs/experiments/masking_nosuch.yaml" in capsys.readouterr().err
     assert main([*arguments, "--pretrain-set", "optim.lrr=1"]) == 2

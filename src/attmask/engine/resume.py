@@ -44,16 +44,12 @@ class TrainingError(ValueError):
     """Training cannot go on (diverged loss, data smaller than a batch, a resume with other settings, ...)."""
 
 
-#: Keys whose change does not change what is trained (where, how often it is monitored or logged).
-FREE_KEYS = frozenset(
+#: Keys that change neither what is trained nor what is measured: where and how the run computes,
+#: how often it saves, logs and draws. A stored experiment cell stays valid when only these differ.
+MACHINE_KEYS = frozenset(
     {
         "train.progress",
         "train.log_every_steps",
-        "train.knn_every_epochs",
-        "train.knn_k",
-        "train.knn_train_samples",
-        "train.knn_test_samples",
-        "train.knn_baseline",
         "train.figures_every_epochs",
         "train.figure_images",
         "train.num_threads",
@@ -68,6 +64,14 @@ FREE_KEYS = frozenset(
         "train.parallel",  # same numbers, sharded or not (the checkpoint is read either way)
     }
 )
+
+#: Keys of the k-NN monitor: they change what is measured during training, not what is trained.
+MONITOR_KEYS = frozenset(
+    {"train.knn_every_epochs", "train.knn_k", "train.knn_train_samples", "train.knn_test_samples", "train.knn_baseline"}
+)
+
+#: Keys whose change does not change what is trained (where, how often it is monitored or logged).
+FREE_KEYS = MACHINE_KEYS | MONITOR_KEYS
 
 
 def changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -22,10 +22,12 @@ from attmask.config import Config, ConfigError, to_dict
 from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.environment import device_name, git_commit
 from attmask.core.files import write_atomic
+from attmask.core.typed_yaml import flatten
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
 from attmask.engine.data import crop_config
 from attmask.engine.logging import read_log
+from attmask.engine.resume import MACHINE_KEYS
 from attmask.engine.trainer import Trainer
 from attmask.eval.features import extract_features, flattened_images
 from attmask.eval.fewshot import few_shot_knn
@@ -258,11 +260,25 @@ def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
     return {**to_dict(config), "eval": evaluation}
 
 
+#: Settings a stored cell may differ in and still be read: where and how it ran (threads, loader
+#: workers, device, data folder, logging, checkpoint frequency), not what it trained or measured.
+#: So an experiment can move to another machine, or run two ``--cells`` selections side by side
+#: on one thread each, without recomputing what is done.
+MACHINE_SETTINGS = MACHINE_KEYS | {"eval.num_workers"}
+
+
+def changed_settings(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """Dotted keys (sorted) whose values differ between two settings dicts, a key missing on one
+    side included, apart from :data:`MACHINE_SETTINGS`."""
+    old, new = flatten(previous), flatten(settings)
+    return sorted(k for k in set(old) | set(new) if k not in MACHINE_SETTINGS and old.get(k, ...) != new.get(k, ...))
+
+
 def cached_result(
     path: Path, settings: dict[str, Any], compute: Callable[[], dict[str, Any]]
 ) -> tuple[dict[str, Any], bool]:
-    """``(result, computed)``: the stored result at ``path`` if it was made with ``settings``,
-    else ``compute()`` written there atomically together with the settings.
+    """``(result, computed)``: the stored result at ``path`` if it was made with ``settings`` (up to
+    :data:`MACHINE_SETTINGS`), else ``compute()`` written there atomically together with the settings.
 
     Raises:
         ConfigError: ``path`` holds a result of other settings.
@@ -272,9 +288,8 @@ def cached_result(
             stored = json.loads(path.read_text())
         except ValueError:
             raise ConfigError(f"{path} is not valid JSON; delete it to recompute that cell") from None
-        previous = stored.get("settings", {})
-        if previous != settings:
-            changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
+        changed = changed_settings(stored.get("settings", {}), settings)
+        if changed:
             raise ConfigError(
                 f"{path} was computed with other settings (changed: {', '.join(changed)}); "
                 "use a new --out folder or delete that file to recompute it"
