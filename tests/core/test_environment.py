@@ -28,3 +28,5 @@ def test_device_name_on_cpu_names_processor_cores_and_threads() -> None:
     name = device_name(torch.device("cpu"))
     assert name.startswith(f"cpu ({cpu_model()}, ")
     assert f"{torch.get_num_threads()} thread" in name
+    assert device_name(torch.device("cpu"), threads=1).endswith(", 1 thread)")
+    assert device_name(torch.device("cpu"), threads=3).endswith(", 3 threads)"), "the threads a run will use"

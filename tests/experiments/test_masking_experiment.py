@@ -476,7 +476,26 @@ def test_time_left_uses_the_median_of_the_same_tables_finished_cells(tmp_path) -
     left = experiment.time_left()
     # 1 main cell at the main median (120 s), 1 DINO cell at 60 s, 1 grid cell at the median of all (110 s)
     assert (left.pending, left.timed, left.seconds) == (3, 4, 120 + 60 + 110)
-    assert left.text() == "about 0 h 05 min for 3 cells (median of 4 timed cells)"
+    assert left.text() == "about 0 h 05 min for 3 cells (median of 4 timed cells, none on this device)"
+    (cells / "block-s0-dall.json").write_text(
+        json.dumps({"seconds": {"pretrain": 290.0}, "device": experiment.device()})
+    )
+    left = experiment.time_left()
+    assert (left.timed, left.seconds, left.this_device) == (1, 3 * 290, True), "cells timed here come first"
+    assert left.text().endswith("(median of 1 timed cell, on this device)")
+
+
+def test_estimate_prefers_cells_timed_on_the_same_device_and_threads() -> None:
+    from attmask.experiments.progress import Estimate, TimedCell, estimate
+
+    two, one = "cpu (X, 2 cores, 2 threads)", "cpu (X, 2 cores, 1 thread)"
+    timed = [TimedCell("", two, 100.0), TimedCell("", two, 110.0), TimedCell("dino", two, 50.0)]
+    assert estimate(timed, ["", "dino"], two).seconds == 105 + 50
+    assert estimate(timed, ["", "dino"], one) == Estimate(155.0, 2, 3, this_device=False)
+    lanes = [*timed, TimedCell("", one, 170.0), TimedCell("", one, 190.0)]
+    found = estimate(lanes, ["", "dino", "grid"], one)
+    assert (found.seconds, found.timed, found.this_device) == (3 * 180.0, 2, True), "other tables: this device's median"
+    assert estimate([], ["", ""], one).seconds is None and estimate([], ["", ""], one).pending == 2
 
 
 def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
@@ -518,7 +537,7 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     assert main([*arguments, "--status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines[:3]] == ["pixels", "init-s0", "init-dino-s0"]
-    assert lines[-1] == "left: about 0 h 00 min for 0 cells (median of 3 timed cells)"
+    assert lines[-1] == "left: about 0 h 00 min for 0 cells (median of 3 timed cells, on this device)"
 
 
 def test_curves_figure_marks_where_an_arm_reaches_the_reference(tmp_path) -> None:

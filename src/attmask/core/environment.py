@@ -54,13 +54,13 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, threads: int | None = None) -> str:
     """``NVIDIA H100 ...`` on CUDA; ``cpu (<processor>, <n> cores, <m> threads)`` otherwise
-    (processor name, cores of the machine, intra-op threads of this process)."""
+    (processor name, cores of the machine, ``threads`` or else this process's intra-op threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     processor = cpu_model()
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     return f"cpu ({processor}, {os.cpu_count()} cores, {threads} thread{'' if threads == 1 else 's'})"
 
 

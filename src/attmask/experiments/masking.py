@@ -18,7 +18,6 @@ repeats chosen arms on smaller training sets. Layout of ``out``::
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ import torch
 from attmask.config import Config, load_config
 from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.distributed import resolve_device
-from attmask.core.environment import environment
+from attmask.core.environment import device_name, environment
 from attmask.core.files import write_atomic
 from attmask.core.lock import folder_lock
 from attmask.engine.data import crop_config
@@ -46,7 +45,7 @@ from attmask.experiments.cells import (
 )
 from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
-from attmask.experiments.progress import PIXELS, CellSelection, Estimate, Finished, InitCell
+from attmask.experiments.progress import PIXELS, CellSelection, Estimate, Finished, InitCell, TimedCell, estimate
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import recipe, recipe_notes, summarize
 
@@ -113,27 +112,23 @@ class MaskingExperiment:
                 rows.append((name, "pending"))
         return rows
 
+    def device(self) -> str:
+        """The device the cells run on here, with the recipe's threads (:func:`device_name`)."""
+        shared = self.pretrain_config()
+        return device_name(resolve_device(shared.train.device), shared.train.num_threads or None)
+
     def time_left(self) -> Estimate:
-        """Expected time of the unfinished pretraining cells, from the finished cells' times:
-        the median of the same table's cells (the main table and the sweep count as one), else of
-        all finished cells; pending cells outside :attr:`selection` are not counted. A median,
-        because one cell's stored time can be inflated (a run paused while it trained, or a
-        slower machine in one session) and a mean would carry that into every pending cell."""
-        folder = self.out / "cells"
-        timed: dict[str, list[float]] = {}
-        pending: list[str] = []
+        """Expected time of the unfinished pretraining cells in :attr:`selection`, from the
+        finished cells' stored times (:func:`~attmask.experiments.progress.estimate`)."""
+        timed, pending = [], []
         for cell in self.cells().all():
-            path = folder / f"{cell.name}.json"
+            path = self.out / "cells" / f"{cell.name}.json"
             if path.is_file():
-                timed.setdefault(cell.table, []).append(sum(json.loads(path.read_text())["seconds"].values()))
+                stored = json.loads(path.read_text())
+                timed.append(TimedCell(cell.table, stored.get("device", ""), sum(stored["seconds"].values())))
             elif cell.name in self.selection:
                 pending.append(cell.table)
-        every = [t for times in timed.values() for t in times]
-        if not every:
-            return Estimate(None, len(pending), 0)
-        medians = {table: statistics.median(times) for table, times in timed.items()}
-        fallback = statistics.median(every)
-        return Estimate(sum(medians.get(table, fallback) for table in pending), len(pending), len(every))
+        return estimate(timed, pending, self.device())
 
     def finished(self) -> Finished:
         """Every result on disk."""

@@ -4,6 +4,7 @@ expected time of the unfinished cells."""
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -32,21 +33,54 @@ class Estimate:
         seconds: expected seconds (None before any cell is timed).
         pending: unfinished pretraining cells.
         timed: finished cells the estimate is based on.
+        this_device: whether those cells were all timed on the device the rest will run on (else
+            no cell was, and the estimate uses every timed cell).
     """
 
     seconds: float | None
     pending: int
     timed: int
+    this_device: bool = True
 
     def text(self) -> str:
-        """E.g. ``about 14 h 05 min for 17 cells (median of 1 timed cell)``."""
+        """E.g. ``about 14 h 05 min for 17 cells (median of 3 timed cells on this device)``."""
         if self.seconds is None:
             return f"{self.pending} cells, not yet timed (known after the first one)"
         minutes = round(self.seconds / 60)
+        where = "on this device" if self.this_device else "none on this device"
         return (
             f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
-            f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''})"
+            f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''}, {where})"
         )
+
+
+@dataclass(frozen=True)
+class TimedCell:
+    """A finished cell's table prefix ("" = main), the device it was timed on (processor and
+    threads, :func:`attmask.core.environment.device_name`) and its stored seconds."""
+
+    table: str
+    device: str
+    seconds: float
+
+
+def estimate(timed: list[TimedCell], pending: list[str], device: str) -> Estimate:
+    """Expected seconds of the ``pending`` cells (their table prefixes), each at the median time of
+    the finished cells of its table, else of all finished cells, counting only cells timed on
+    ``device`` when there are any: another processor, or another number of threads (two
+    experiments side by side on one thread each), runs at another pace. A median, because one
+    cell's stored time can be inflated (a run paused while it trained) and a mean would carry that
+    into every pending cell."""
+    here = [cell for cell in timed if cell.device == device]
+    pool = here or timed
+    if not pool:
+        return Estimate(None, len(pending), 0)
+    tables: dict[str, list[float]] = {}
+    for cell in pool:
+        tables.setdefault(cell.table, []).append(cell.seconds)
+    medians = {table: statistics.median(times) for table, times in tables.items()}
+    fallback = statistics.median(cell.seconds for cell in pool)
+    return Estimate(sum(medians.get(table, fallback) for table in pending), len(pending), len(pool), bool(here))
 
 
 @dataclass(frozen=True)
