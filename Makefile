@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_compile.py  # train.compile on the demo preset, eager vs compiled, about 8 min
 	$(PY) benchmarks/bench_memory.py  # DDP vs FSDP peak memory per process, ViT-S/B/L on 2 gloo processes
+	$(PY) benchmarks/bench_cells.py  # one ablation cell on 1x2 vs 2x1 threads, about 10 min
 	$(PY) benchmarks/bench_tta.py  # time to accuracy: about 80 min on 2 CPU cores
 
 clean:
