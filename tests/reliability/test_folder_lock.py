@@ -81,3 +81,21 @@ def test_a_file_system_without_locks_runs_unguarded_with_a_warning(tmp_path, mon
     assert capsys.readouterr().err.strip() == (
         f"warning: cannot lock {tmp_path / 'out'} (No locks available); a second job there would not be refused"
     )
+
+
+def test_shared_holders_coexist_and_keep_an_exclusive_one_out(tmp_path) -> None:
+    from attmask.core.lock import lock_holder
+
+    folder = tmp_path / "out"
+    assert lock_holder(folder / LOCK_NAME) is None, "no lock file yet"
+    with folder_lock(folder, "attmask experiment", shared=True):
+        with folder_lock(folder, "attmask experiment", shared=True):  # a second lane
+            assert lock_holder(folder / LOCK_NAME) == f"{os.getpid()} attmask experiment"
+        with pytest.raises(FolderBusyError, match="out is in use by attmask experiment"):
+            with folder_lock(folder, "attmask pretrain"):
+                pass
+    assert lock_holder(folder / LOCK_NAME) is None
+    with folder_lock(folder, "attmask pretrain"):
+        with pytest.raises(FolderBusyError, match="out is in use by attmask pretrain"):
+            with folder_lock(folder, "attmask experiment", shared=True):
+                pass

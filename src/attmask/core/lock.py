@@ -1,4 +1,5 @@
-"""One writer per output folder: an advisory lock (``fcntl.flock``) on ``<folder>/.lock``.
+"""One writer per output folder: an advisory lock (``fcntl.flock``) on ``<folder>/.lock``; the same
+lock on any file (:func:`file_lock`) for finer things, such as one cell of an experiment.
 
 Two processes training into the same folder would overwrite each other's checkpoints and logs.
 The kernel drops the lock when its process ends, however it ends (kill -9 included), so a
@@ -29,7 +30,7 @@ class FolderBusyError(OSError):
 
 
 @contextmanager
-def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+def folder_lock(folder: str | Path, what: str, shared: bool = False) -> Iterator[None]:
     """Hold ``folder``'s lock (created with the folder if needed) for the ``with`` block.
 
     On a file system without locks (some network mounts) the block runs unguarded, with a warning
@@ -38,17 +39,41 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     Args:
         folder: the output folder.
         what: the kind of job holding it, named to a refused second job (e.g. ``"attmask pretrain"``).
+        shared: share it with other shared holders (experiments that lock each cell themselves),
+            still excluding every exclusive one.
 
     Raises:
         FolderBusyError: another process holds it; nothing in the folder was touched.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+") as stream:
-        if not _try_lock(stream, folder):
+    with file_lock(folder / LOCK_NAME, what, subject=folder, shared=shared):
+        yield
+
+
+@contextmanager
+def file_lock(
+    path: str | Path, what: str, subject: str | Path | None = None, wait: bool = False, shared: bool = False
+) -> Iterator[None]:
+    """Hold the lock of the file ``path`` (created if needed; its folder must exist) for the block:
+    one file per thing that one process at a time may do (a folder, one cell of an experiment).
+
+    Args:
+        path: the lock file.
+        what: the kind of job holding it, named to a refused second job.
+        subject: what the lock guards, as messages name it (default: ``path``).
+        wait: block until the holder ends instead of refusing.
+        shared: a shared lock (``LOCK_SH``): several shared holders at once, no exclusive one.
+
+    Raises:
+        FolderBusyError: ``wait`` is off and another process holds it.
+    """
+    path = Path(path)
+    with open(path, "a+") as stream:
+        if not _try_lock(stream, Path(subject or path), wait, shared):
             yield
             return
-        stream.truncate(0)
+        stream.truncate(0)  # a shared lock names its latest holder
         stream.write(f"{os.getpid()} {what}")
         stream.flush()
         try:
@@ -57,22 +82,39 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(stream, fcntl.LOCK_UN)
 
 
-def _try_lock(stream: TextIO, folder: Path) -> bool:
+def lock_holder(path: str | Path) -> str | None:
+    """``"<pid> <what>"`` of the process holding the lock file ``path``, None when nobody does (or
+    the file system has no locks). Takes and drops the lock when it is free."""
+    try:
+        with open(path) as stream:
+            try:
+                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return stream.read().strip() or "another process"
+            except OSError:
+                return None
+            fcntl.flock(stream, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def _try_lock(stream: TextIO, subject: Path, wait: bool, shared: bool) -> bool:
     """Lock ``stream``'s file: True when locked, False when the file system has no locks."""
     try:
-        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(stream, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         stream.seek(0)
         pid, _, holder = stream.read().strip().partition(" ")
         raise FolderBusyError(
-            f"{folder} is in use by {holder or 'another process'} (pid {pid or 'unknown'}); wait for it "
+            f"{subject} is in use by {holder or 'another process'} (pid {pid or 'unknown'}); wait for it "
             "to end, stop it, or choose another output folder"
         ) from None
     except OSError as error:
         if error.errno not in UNSUPPORTED:
             raise
         print(
-            f"warning: cannot lock {folder} ({error.strerror}); a second job there would not be refused",
+            f"warning: cannot lock {subject} ({error.strerror}); a second job there would not be refused",
             file=sys.stderr,
         )
         return False

@@ -20,18 +20,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from attmask.config import Config, load_config
-from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.distributed import resolve_device
 from attmask.core.environment import device_name, environment
 from attmask.core.files import write_atomic
-from attmask.core.lock import folder_lock
+from attmask.core.lock import FolderBusyError, file_lock, folder_lock, lock_holder
 from attmask.engine.data import crop_config
 from attmask.engine.resume import TrainingError
 from attmask.experiments.cells import (
@@ -45,7 +44,17 @@ from attmask.experiments.cells import (
 )
 from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, plan_cells, table_specs
 from attmask.experiments.figures import draw_experiment_figures
-from attmask.experiments.progress import PIXELS, CellSelection, Estimate, Finished, InitCell, TimedCell, estimate
+from attmask.experiments.progress import (
+    PIXELS,
+    CellSelection,
+    Estimate,
+    Finished,
+    InitCell,
+    TimedCell,
+    cell_lock,
+    cell_state,
+    estimate,
+)
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import recipe, recipe_notes, summarize
 
@@ -87,30 +96,19 @@ class MaskingExperiment:
             InitCell(f"init-s{seed}", "", seed, Cell(self.config.arms[0], seed, subset)) for seed in self.config.seeds
         ]
         for prefix, spec in table_specs(self.config).items():
+            extra = tuple(spec.overrides)
             inits += [
-                InitCell(
-                    f"init-{prefix}-s{seed}",
-                    prefix,
-                    seed,
-                    Cell(spec.arms[0], seed, subset, prefix, tuple(spec.overrides)),
-                )
-                for seed in spec.seeds
+                InitCell(f"init-{prefix}-s{s}", prefix, s, Cell(spec.arms[0], s, subset, prefix, extra))
+                for s in spec.seeds
             ]
         return inits
 
     def status(self) -> list[tuple[str, str]]:
-        """``(cell name, done | started | pending)`` of every cell in run order."""
+        """``(cell name, done | running | started | pending)`` of every cell in run order; running:
+        a process holds the cell's lock now."""
         names = [PIXELS] if self.config.pixels else []
         names += [init.name for init in self.init_cells()] + [cell.name for cell in self.cells().all()]
-        rows = []
-        for name in names:
-            if (self.out / "cells" / f"{name}.json").is_file():
-                rows.append((name, "done"))
-            elif (self.out / "runs" / name / CHECKPOINT_NAME).is_file():
-                rows.append((name, "started"))
-            else:
-                rows.append((name, "pending"))
-        return rows
+        return [(name, cell_state(self.out, name)) for name in names]
 
     def device(self) -> str:
         """The device the cells run on here, with the recipe's threads (:func:`device_name`)."""
@@ -149,16 +147,21 @@ class MaskingExperiment:
         return Finished(pixels, inits, results, plan)
 
     def run(self, log: Callable[[str], None] = print) -> dict[str, Any]:
-        """Run every unfinished cell, then write the tables and figures; returns the summary.
+        """Run every unfinished cell, then write the tables and figures from every finished cell
+        in ``out``; returns the summary.
 
-        After each pretrained cell, the expected time of the rest is logged (:meth:`time_left`).
+        Each cell is computed under its own lock (:func:`~attmask.experiments.progress.cell_lock`):
+        processes sharing a folder (lanes, e.g. the same command twice on one thread each) skip the
+        cells another one holds, and the last to finish writes the tables with every cell. After
+        each pretrained cell, the expected time of the rest is logged (:meth:`time_left`).
 
         Raises:
-            FolderBusyError: another process is running an experiment in ``out``.
+            FolderBusyError: ``out`` is an ``attmask pretrain`` run folder in use (experiments share it).
             ValueError: a pattern of :attr:`selection` matches no cell.
         """
         selected = len(self.selected())
-        with folder_lock(self.out, "attmask experiment"):
+        with folder_lock(self.out, "attmask experiment", shared=True):
+            (self.out / "runs").mkdir(exist_ok=True)  # the cells' locks and run folders
             return self._run(log, selected)
 
     def selected(self) -> list[str]:
@@ -184,49 +187,45 @@ class MaskingExperiment:
         todo = references + len(plan.all())
         chosen = f" ({selected} selected)" if self.selection.patterns else ""
         log(f"{todo} cells in all{chosen}; pretraining left: {self.time_left().text()}")
-        pixels, inits = self._reference_rows(shared, evaluator, todo, log)
-        results, failed = self._pretrain_cells(plan, evaluator, references, todo, log)
-        return self.report(Finished(pixels, inits, results, plan, failed), device)
+        self._reference_rows(shared, evaluator, todo, log)
+        failed = self._pretrain_cells(plan, evaluator, references, todo, log)
+        with file_lock(self.out / "runs" / "report.lock", "attmask experiment", wait=True):  # one writer at a time
+            return self.report(replace(self.finished(), failed=failed), device)  # every cell on disk: other lanes' too
 
-    def _reference_rows(
-        self, shared: Config, evaluator: Evaluator, todo: int, log: Callable[[str], None]
-    ) -> tuple[dict[str, Any] | None, dict[str, dict[int, dict]]]:
-        """The raw-pixel row (None when switched off) and the random-init rows, computed or read."""
-        pixels = None
+    def _reference_rows(self, shared: Config, evaluator: Evaluator, todo: int, log: Callable[[str], None]) -> None:
+        """The raw-pixel row (unless switched off) and the random-init rows, computed or read."""
         pixels_path = self.out / "cells" / f"{PIXELS}.json"
         if self.config.pixels and (PIXELS in self.selection or pixels_path.is_file()):
-            pixels = self._cell(
+            self._cell(
                 pixels_path,
                 pixel_settings(shared, evaluator.spec, crop_config(shared.data).global_size),
                 f"[1/{todo}] raw pixels",
                 lambda: evaluate_pixels(evaluator),
                 log,
             )
-        inits: dict[str, dict[int, dict]] = {}
         for done, init in enumerate(self.init_cells(), 1 + int(self.config.pixels)):
             path = self.out / "cells" / f"{init.name}.json"
             if init.name not in self.selection and not path.is_file():
                 continue
             config = self.pretrain_config(init.cell)
-            inits.setdefault(init.table, {})[init.seed] = self._cell(
+            self._cell(
                 path,
                 settings_key(config, evaluator.spec),
                 f"[{done}/{todo}] random init{' of ' + init.table if init.table else ''}, seed {init.seed}",
                 lambda c=config: evaluate_initial(c, evaluator),
                 log,
             )
-        return pixels, inits
 
     def _pretrain_cells(
         self, plan: CellPlan, evaluator: Evaluator, before: int, todo: int, log: Callable[[str], None]
-    ) -> tuple[dict[Cell, dict], dict[str, str]]:
-        """Every pretraining cell, computed or read: ``(results by cell, failed cell -> error)``.
+    ) -> dict[str, str]:
+        """Every pretraining cell, computed or read; returns ``{failed cell: error}``.
 
         A cell whose training fails (NaN loss, a refused resume) is logged and skipped, so one bad
         cell does not idle an unattended run; the rest go on and the run reports the failures.
         Running again retries a failed cell from its last checkpoint.
         """
-        results, failed = {}, {}
+        failed = {}
         for done, cell in enumerate(plan.all(), before + 1):
             config = self.pretrain_config(cell)
             label = f"[{done}/{todo}] {cell.label(config.optim.epochs)}"
@@ -235,7 +234,7 @@ class MaskingExperiment:
             if fresh and cell.name not in self.selection:
                 continue
             try:
-                results[cell] = self._cell(
+                self._cell(
                     path,
                     settings_key(config, evaluator.spec),
                     label,
@@ -248,7 +247,7 @@ class MaskingExperiment:
             left = self.time_left()
             if fresh and left.pending:
                 log(f"expected time left: {left.text()}")
-        return results, failed
+        return failed
 
     def _cell(
         self,
@@ -257,15 +256,23 @@ class MaskingExperiment:
         label: str,
         compute: Callable[[], dict[str, Any]],
         log: Callable[[str], None],
-    ) -> dict[str, Any]:
+    ) -> None:
+        """Read the cell stored at ``path`` (its settings checked), else compute it under its
+        lock; a cell whose lock another process holds is skipped (that process computes it)."""
         start = time.perf_counter()
         if not path.is_file():
             log(f"{label} ...")
-        result, computed = cached_result(path, settings, compute)
+        lock = cell_lock(self.out, path.stem)
+        try:
+            with file_lock(lock, "attmask experiment"):
+                result, computed = cached_result(path, settings, compute)  # it may have landed meanwhile
+        except FolderBusyError:  # its holder may end in between: then say so without a pid
+            pid, _, what = (lock_holder(lock) or "? another process").partition(" ")
+            log(f"{label}: skipped, {what} (pid {pid}) is computing it")
+            return
         metrics = result["metrics"]
         state = f"done in {time.perf_counter() - start:.0f} s" if computed else "already done"
         log(f"{label}: k-NN {metrics['knn_top1']:.2f}%, linear {metrics['linear_top1']:.2f}% ({state})")
-        return result
 
     def report(self, finished: Finished, device: Any) -> dict[str, Any]:
         """Aggregate, write ``results.json``, ``results.md`` and the figures."""

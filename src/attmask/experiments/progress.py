@@ -10,6 +10,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from attmask.core.checkpoint import CHECKPOINT_NAME
+from attmask.core.lock import lock_holder
 from attmask.engine.logging import LOG_NAME
 from attmask.experiments.config import Cell, CellPlan
 
@@ -142,6 +144,24 @@ class Position:
     def text(self, epochs: int) -> str:
         """E.g. ``epoch 2 of 13, step 1150 logged``."""
         return f"epoch {self.epoch + 1} of {epochs}, step {self.step} logged"
+
+
+def cell_lock(out: Path, name: str) -> Path:
+    """The lock file of cell ``name`` in experiment folder ``out``, held by the process computing
+    it; in ``runs/``, which holds what only this machine needs, beside the cell's run folder."""
+    return out / "runs" / f"{name}.lock"
+
+
+def cell_state(out: Path, name: str) -> str:
+    """``done`` (its result is stored), ``running`` (a process holds its lock now), ``started``
+    (a checkpoint, nobody on it) or ``pending``."""
+    if (out / "cells" / f"{name}.json").is_file():
+        return "done"
+    if lock_holder(cell_lock(out, name)):
+        return "running"
+    if (out / "runs" / name / CHECKPOINT_NAME).is_file():
+        return "started"
+    return "pending"
 
 
 def json_records(path: Path) -> list[dict[str, Any]]:

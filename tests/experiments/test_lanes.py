@@ -1,0 +1,55 @@
+"""Several processes in one experiment folder: each cell is computed under its own lock, so a
+second process (a lane) skips the cells the first one holds, and the last one writes the tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attmask.cli.main import main
+from tests.experiments.test_masking_experiment import _experiment_file
+
+HOLD = """
+import sys, time
+from attmask.core.lock import file_lock
+with file_lock(sys.argv[1], "attmask experiment"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_cell_another_process_holds_is_skipped_shown_running_and_done_later(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    preset, out = _experiment_file(tmp_path), tmp_path / "out"
+    arguments = ["experiment", "masking", "--preset", str(preset), "--out", str(out), "--set", "fractions=[]"]
+    lock = out / "runs" / "attmask_high-s0-d0.5.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(arguments) == 0
+        text = capsys.readouterr().out
+        assert f"skipped, attmask experiment (pid {holder.pid}) is computing it" in text, text
+        assert text.count("done in") == 3, "pixels, init, block-wise: the held cell is left to its holder"
+        assert not (out / "cells" / "attmask_high-s0-d0.5.json").exists()
+        report = (out / "results.md").read_text()
+        assert "**Partial results: 3 of 4 cells finished.** Left: `attmask_high-s0-d0.5`." in report
+        assert main([*arguments, "--status"]) == 0
+        assert "running  attmask_high-s0-d0.5" in capsys.readouterr().out.splitlines()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(arguments) == 0, "its holder gone, the next run computes it"
+    text = capsys.readouterr().out
+    assert text.count("done in") == 1 and text.count("already done") == 3
+    assert "Partial results" not in (out / "results.md").read_text()
+    assert sorted(p.name for p in (out / "cells").iterdir()) == [
+        "attmask_high-s0-d0.5.json",
+        "block-s0-d0.5.json",
+        "init-s0.json",
+        "pixels.json",
+    ], "locks live in runs/, not among the results"
