@@ -53,3 +53,16 @@ def test_a_cell_another_process_holds_is_skipped_shown_running_and_done_later(
         "init-s0.json",
         "pixels.json",
     ], "locks live in runs/, not among the results"
+
+
+def test_two_lanes_started_together_compute_every_cell_once(tmp_path: Path) -> None:
+    preset, out = _experiment_file(tmp_path), tmp_path / "out"
+    command = [sys.executable, "-m", "attmask.cli.main", "experiment", "masking", "--preset", str(preset)]
+    command += ["--out", str(out), "--set", "fractions=[]", "--pretrain-set", "train.num_threads=1"]
+    lanes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [lane.communicate(timeout=600) for lane in lanes]
+    assert [lane.returncode for lane in lanes] == [0, 0], [error for _, error in outputs]
+    text = "".join(output for output, _ in outputs)
+    assert text.count("done in") == 4, text  # pixels, init, 2 cells: each computed by one lane only
+    assert len(list((out / "cells").glob("*.json"))) == 4
+    assert "Partial results" not in (out / "results.md").read_text(), "the last lane wrote every cell"
