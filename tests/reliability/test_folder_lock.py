@@ -99,3 +99,20 @@ def test_shared_holders_coexist_and_keep_an_exclusive_one_out(tmp_path) -> None:
         with pytest.raises(FolderBusyError, match="out is in use by attmask pretrain"):
             with folder_lock(folder, "attmask experiment", shared=True):
                 pass
+
+
+def test_a_lock_held_for_an_instant_does_not_turn_a_job_away(tmp_path, monkeypatch) -> None:
+    """``--status`` probes a cell's lock by taking it for an instant; a lane trying then still gets it."""
+    import fcntl
+
+    real, calls = fcntl.flock, []
+
+    def busy_once(stream, operation):
+        calls.append(operation)
+        if len(calls) == 1:
+            raise BlockingIOError
+        return real(stream, operation)
+
+    monkeypatch.setattr(fcntl, "flock", busy_once)
+    with folder_lock(tmp_path / "out", "attmask experiment", shared=True):
+        assert calls[:2] == [fcntl.LOCK_SH | fcntl.LOCK_NB] * 2, "refused once, taken on the second try"

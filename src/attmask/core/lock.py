@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import TextIO
 
 #: The lock file's name inside the locked folder.
 LOCK_NAME = ".lock"
+
+#: Seconds a busy lock is given before a refusal (longer than a :func:`lock_holder` probe holds it).
+PROBE_GRACE = 0.2
 
 #: ``flock`` errors of a file system that has no locks: the job runs without one (and says so).
 UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
@@ -100,9 +104,18 @@ def lock_holder(path: str | Path) -> str | None:
 
 
 def _try_lock(stream: TextIO, subject: Path, wait: bool, shared: bool) -> bool:
-    """Lock ``stream``'s file: True when locked, False when the file system has no locks."""
+    """Lock ``stream``'s file: True when locked, False when the file system has no locks.
+
+    A refusal is confirmed after :data:`PROBE_GRACE` seconds: :func:`lock_holder` (``--status``)
+    takes a free lock for an instant, which must not turn a job away.
+    """
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
     try:
-        fcntl.flock(stream, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+        try:
+            fcntl.flock(stream, mode)
+        except BlockingIOError:
+            time.sleep(PROBE_GRACE)
+            fcntl.flock(stream, mode)
     except BlockingIOError:
         stream.seek(0)
         pid, _, holder = stream.read().strip().partition(" ")
