@@ -25,8 +25,10 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
             "several seeds (optionally DINO arms and a finer patch grid as extra tables), evaluate every\n"
             "teacher (weighted k-NN, few-shot k-NN, linear probe; [CLS] and optionally GAP), sweep the\n"
             "training-set size, and write OUT/results.md, OUT/results.json and OUT/figures/.\n"
-            "Running the same command again skips finished cells and resumes a started one;\n"
-            "--status lists what is left and its expected time."
+            "Running the same command again skips finished cells and resumes a started one; started\n"
+            "twice at once (e.g. --pretrain-set train.num_threads=1 on 2 cores), the two processes\n"
+            "share the cells, each skipping those the other is computing; --status lists what is\n"
+            "left (done, running, started, pending) and its expected time."
         ),
     )
     masking.add_argument(
