@@ -35,6 +35,7 @@ def test_a_cell_another_process_holds_is_skipped_shown_running_and_done_later(
         text = capsys.readouterr().out
         assert f"skipped, attmask experiment (pid {holder.pid}) is computing it" in text, text
         assert text.count("done in") == 3, "pixels, init, block-wise: the held cell is left to its holder"
+        assert "(median of 1 timed cell, on this device); about 0 h 00 min of wall time in 2 lanes" in text, text
         assert not (out / "cells" / "attmask_high-s0-d0.5.json").exists()
         report = (out / "results.md").read_text()
         assert "**Partial results: 3 of 4 cells finished.** Left: `attmask_high-s0-d0.5`." in report
@@ -66,3 +67,16 @@ def test_two_lanes_started_together_compute_every_cell_once(tmp_path: Path) -> N
     assert text.count("done in") == 4, text  # pixels, init, 2 cells: each computed by one lane only
     assert len(list((out / "cells").glob("*.json"))) == 4
     assert "Partial results" not in (out / "results.md").read_text(), "the last lane wrote every cell"
+
+
+def test_estimate_text_gives_the_wall_time_of_several_lanes() -> None:
+    from attmask.experiments.progress import Estimate
+
+    assert (
+        Estimate(14 * 3600 + 300, 17, 3).text()
+        == "about 14 h 05 min for 17 cells (median of 3 timed cells, on this device)"
+    )
+    assert Estimate(14 * 3600, 17, 3, this_device=False, lanes=2).text() == (
+        "about 14 h 00 min for 17 cells (median of 3 timed cells, none on this device); "
+        "about 7 h 00 min of wall time in 2 lanes"
+    )

@@ -115,10 +115,11 @@ class MaskingExperiment:
         shared = self.pretrain_config()
         return device_name(resolve_device(shared.train.device), shared.train.num_threads or None)
 
-    def time_left(self) -> Estimate:
+    def time_left(self, computing: bool = False) -> Estimate:
         """Expected time of the unfinished pretraining cells in :attr:`selection`, from the
-        finished cells' stored times (:func:`~attmask.experiments.progress.estimate`)."""
-        timed, pending = [], []
+        finished cells' stored times (:func:`~attmask.experiments.progress.estimate`); its lanes:
+        the cells other processes hold now, plus this process when ``computing``."""
+        timed, pending, lanes = [], [], int(computing)
         for cell in self.cells().all():
             path = self.out / "cells" / f"{cell.name}.json"
             if path.is_file():
@@ -126,7 +127,8 @@ class MaskingExperiment:
                 timed.append(TimedCell(cell.table, stored.get("device", ""), sum(stored["seconds"].values())))
             elif cell.name in self.selection:
                 pending.append(cell.table)
-        return estimate(timed, pending, self.device())
+                lanes += cell_state(self.out, cell.name) == "running"
+        return replace(estimate(timed, pending, self.device()), lanes=max(lanes, 1))
 
     def finished(self) -> Finished:
         """Every result on disk."""
@@ -186,7 +188,7 @@ class MaskingExperiment:
         references = int(self.config.pixels) + len(self.init_cells())
         todo = references + len(plan.all())
         chosen = f" ({selected} selected)" if self.selection.patterns else ""
-        log(f"{todo} cells in all{chosen}; pretraining left: {self.time_left().text()}")
+        log(f"{todo} cells in all{chosen}; pretraining left: {self.time_left(computing=True).text()}")
         self._reference_rows(shared, evaluator, todo, log)
         failed = self._pretrain_cells(plan, evaluator, references, todo, log)
         with file_lock(self.out / "runs" / "report.lock", "attmask experiment", wait=True):  # one writer at a time
@@ -244,7 +246,7 @@ class MaskingExperiment:
             except TrainingError as error:
                 failed[cell.name] = str(error)
                 log(f"{label}: FAILED, going on with the next cell: {error}")
-            left = self.time_left()
+            left = self.time_left(computing=True)
             if fresh and left.pending:
                 log(f"expected time left: {left.text()}")
         return failed

@@ -37,23 +37,36 @@ class Estimate:
         timed: finished cells the estimate is based on.
         this_device: whether those cells were all timed on the device the rest will run on (else
             no cell was, and the estimate uses every timed cell).
+        lanes: processes computing cells of the folder now; the wall time is about ``seconds / lanes``.
     """
 
     seconds: float | None
     pending: int
     timed: int
     this_device: bool = True
+    lanes: int = 1
 
     def text(self) -> str:
-        """E.g. ``about 14 h 05 min for 17 cells (median of 3 timed cells on this device)``."""
+        """E.g. ``about 14 h 05 min for 17 cells (median of 3 timed cells, on this device)``, with
+        ``; about 7 h 03 min of wall time in 2 lanes`` when several processes compute cells."""
         if self.seconds is None:
             return f"{self.pending} cells, not yet timed (known after the first one)"
-        minutes = round(self.seconds / 60)
         where = "on this device" if self.this_device else "none on this device"
-        return (
-            f"about {minutes // 60} h {minutes % 60:02d} min for {self.pending} cells "
+        text = (
+            f"about {_duration(self.seconds)} for {self.pending} cells "
             f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''}, {where})"
         )
+        return text + (
+            f"; about {_duration(self.seconds / self.lanes)} of wall time in {self.lanes} lanes"
+            if self.lanes > 1
+            else ""
+        )
+
+
+def _duration(seconds: float) -> str:
+    """``14 h 05 min``."""
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 @dataclass(frozen=True)
