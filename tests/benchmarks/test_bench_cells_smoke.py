@@ -28,9 +28,9 @@ def test_bench_cells_smoke(tmp_path) -> None:
     assert record["summary"]["aggregate_ratio_to_first"]["1x2"] == 1.0
 
 
-def test_summary_and_bad_layout(tmp_path) -> None:
+def test_summary_and_bad_layout(tmp_path, capsys) -> None:
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from bench_cells import summarize
+    from bench_cells import main, summarize
 
     def run(layout: str, rate: float) -> dict:
         return {"layout": layout, "aggregate_steps_per_second": rate, "wall_steps_per_second": rate, "wall_seconds": 1}
@@ -38,8 +38,6 @@ def test_summary_and_bad_layout(tmp_path) -> None:
     found = summarize([run("1x2", 1.0), run("2x1", 1.5), run("1x2", 2.0), run("2x1", 1.8)], ["1x2", "2x1"])
     assert found["2x1"]["aggregate_steps_per_second"] == pytest.approx(1.65)
     assert found["aggregate_ratio_to_first"]["2x1"] == pytest.approx(1.65 / 1.5)
-    script = REPO_ROOT / "benchmarks" / "bench_cells.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--layouts", "2", "--out", str(tmp_path)], capture_output=True, text=True
-    )
-    assert done.returncode == 2 and "--layouts takes PxT" in done.stderr
+    with pytest.raises(SystemExit) as refused:
+        main(["--layouts", "2", "--out", str(tmp_path)])
+    assert refused.value.code == 2 and "--layouts takes PxT" in capsys.readouterr().err
