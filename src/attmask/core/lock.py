@@ -89,17 +89,16 @@ def file_lock(
 def lock_holder(path: str | Path) -> str | None:
     """``"<pid> <what>"`` of the process holding the lock file ``path``, None when nobody does (or
     the file system has no locks). Takes and drops the lock when it is free."""
-    try:
-        with open(path) as stream:
-            try:
-                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return stream.read().strip() or "another process"
-            except OSError:
-                return None
-            fcntl.flock(stream, fcntl.LOCK_UN)
-    except FileNotFoundError:
+    if not Path(path).is_file():  # lock files are never removed: no file, no holder
         return None
+    with open(path) as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return stream.read().strip() or "another process"
+        except OSError:  # no locks on this file system
+            return None
+        fcntl.flock(stream, fcntl.LOCK_UN)
     return None
 
 
