@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from attmask.cli.experiment import preset_path
 from attmask.config import save_config
 from attmask.core.environment import environment
 from attmask.engine.logging import read_log
@@ -48,7 +49,7 @@ SMOKE = ["data.source=digits", "data.subset=null", "data.per_class=20", "data.nu
 def cell_config(preset: str, arm: str, seed: int, path: Path, smoke: bool) -> dict:
     """Write the resolved pretraining config of the preset's main-table cell ``arm``/``seed`` to
     ``path``; returns what was chosen."""
-    experiment_config, pretrain_preset = load_experiment(ROOT / "configs" / "experiments" / f"masking_{preset}.yaml")
+    experiment_config, pretrain_preset = load_experiment(preset_path(preset))  # a name or a file, as the CLI takes
     experiment = MaskingExperiment(experiment_config, pretrain_preset, path.parent, SMOKE if smoke else [])
     cells = [c for c in experiment.cells().main if c.arm == arm and c.seed == seed]
     if not cells:
@@ -120,7 +121,7 @@ def summarize(runs: list[dict], layouts: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu_v2", help="masking experiment preset (configs/experiments/)")
+    parser.add_argument("--preset", default="cpu_v2", help="masking experiment preset name or YAML file")
     parser.add_argument("--arm", default="attmask_high", help="main-table arm whose cell is trained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps per process")
