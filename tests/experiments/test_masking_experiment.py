@@ -180,13 +180,13 @@ def test_cached_result_computes_once_and_refuses_other_settings(tmp_path) -> Non
         cached_result(path, {"optim": {"lr": 1}}, compute)
 
 
-def test_changed_settings_ignores_only_how_a_cell_ran() -> None:
-    from attmask.experiments.cells import changed_settings
+def test_result_changes_ignore_only_how_a_cell_ran() -> None:
+    from attmask.experiments.cells import result_changes
 
     stored = {"train": {"num_threads": 2, "seed": 0, "knn_k": 20}, "data": {"data_dir": "/a", "num_workers": 1}}
     moved = {"train": {"num_threads": 1, "seed": 0, "knn_k": 20}, "data": {"data_dir": "/b", "num_workers": 0}}
-    assert changed_settings(stored, moved) == []
-    assert changed_settings(stored, {**moved, "train": {"num_threads": 1, "seed": 1, "knn_k": 10}}) == [
+    assert result_changes(stored, moved) == []
+    assert result_changes(stored, {**moved, "train": {"num_threads": 1, "seed": 1, "knn_k": 10}}) == [
         "train.knn_k",  # the k-NN monitor's k changes the stored curve
         "train.seed",
     ]

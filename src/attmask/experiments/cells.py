@@ -267,7 +267,7 @@ def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
 MACHINE_SETTINGS = MACHINE_KEYS | {"eval.num_workers"}
 
 
-def changed_settings(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+def result_changes(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """Dotted keys (sorted) whose values differ between two settings dicts, a key missing on one
     side included, apart from :data:`MACHINE_SETTINGS`."""
     old, new = flatten(previous), flatten(settings)
@@ -288,7 +288,7 @@ def cached_result(
             stored = json.loads(path.read_text())
         except ValueError:
             raise ConfigError(f"{path} is not valid JSON; delete it to recompute that cell") from None
-        changed = changed_settings(stored.get("settings", {}), settings)
+        changed = result_changes(stored.get("settings", {}), settings)
         if changed:
             raise ConfigError(
                 f"{path} was computed with other settings (changed: {', '.join(changed)}); "

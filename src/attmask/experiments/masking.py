@@ -232,11 +232,11 @@ class MaskingExperiment:
             config = self.pretrain_config(cell)
             label = f"[{done}/{todo}] {cell.label(config.optim.epochs)}"
             path = self.out / "cells" / f"{cell.name}.json"
-            fresh = not path.is_file()
-            if fresh and cell.name not in self.selection:
+            if not path.is_file() and cell.name not in self.selection:
                 continue
+            computed = False
             try:
-                self._cell(
+                computed = self._cell(
                     path,
                     settings_key(config, evaluator.spec),
                     label,
@@ -246,8 +246,7 @@ class MaskingExperiment:
             except TrainingError as error:
                 failed[cell.name] = str(error)
                 log(f"{label}: FAILED, going on with the next cell: {error}")
-            left = self.time_left(computing=True)
-            if fresh and left.pending:
+            if computed and (left := self.time_left(computing=True)).pending:  # news after a timed cell only
                 log(f"expected time left: {left.text()}")
         return failed
 
@@ -258,9 +257,10 @@ class MaskingExperiment:
         label: str,
         compute: Callable[[], dict[str, Any]],
         log: Callable[[str], None],
-    ) -> None:
+    ) -> bool:
         """Read the cell stored at ``path`` (its settings checked), else compute it under its
-        lock; a cell whose lock another process holds is skipped (that process computes it)."""
+        lock; a cell whose lock another process holds is skipped (that process computes it).
+        Returns whether this process computed it."""
         start = time.perf_counter()
         if not path.is_file():
             log(f"{label} ...")
@@ -271,10 +271,11 @@ class MaskingExperiment:
         except FolderBusyError:  # its holder may end in between: then say so without a pid
             pid, _, what = (lock_holder(lock) or "? another process").partition(" ")
             log(f"{label}: skipped, {what} (pid {pid}) is computing it")
-            return
+            return False
         metrics = result["metrics"]
         state = f"done in {time.perf_counter() - start:.0f} s" if computed else "already done"
         log(f"{label}: k-NN {metrics['knn_top1']:.2f}%, linear {metrics['linear_top1']:.2f}% ({state})")
+        return computed
 
     def report(self, finished: Finished, device: Any) -> dict[str, Any]:
         """Aggregate, write ``results.json``, ``results.md`` and the figures."""
