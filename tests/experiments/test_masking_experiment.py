@@ -483,19 +483,32 @@ def test_time_left_uses_the_median_of_the_same_tables_finished_cells(tmp_path) -
     left = experiment.time_left()
     assert (left.timed, left.seconds, left.this_device) == (1, 3 * 290, True), "cells timed here come first"
     assert left.text().endswith("(median of 1 timed cell, on this device)")
+    # a started cell (a checkpoint) whose log has reached 3/4 of its steps counts the quarter left
+    run = tmp_path / "out" / "runs" / "attmask_high-s1-dall"
+    run.mkdir(parents=True)
+    epochs = experiment.pretrain_config().optim.epochs
+    records = [{"epoch": 0, "step": 10, "epoch_done": True}, {"epoch": 0, "step": epochs * 10 * 3 // 4}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert experiment.time_left().seconds == 3 * 290, "a log without a checkpoint: the cell starts over"
+    (run / "checkpoint.pth").write_bytes(b"")
+    assert experiment.time_left().seconds == pytest.approx(2 * 290 + 290 * (1 - (epochs * 10 * 3 // 4) / (epochs * 10)))
 
 
 def test_estimate_prefers_cells_timed_on_the_same_device_and_threads() -> None:
-    from attmask.experiments.progress import Estimate, TimedCell, estimate
+    from attmask.experiments.progress import Estimate, PendingCell, TimedCell, estimate
 
     two, one = "cpu (X, 2 cores, 2 threads)", "cpu (X, 2 cores, 1 thread)"
+    main_cell, dino, grid = PendingCell(""), PendingCell("dino"), PendingCell("grid")
     timed = [TimedCell("", two, 100.0), TimedCell("", two, 110.0), TimedCell("dino", two, 50.0)]
-    assert estimate(timed, ["", "dino"], two).seconds == 105 + 50
-    assert estimate(timed, ["", "dino"], one) == Estimate(155.0, 2, 3, this_device=False)
+    assert estimate(timed, [main_cell, dino], two).seconds == 105 + 50
+    assert estimate(timed, [main_cell, dino], one) == Estimate(155.0, 2, 3, this_device=False)
     lanes = [*timed, TimedCell("", one, 170.0), TimedCell("", one, 190.0)]
-    found = estimate(lanes, ["", "dino", "grid"], one)
+    found = estimate(lanes, [main_cell, dino, grid], one)
     assert (found.seconds, found.timed, found.this_device) == (3 * 180.0, 2, True), "other tables: this device's median"
-    assert estimate([], ["", ""], one).seconds is None and estimate([], ["", ""], one).pending == 2
+    assert estimate([], [main_cell, main_cell], one).seconds is None
+    assert estimate([], [main_cell, main_cell], one).pending == 2
+    halfway = estimate(timed, [PendingCell("", left=0.5), dino], two)
+    assert (halfway.seconds, halfway.pending) == (105 / 2 + 50, 2), "a cell in progress: the fraction its log has left"
 
 
 def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:

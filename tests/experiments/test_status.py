@@ -32,6 +32,29 @@ def test_logged_position_is_the_last_training_record(tmp_path: Path) -> None:
     assert logged_position(tmp_path / "empty") is None
 
 
+def _step(epoch: int, step: int, seconds: float) -> dict:
+    return {"epoch": epoch, "step": step, "loss": 1.0, "images_per_second": 64.0, "train_seconds": seconds}
+
+
+def test_position_knows_the_total_and_the_recent_pace(tmp_path: Path) -> None:
+    records = [_step(0, 50, 100.0), _step(0, 100, 200.0), _step(1, 150, 300.0)]  # a process, stopped
+    records += [_step(0, 100, 140.0)]  # the next one, resumed from a checkpoint at step 50 (90 s)
+    records += [{"epoch": 0, "step": 100, "epoch_done": True, "train_seconds": 140.0}]
+    records += [_step(1, 150, 190.0), _step(1, 200, 240.0), _step(1, 250, 340.0)]
+    _write_log(tmp_path / "run", records)
+    position = logged_position(tmp_path / "run")
+    assert (position.epoch, position.step, position.epoch_steps) == (1, 250, 100)
+    # the resumed process's 4 step records: steps 100-250 in 200 s (the stopped process's are left out)
+    assert position.steps_per_second == pytest.approx(150 / 200)
+    assert position.left(epochs=4) == pytest.approx(1 - 250 / 400)
+    assert position.text(4) == (
+        "epoch 2 of 4, step 250 of 400 logged; 0.75 steps/s lately, training done in about 0 h 03 min"
+    )
+    assert Position(0, 40).text(4) == "epoch 1 of 4, step 40 logged", "before the first epoch ends: no total"
+    assert Position(0, 40).left(4) is None
+    assert Position(2, 400, 100, 0.5).left(4) == 0.0
+
+
 def test_status_shows_how_far_an_unfinished_cell_has_logged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     preset, out = _experiment_file(tmp_path), tmp_path / "out"
     _write_log(out / "runs" / "attmask_high-s0-d0.5", [{"epoch": 0, "step": 2, "loss": 9.0}])

@@ -66,7 +66,12 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         help="compute only the cells whose names match these shell patterns (names as --status "
         "lists them, e.g. 'grid-*' block-s1-dall); the others are read when finished, skipped otherwise",
     )
-    masking.add_argument("--status", action="store_true", help="list the cells and whether they are done")
+    masking.add_argument(
+        "--status",
+        action="store_true",
+        help="list the cells (done, running, started, pending), how far each one in progress got and "
+        "its recent pace, and the expected time left",
+    )
     masking.add_argument(
         "--report-only", action="store_true", help="write the tables and figures from the finished cells only"
     )

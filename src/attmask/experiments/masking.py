@@ -50,10 +50,12 @@ from attmask.experiments.progress import (
     Estimate,
     Finished,
     InitCell,
+    PendingCell,
     TimedCell,
     cell_lock,
     cell_state,
     estimate,
+    logged_position,
 )
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import recipe, recipe_notes, summarize
@@ -117,8 +119,9 @@ class MaskingExperiment:
 
     def time_left(self, computing: bool = False) -> Estimate:
         """Expected time of the unfinished pretraining cells in :attr:`selection`, from the
-        finished cells' stored times (:func:`~attmask.experiments.progress.estimate`); its lanes:
-        the cells other processes hold now, plus this process when ``computing``."""
+        finished cells' stored times (:func:`~attmask.experiments.progress.estimate`), a cell in
+        progress counting the fraction its log has left; its lanes: the cells other processes
+        hold now, plus this process when ``computing``."""
         timed, pending, lanes = [], [], int(computing)
         for cell in self.cells().all():
             path = self.out / "cells" / f"{cell.name}.json"
@@ -126,9 +129,16 @@ class MaskingExperiment:
                 stored = json.loads(path.read_text())
                 timed.append(TimedCell(cell.table, stored.get("device", ""), sum(stored["seconds"].values())))
             elif cell.name in self.selection:
-                pending.append(cell.table)
-                lanes += cell_state(self.out, cell.name) == "running"
+                state = cell_state(self.out, cell.name)
+                pending.append(PendingCell(cell.table, self._left(cell) if state in ("running", "started") else 1.0))
+                lanes += state == "running"
         return replace(estimate(timed, pending, self.device()), lanes=max(lanes, 1))
+
+    def _left(self, cell: Cell) -> float:
+        """Fraction of ``cell``'s pretraining left by its log (1.0 when the log cannot tell)."""
+        position = logged_position(self.out / "runs" / cell.name)
+        left = position.left(self.pretrain_config(cell).optim.epochs) if position else None
+        return 1.0 if left is None else left
 
     def finished(self) -> Finished:
         """Every result on disk."""

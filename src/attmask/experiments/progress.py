@@ -79,9 +79,18 @@ class TimedCell:
     seconds: float
 
 
-def estimate(timed: list[TimedCell], pending: list[str], device: str) -> Estimate:
-    """Expected seconds of the ``pending`` cells (their table prefixes), each at the median time of
-    the finished cells of its table, else of all finished cells, counting only cells timed on
+@dataclass(frozen=True)
+class PendingCell:
+    """An unfinished cell's table prefix ("" = main) and the fraction of its pretraining left: 1.0,
+    or less for a cell in progress whose log says how far it got (:meth:`Position.left`)."""
+
+    table: str
+    left: float = 1.0
+
+
+def estimate(timed: list[TimedCell], pending: list[PendingCell], device: str) -> Estimate:
+    """Expected seconds of the ``pending`` cells, each its fraction left of the median time of the
+    finished cells of its table, else of all finished cells, counting only cells timed on
     ``device`` when there are any: another processor, or another number of threads (two
     experiments side by side on one thread each), runs at another pace. A median, because one
     cell's stored time can be inflated (a run paused while it trained) and a mean would carry that
@@ -95,7 +104,8 @@ def estimate(timed: list[TimedCell], pending: list[str], device: str) -> Estimat
         tables.setdefault(cell.table, []).append(cell.seconds)
     medians = {table: statistics.median(times) for table, times in tables.items()}
     fallback = statistics.median(cell.seconds for cell in pool)
-    return Estimate(sum(medians.get(table, fallback) for table in pending), len(pending), len(pool), bool(here))
+    seconds = sum(cell.left * medians.get(cell.table, fallback) for cell in pending)
+    return Estimate(seconds, len(pending), len(pool), bool(here))
 
 
 @dataclass(frozen=True)
@@ -149,14 +159,36 @@ class Finished:
 
 @dataclass(frozen=True)
 class Position:
-    """How far a cell's pretraining has logged: ``epoch`` (0-based) and global ``step``."""
+    """How far a cell's pretraining has logged.
+
+    Attributes:
+        epoch: the last record's epoch (0-based).
+        step: its global step.
+        epoch_steps: steps per epoch, from an end-of-epoch record (None before the first one).
+        steps_per_second: the training pace over the last :data:`PACE_RECORDS` step records of the
+            process that wrote them (training loop only; None with fewer than two).
+    """
 
     epoch: int
     step: int
+    epoch_steps: int | None = None
+    steps_per_second: float | None = None
+
+    def left(self, epochs: int) -> float | None:
+        """Fraction of the ``epochs``' steps still to train (None: steps per epoch not known yet)."""
+        if not self.epoch_steps:
+            return None
+        return max(0.0, 1.0 - self.step / (epochs * self.epoch_steps))
 
     def text(self, epochs: int) -> str:
-        """E.g. ``epoch 2 of 13, step 1150 logged``."""
-        return f"epoch {self.epoch + 1} of {epochs}, step {self.step} logged"
+        """E.g. ``epoch 3 of 13, step 1500 of 7800 logged; 0.86 steps/s lately, training done in
+        about 2 h 01 min``, less what is not known yet (the total before the first epoch ends)."""
+        total = epochs * self.epoch_steps if self.epoch_steps else None
+        text = f"epoch {self.epoch + 1} of {epochs}, step {self.step}{f' of {total}' if total else ''} logged"
+        if total is None or not self.steps_per_second:
+            return text
+        to_go = _duration(max(total - self.step, 0) / self.steps_per_second)
+        return f"{text}; {self.steps_per_second:.2f} steps/s lately, training done in about {to_go}"
 
 
 def cell_lock(out: Path, name: str) -> Path:
@@ -190,12 +222,36 @@ def json_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+#: Step records the pace of a cell in progress is measured over (with a log every 50 steps, the
+#: last 200 steps): recent enough to follow a change of load, long enough to smooth it.
+PACE_RECORDS = 5
+
+
 def logged_position(run_dir: Path) -> Position | None:
-    """The last training record of ``run_dir``'s log (None: no run folder or nothing logged yet).
+    """The last training record of ``run_dir``'s log, with the steps per epoch and the recent pace
+    (None: no run folder or nothing logged yet).
 
     Read while the run may be writing: a partial last line is skipped, not an error.
     """
-    for record in reversed(json_records(run_dir / LOG_NAME)):
-        if "epoch" in record and "step" in record:
-            return Position(int(record["epoch"]), int(record["step"]))
-    return None
+    records = [r for r in json_records(run_dir / LOG_NAME) if "epoch" in r and "step" in r]
+    if not records:
+        return None
+    ends = [r for r in records if r.get("epoch_done")]  # its step is the global step at the epoch's end
+    epoch_steps = int(ends[-1]["step"]) // (int(ends[-1]["epoch"]) + 1) if ends else None
+    return Position(int(records[-1]["epoch"]), int(records[-1]["step"]), epoch_steps, _pace(records))
+
+
+def _pace(records: list[dict[str, Any]]) -> float | None:
+    """Steps per second of the training loop over the last :data:`PACE_RECORDS` step records
+    written by one process: an earlier process's records (before a resume from a checkpoint)
+    end where the steps or the training seconds go back."""
+    timed = [(int(r["step"]), float(r["train_seconds"])) for r in records if "images_per_second" in r]
+    recent = timed[-1:]
+    for step, seconds in reversed(timed[:-1]):
+        if len(recent) == PACE_RECORDS or step >= recent[0][0] or seconds >= recent[0][1]:
+            break
+        recent.insert(0, (step, seconds))
+    if len(recent) < 2:
+        return None
+    (first_step, first_seconds), (last_step, last_seconds) = recent[0], recent[-1]
+    return (last_step - first_step) / (last_seconds - first_seconds)
