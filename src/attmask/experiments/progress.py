@@ -174,16 +174,19 @@ class Position:
     epoch_steps: int | None = None
     steps_per_second: float | None = None
 
+    def total(self, epochs: int) -> int | None:
+        """Steps of ``epochs`` epochs (None: steps per epoch not known yet)."""
+        return epochs * self.epoch_steps if self.epoch_steps else None
+
     def left(self, epochs: int) -> float | None:
         """Fraction of the ``epochs``' steps still to train (None: steps per epoch not known yet)."""
-        if not self.epoch_steps:
-            return None
-        return max(0.0, 1.0 - self.step / (epochs * self.epoch_steps))
+        total = self.total(epochs)
+        return None if total is None else max(0.0, 1.0 - self.step / total)
 
     def text(self, epochs: int) -> str:
         """E.g. ``epoch 3 of 13, step 1500 of 7800 logged; 0.86 steps/s lately, training done in
         about 2 h 01 min``, less what is not known yet (the total before the first epoch ends)."""
-        total = epochs * self.epoch_steps if self.epoch_steps else None
+        total = self.total(epochs)
         text = f"epoch {self.epoch + 1} of {epochs}, step {self.step}{f' of {total}' if total else ''} logged"
         if total is None or not self.steps_per_second:
             return text
