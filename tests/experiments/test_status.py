@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,12 @@ from attmask.experiments.progress import Position, logged_position
 from tests.experiments.test_masking_experiment import _experiment_file
 
 
-def _write_log(run_dir: Path, records: list[dict], tail: str = "") -> None:
+def _write_log(run_dir: Path, records: list[dict], tail: str = "", age: float = 0.0) -> None:
+    """Write the log, last modified ``age`` seconds ago."""
     run_dir.mkdir(parents=True)
-    (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+    path = run_dir / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+    os.utime(path, (time.time() - age,) * 2)
 
 
 def test_logged_position_is_the_last_training_record(tmp_path: Path) -> None:
@@ -24,10 +29,11 @@ def test_logged_position_is_the_last_training_record(tmp_path: Path) -> None:
         {"epoch": 1, "step": 650, "loss": 2.5},
         {"step": 650, "checkpoint_weight_norm": 60.0},  # not a training record: no epoch
     ]
-    _write_log(tmp_path / "run", records, tail='{"epoch": 1, "step": 7')  # the run is writing a line
+    _write_log(tmp_path / "run", records, tail='{"epoch": 1, "step": 7', age=5)  # the run is writing a line
     position = logged_position(tmp_path / "run")
-    assert position == Position(1, 650)
-    assert position.text(13) == "epoch 2 of 13, step 650 logged"
+    assert (position.epoch, position.step, position.epoch_steps, position.steps_per_second) == (1, 650, None, None)
+    assert 5 <= position.age_seconds < 60
+    assert position.text(13) == "epoch 2 of 13, step 650 logged under 1 min ago"
     _write_log(tmp_path / "empty", [])
     assert logged_position(tmp_path / "empty") is None
 
@@ -41,15 +47,16 @@ def test_position_knows_the_total_and_the_recent_pace(tmp_path: Path) -> None:
     records += [_step(0, 100, 140.0)]  # the next one, resumed from a checkpoint at step 50 (90 s)
     records += [{"epoch": 0, "step": 100, "epoch_done": True, "train_seconds": 140.0}]
     records += [_step(1, 150, 190.0), _step(1, 200, 240.0), _step(1, 250, 340.0)]
-    _write_log(tmp_path / "run", records)
+    _write_log(tmp_path / "run", records, age=2 * 3600 + 5 * 60 + 1)  # paused or stuck for 2 h 05 min
     position = logged_position(tmp_path / "run")
     assert (position.epoch, position.step, position.epoch_steps) == (1, 250, 100)
     # the resumed process's 4 step records: steps 100-250 in 200 s (the stopped process's are left out)
     assert position.steps_per_second == pytest.approx(150 / 200)
     assert position.left(epochs=4) == pytest.approx(1 - 250 / 400)
     assert position.text(4) == (
-        "epoch 2 of 4, step 250 of 400 logged; 0.75 steps/s lately, training done in about 0 h 03 min"
+        "epoch 2 of 4, step 250 of 400 logged 2 h 05 min ago; 0.75 steps/s lately, training done in about 0 h 03 min"
     )
+    assert Position(1, 250, age_seconds=12 * 60 + 59).text(4) == "epoch 2 of 4, step 250 logged 12 min ago"
     assert Position(0, 40).text(4) == "epoch 1 of 4, step 40 logged", "before the first epoch ends: no total"
     assert Position(0, 40).left(4) is None
     assert Position(2, 400, 100, 0.5).left(4) == 0.0
@@ -57,8 +64,8 @@ def test_position_knows_the_total_and_the_recent_pace(tmp_path: Path) -> None:
 
 def test_status_shows_how_far_an_unfinished_cell_has_logged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     preset, out = _experiment_file(tmp_path), tmp_path / "out"
-    _write_log(out / "runs" / "attmask_high-s0-d0.5", [{"epoch": 0, "step": 2, "loss": 9.0}])
+    _write_log(out / "runs" / "attmask_high-s0-d0.5", [{"epoch": 0, "step": 2, "loss": 9.0}], age=3 * 60 + 1)
     assert main(["experiment", "masking", "--preset", str(preset), "--out", str(out), "--status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "pending  attmask_high-s0-d0.5  (epoch 1 of 2, step 2 logged)" in lines
+    assert "pending  attmask_high-s0-d0.5  (epoch 1 of 2, step 2 logged 3 min ago)" in lines
     assert "pending  block-s0-d0.5" in lines, "a cell without a log has no position"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -167,12 +168,16 @@ class Position:
         epoch_steps: steps per epoch, from an end-of-epoch record (None before the first one).
         steps_per_second: the training pace over the last :data:`PACE_RECORDS` step records of the
             process that wrote them (training loop only; None with fewer than two).
+        age_seconds: seconds since the log was last written (None: not known). A cell shown as
+            running whose log has been quiet for long is paused (``kill -STOP``) or stuck; one
+            shown as pending or started was stopped that long ago.
     """
 
     epoch: int
     step: int
     epoch_steps: int | None = None
     steps_per_second: float | None = None
+    age_seconds: float | None = None
 
     def total(self, epochs: int) -> int | None:
         """Steps of ``epochs`` epochs (None: steps per epoch not known yet)."""
@@ -184,14 +189,24 @@ class Position:
         return None if total is None else max(0.0, 1.0 - self.step / total)
 
     def text(self, epochs: int) -> str:
-        """E.g. ``epoch 3 of 13, step 1500 of 7800 logged; 0.86 steps/s lately, training done in
-        about 2 h 01 min``, less what is not known yet (the total before the first epoch ends)."""
+        """E.g. ``epoch 3 of 13, step 1500 of 7800 logged 1 min ago; 0.86 steps/s lately, training
+        done in about 2 h 01 min``, less what is not known yet (the total before the first epoch
+        ends)."""
         total = self.total(epochs)
         text = f"epoch {self.epoch + 1} of {epochs}, step {self.step}{f' of {total}' if total else ''} logged"
+        text += f" {_ago(self.age_seconds)}" if self.age_seconds is not None else ""
         if total is None or not self.steps_per_second:
             return text
         to_go = _duration(max(total - self.step, 0) / self.steps_per_second)
         return f"{text}; {self.steps_per_second:.2f} steps/s lately, training done in about {to_go}"
+
+
+def _ago(seconds: float) -> str:
+    """``under 1 min ago``, ``12 min ago``, ``2 h 05 min ago``."""
+    minutes = int(max(seconds, 0.0) // 60)
+    if minutes == 0:
+        return "under 1 min ago"
+    return f"{minutes} min ago" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min ago"
 
 
 def cell_lock(out: Path, name: str) -> Path:
@@ -231,17 +246,20 @@ PACE_RECORDS = 5
 
 
 def logged_position(run_dir: Path) -> Position | None:
-    """The last training record of ``run_dir``'s log, with the steps per epoch and the recent pace
-    (None: no run folder or nothing logged yet).
+    """The last training record of ``run_dir``'s log, with the steps per epoch, the recent pace and
+    the time since the log was last written (its modification time; None: no run folder or nothing
+    logged yet).
 
     Read while the run may be writing: a partial last line is skipped, not an error.
     """
-    records = [r for r in json_records(run_dir / LOG_NAME) if "epoch" in r and "step" in r]
+    path = run_dir / LOG_NAME
+    age = time.time() - path.stat().st_mtime if path.is_file() else None
+    records = [r for r in json_records(path) if "epoch" in r and "step" in r]
     if not records:
         return None
     ends = [r for r in records if r.get("epoch_done")]  # its step is the global step at the epoch's end
     epoch_steps = int(ends[-1]["step"]) // (int(ends[-1]["epoch"]) + 1) if ends else None
-    return Position(int(records[-1]["epoch"]), int(records[-1]["step"]), epoch_steps, _pace(records))
+    return Position(int(records[-1]["epoch"]), int(records[-1]["step"]), epoch_steps, _pace(records), age)
 
 
 def _pace(records: list[dict[str, Any]]) -> float | None:
