@@ -1,4 +1,5 @@
-"""`--status` of a long ablation: how far a cell in progress has logged."""
+"""`--status` of a long ablation and the results it reads: how far a cell in progress has logged, which
+stored cells belong to the experiment."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from attmask.cli.main import main
-from attmask.experiments.progress import Position, logged_position
+from attmask.experiments import ExperimentConfig, plan_cells
+from attmask.experiments.config import Cell
+from attmask.experiments.progress import InitCell, Position, logged_position, read_finished
 from tests.experiments.test_masking_experiment import _experiment_file
 
 
@@ -69,3 +72,22 @@ def test_status_shows_how_far_an_unfinished_cell_has_logged(tmp_path: Path, caps
     lines = capsys.readouterr().out.splitlines()
     assert "pending  attmask_high-s0-d0.5  (epoch 1 of 2, step 2 logged 3 min ago)" in lines
     assert "pending  block-s0-d0.5" in lines, "a cell without a log has no position"
+
+
+def test_read_finished_reads_only_the_experiments_own_cells(tmp_path: Path) -> None:
+    config = ExperimentConfig(arms=["block", "attmask_high"], seeds=[0, 1], fractions=[1.0], fraction_arms=[])
+    plan = plan_cells(config, 1.0)
+    inits = [InitCell(f"init-s{s}", "", s, Cell("block", s, 1.0)) for s in (0, 1)]
+    inits.append(InitCell("init-grid-s0", "grid", 0, Cell("attmask_hint", 0, 1.0, "grid")))
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    names = [plan.main[0].name, "init-s1", "init-grid-s0", "pixels", "random-s0-dall"]  # the last: an old arm
+    for number, name in enumerate(names):
+        (folder / f"{name}.json").write_text(json.dumps({"metrics": {"knn_top1": float(number)}}))
+    finished = read_finished(folder, plan, inits, pixels=True)
+    assert list(finished.results) == [plan.main[0]] and finished.plan is plan
+    assert finished.results[plan.main[0]]["metrics"]["knn_top1"] == 0.0
+    assert {table: sorted(seeds) for table, seeds in finished.inits.items()} == {"": [1], "grid": [0]}
+    assert finished.pixels == {"metrics": {"knn_top1": 3.0}} and finished.failed == {}
+    assert read_finished(folder, plan, inits, pixels=False).pixels is None, "the pixel row switched off"
+    assert read_finished(tmp_path / "none", plan, inits, pixels=True).results == {}

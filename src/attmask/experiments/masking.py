@@ -56,6 +56,7 @@ from attmask.experiments.progress import (
     cell_state,
     estimate,
     logged_position,
+    read_finished,
 )
 from attmask.experiments.report import write_markdown
 from attmask.experiments.summary import recipe, recipe_notes, summarize
@@ -141,22 +142,8 @@ class MaskingExperiment:
         return 1.0 if left is None else left
 
     def finished(self) -> Finished:
-        """Every result on disk."""
-        plan = self.cells()
-        folder = self.out / "cells"
-        pixels_path = folder / f"{PIXELS}.json"
-        pixels = json.loads(pixels_path.read_text()) if self.config.pixels and pixels_path.is_file() else None
-        inits: dict[str, dict[int, dict]] = {}
-        for init in self.init_cells():
-            path = folder / f"{init.name}.json"
-            if path.is_file():
-                inits.setdefault(init.table, {})[init.seed] = json.loads(path.read_text())
-        results = {
-            cell: json.loads((folder / f"{cell.name}.json").read_text())
-            for cell in plan.all()
-            if (folder / f"{cell.name}.json").is_file()
-        }
-        return Finished(pixels, inits, results, plan)
+        """Every result on disk (:func:`~attmask.experiments.progress.read_finished`)."""
+        return read_finished(self.out / "cells", self.cells(), self.init_cells(), self.config.pixels)
 
     def run(self, log: Callable[[str], None] = print) -> dict[str, Any]:
         """Run every unfinished cell, then write the tables and figures from every finished cell

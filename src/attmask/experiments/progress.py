@@ -158,6 +158,25 @@ class Finished:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+def read_finished(folder: Path, plan: CellPlan, inits: list[InitCell], pixels: bool) -> Finished:
+    """The results stored in ``folder`` (an experiment's ``cells/``) of the cells of ``plan``, the
+    random-init evaluations ``inits`` and, when ``pixels``, the raw-pixel row; a file of a cell
+    the experiment does not have (an old arm, another preset's cell) is not read."""
+    pixels_path = folder / f"{PIXELS}.json"
+    stored = json.loads(pixels_path.read_text()) if pixels and pixels_path.is_file() else None
+    by_table: dict[str, dict[int, dict]] = {}
+    for init in inits:
+        path = folder / f"{init.name}.json"
+        if path.is_file():
+            by_table.setdefault(init.table, {})[init.seed] = json.loads(path.read_text())
+    results = {
+        cell: json.loads((folder / f"{cell.name}.json").read_text())
+        for cell in plan.all()
+        if (folder / f"{cell.name}.json").is_file()
+    }
+    return Finished(stored, by_table, results, plan)
+
+
 @dataclass(frozen=True)
 class Position:
     """How far a cell's pretraining has logged.
