@@ -293,6 +293,8 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     summary = json.loads((out / "results.json").read_text())
     assert summary["main_table"]["attmask_high"]["knn_top1"]["values"] == [stored["metrics"]["knn_top1"]]
     assert summary["cells"]["attmask_high-s0-d0.5"]["segments"] == stored["segments"]
+    assert 0.0 <= stored["stalled_seconds"] <= stored["seconds"]["pretrain"]
+    assert summary["cells"]["attmask_high-s0-d0.5"]["stalled_seconds"] == stored["stalled_seconds"]
     pixels = json.loads((out / "cells" / "pixels.json").read_text())
     assert pixels["settings"]["data"]["img_size"] == 16 and "optim" not in pixels["settings"]
     assert summary["main_table"]["pixels"]["knn_top1"]["values"] == [pixels["metrics"]["knn_top1"]]
@@ -492,6 +494,23 @@ def test_time_left_uses_the_median_of_the_same_tables_finished_cells(tmp_path) -
     assert experiment.time_left().seconds == 3 * 290, "a log without a checkpoint: the cell starts over"
     (run / "checkpoint.pth").write_bytes(b"")
     assert experiment.time_left().seconds == pytest.approx(2 * 290 + 290 * (1 - (epochs * 10 * 3 // 4) / (epochs * 10)))
+
+
+def test_time_left_leaves_out_the_stalls_a_cell_stored(tmp_path) -> None:
+    from attmask.experiments import MaskingExperiment
+
+    preset = tmp_path / "recipe.yaml"
+    preset.write_text("{}\n")
+    config = ExperimentConfig(arms=["block", "attmask_high"], seeds=[0])
+    experiment = MaskingExperiment(config, preset, tmp_path / "out")
+    cells = tmp_path / "out" / "cells"
+    cells.mkdir(parents=True)
+    stored = {"seconds": {"pretrain": 890.0, "evaluate": 10.0}, "stalled_seconds": 600.0, "device": experiment.device()}
+    (cells / "block-s0-dall.json").write_text(json.dumps(stored))
+    assert experiment.time_left().seconds == 300.0, "paused 600 of its 900 s: the next cell takes about 300"
+    del stored["stalled_seconds"]  # a cell stored before stalls were measured counts whole
+    (cells / "block-s0-dall.json").write_text(json.dumps(stored))
+    assert experiment.time_left().seconds == 900.0
 
 
 def test_estimate_prefers_cells_timed_on_the_same_device_and_threads() -> None:

@@ -13,7 +13,9 @@ import pytest
 from attmask.cli.main import main
 from attmask.experiments import ExperimentConfig, plan_cells
 from attmask.experiments.config import Cell
-from attmask.experiments.progress import InitCell, Position, logged_position, read_finished
+from attmask.experiments.progress import InitCell, read_finished
+from attmask.experiments.report import stalled_text
+from attmask.experiments.run_log import Position, logged_position, stalled_seconds
 from tests.experiments.test_masking_experiment import _experiment_file
 
 
@@ -91,3 +93,22 @@ def test_read_finished_reads_only_the_experiments_own_cells(tmp_path: Path) -> N
     assert finished.pixels == {"metrics": {"knn_top1": 3.0}} and finished.failed == {}
     assert read_finished(folder, plan, inits, pixels=False).pixels is None, "the pixel row switched off"
     assert read_finished(tmp_path / "none", plan, inits, pixels=True).results == {}
+
+
+def test_stalled_seconds_are_the_time_beyond_the_usual_pace_in_slow_stretches() -> None:
+    records = [_step(0, 1, 1.0)] + [_step(0, step, step * 1.0) for step in range(50, 501, 50)]  # 1 s per step
+    assert stalled_seconds(records) == 0.0
+    paused = [*records, _step(0, 550, 500.0 + 50 + 600)]  # 10 min stopped between steps 500 and 550
+    assert stalled_seconds(paused) == pytest.approx(600.0)
+    slowed = [*records, _step(0, 550, 500.0 + 2.5 * 50)]  # 2.5x slower beside other work: not a stall
+    assert stalled_seconds(slowed) == 0.0
+    starved = [*records, _step(0, 550, 500.0 + 4 * 50)]  # 4x slower: its time beyond the usual pace
+    assert stalled_seconds(starved) == pytest.approx(150.0)
+    resumed = [*paused, _step(0, 300, 300.0), _step(0, 350, 350.0)]  # back to a checkpoint at step 250
+    assert stalled_seconds(resumed) == pytest.approx(600.0), "the interval across the resume is left out"
+    assert stalled_seconds([]) == stalled_seconds([{"epoch": 0, "step": 5, "loss": 1.0}]) == 0.0
+
+
+def test_the_report_says_how_much_of_the_compute_stalled() -> None:
+    assert stalled_text(59.0) == "", "under a minute: nothing to say"
+    assert stalled_text(4860.0) == " (of which 1 h 21 min stalled: paused, or starved by other work on the cores)"

@@ -90,7 +90,8 @@ def preset_path(preset: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Run, resume, list or report the experiment."""
     from attmask.experiments import MaskingExperiment, load_experiment
-    from attmask.experiments.progress import CellSelection, logged_position
+    from attmask.experiments.progress import CellSelection
+    from attmask.experiments.run_log import logged_position
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(

@@ -26,7 +26,7 @@ from attmask.core.typed_yaml import flatten
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
 from attmask.engine.data import crop_config
-from attmask.engine.logging import read_log
+from attmask.engine.logging import LOG_NAME, read_log
 from attmask.engine.resume import MACHINE_KEYS
 from attmask.engine.trainer import Trainer
 from attmask.eval.features import extract_features, flattened_images
@@ -35,7 +35,7 @@ from attmask.eval.knn import weighted_knn
 from attmask.eval.knn_monitor import KNNMonitor
 from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
 from attmask.experiments.config import Cell, EvalSpec
-from attmask.experiments.progress import json_records
+from attmask.experiments.run_log import json_records, stalled_seconds
 from attmask.methods import build_method
 from attmask.runs.monitors import build_monitors
 from attmask.viz.curves import series
@@ -200,8 +200,9 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
     ``seconds["pretrain"]`` is this process's wall time of the pretraining (monitors included)
     plus, for a resumed run, the training-loop seconds of the earlier processes up to the
     checkpoint (``Progress.train_seconds``; their monitors' time is not recorded), so a
-    resumed cell is not timed as if it had only run its last part. ``segments`` lists the
-    processes that trained it (:func:`record_segment`).
+    resumed cell is not timed as if it had only run its last part; ``stalled_seconds`` is the
+    part of it the log shows stalled (paused, or starved by other work: :func:`stalled_seconds`).
+    ``segments`` lists the processes that trained it (:func:`record_segment`).
     """
     resumed = (run_dir / CHECKPOINT_NAME).is_file()
     start = time.perf_counter()
@@ -218,6 +219,7 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
         "train_images": len(trainer.dataset),
         "steps": trainer.progress.global_step,
         "seconds": {"pretrain": before + pretrain_seconds, "evaluate": time.perf_counter() - start - pretrain_seconds},
+        "stalled_seconds": stalled_seconds(json_records(run_dir / LOG_NAME)),  # of seconds["pretrain"]
         "resumed": resumed,
         "segments": segments,
         "device": device_name(evaluator.device),

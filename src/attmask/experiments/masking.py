@@ -55,10 +55,10 @@ from attmask.experiments.progress import (
     cell_lock,
     cell_state,
     estimate,
-    logged_position,
     read_finished,
 )
 from attmask.experiments.report import write_markdown
+from attmask.experiments.run_log import logged_position
 from attmask.experiments.summary import recipe, recipe_notes, summarize
 
 
@@ -120,7 +120,8 @@ class MaskingExperiment:
 
     def time_left(self, computing: bool = False) -> Estimate:
         """Expected time of the unfinished pretraining cells in :attr:`selection`, from the
-        finished cells' stored times (:func:`~attmask.experiments.progress.estimate`), a cell in
+        finished cells' stored times less their stalls (:func:`~attmask.experiments.progress.estimate`,
+        :func:`~attmask.experiments.run_log.stalled_seconds`), a cell in
         progress counting the fraction its log has left; its lanes: the cells other processes
         hold now, plus this process when ``computing``."""
         timed, pending, lanes = [], [], int(computing)
@@ -128,7 +129,8 @@ class MaskingExperiment:
             path = self.out / "cells" / f"{cell.name}.json"
             if path.is_file():
                 stored = json.loads(path.read_text())
-                timed.append(TimedCell(cell.table, stored.get("device", ""), sum(stored["seconds"].values())))
+                seconds = sum(stored["seconds"].values()) - stored.get("stalled_seconds", 0.0)  # none: older cells
+                timed.append(TimedCell(cell.table, stored.get("device", ""), seconds))
             elif cell.name in self.selection:
                 state = cell_state(self.out, cell.name)
                 pending.append(PendingCell(cell.table, self._left(cell) if state in ("running", "started") else 1.0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 
 from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.lock import lock_holder
-from attmask.engine.logging import LOG_NAME
 from attmask.experiments.config import Cell, CellPlan
+from attmask.experiments.run_log import duration_text
 
 
 @dataclass(frozen=True)
@@ -54,20 +53,14 @@ class Estimate:
             return f"{self.pending} cells, not yet timed (known after the first one)"
         where = "on this device" if self.this_device else "none on this device"
         text = (
-            f"about {_duration(self.seconds)} for {self.pending} cells "
+            f"about {duration_text(self.seconds)} for {self.pending} cells "
             f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''}, {where})"
         )
         return text + (
-            f"; about {_duration(self.seconds / self.lanes)} of wall time in {self.lanes} lanes"
+            f"; about {duration_text(self.seconds / self.lanes)} of wall time in {self.lanes} lanes"
             if self.lanes > 1
             else ""
         )
-
-
-def _duration(seconds: float) -> str:
-    """``14 h 05 min``."""
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 @dataclass(frozen=True)
@@ -177,57 +170,6 @@ def read_finished(folder: Path, plan: CellPlan, inits: list[InitCell], pixels: b
     return Finished(stored, by_table, results, plan)
 
 
-@dataclass(frozen=True)
-class Position:
-    """How far a cell's pretraining has logged.
-
-    Attributes:
-        epoch: the last record's epoch (0-based).
-        step: its global step.
-        epoch_steps: steps per epoch, from an end-of-epoch record (None before the first one).
-        steps_per_second: the training pace over the last :data:`PACE_RECORDS` step records of the
-            process that wrote them (training loop only; None with fewer than two).
-        age_seconds: seconds since the log was last written (None: not known). A cell shown as
-            running whose log has been quiet for long is paused (``kill -STOP``) or stuck; one
-            shown as pending or started was stopped that long ago.
-    """
-
-    epoch: int
-    step: int
-    epoch_steps: int | None = None
-    steps_per_second: float | None = None
-    age_seconds: float | None = None
-
-    def total(self, epochs: int) -> int | None:
-        """Steps of ``epochs`` epochs (None: steps per epoch not known yet)."""
-        return epochs * self.epoch_steps if self.epoch_steps else None
-
-    def left(self, epochs: int) -> float | None:
-        """Fraction of the ``epochs``' steps still to train (None: steps per epoch not known yet)."""
-        total = self.total(epochs)
-        return None if total is None else max(0.0, 1.0 - self.step / total)
-
-    def text(self, epochs: int) -> str:
-        """E.g. ``epoch 3 of 13, step 1500 of 7800 logged 1 min ago; 0.86 steps/s lately, training
-        done in about 2 h 01 min``, less what is not known yet (the total before the first epoch
-        ends)."""
-        total = self.total(epochs)
-        text = f"epoch {self.epoch + 1} of {epochs}, step {self.step}{f' of {total}' if total else ''} logged"
-        text += f" {_ago(self.age_seconds)}" if self.age_seconds is not None else ""
-        if total is None or not self.steps_per_second:
-            return text
-        to_go = _duration(max(total - self.step, 0) / self.steps_per_second)
-        return f"{text}; {self.steps_per_second:.2f} steps/s lately, training done in about {to_go}"
-
-
-def _ago(seconds: float) -> str:
-    """``under 1 min ago``, ``12 min ago``, ``2 h 05 min ago``."""
-    minutes = int(max(seconds, 0.0) // 60)
-    if minutes == 0:
-        return "under 1 min ago"
-    return f"{minutes} min ago" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min ago"
-
-
 def cell_lock(out: Path, name: str) -> Path:
     """The lock file of cell ``name`` in experiment folder ``out``, held by the process computing
     it; in ``runs/``, which holds what only this machine needs, beside the cell's run folder."""
@@ -244,54 +186,3 @@ def cell_state(out: Path, name: str) -> str:
     if (out / "runs" / name / CHECKPOINT_NAME).is_file():
         return "started"
     return "pending"
-
-
-def json_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of ``path`` ([] when missing), skipping any line that does not parse: a file
-    another process may be appending to, or a line torn by a kill (unlike
-    :func:`attmask.engine.logging.read_log`, which reports damage)."""
-    records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
-#: Step records the pace of a cell in progress is measured over (with a log every 50 steps, the
-#: last 200 steps): recent enough to follow a change of load, long enough to smooth it.
-PACE_RECORDS = 5
-
-
-def logged_position(run_dir: Path) -> Position | None:
-    """The last training record of ``run_dir``'s log, with the steps per epoch, the recent pace and
-    the time since the log was last written (its modification time; None: no run folder or nothing
-    logged yet).
-
-    Read while the run may be writing: a partial last line is skipped, not an error.
-    """
-    path = run_dir / LOG_NAME
-    age = time.time() - path.stat().st_mtime if path.is_file() else None
-    records = [r for r in json_records(path) if "epoch" in r and "step" in r]
-    if not records:
-        return None
-    ends = [r for r in records if r.get("epoch_done")]  # its step is the global step at the epoch's end
-    epoch_steps = int(ends[-1]["step"]) // (int(ends[-1]["epoch"]) + 1) if ends else None
-    return Position(int(records[-1]["epoch"]), int(records[-1]["step"]), epoch_steps, _pace(records), age)
-
-
-def _pace(records: list[dict[str, Any]]) -> float | None:
-    """Steps per second of the training loop over the last :data:`PACE_RECORDS` step records
-    written by one process: an earlier process's records (before a resume from a checkpoint)
-    end where the steps or the training seconds go back."""
-    timed = [(int(r["step"]), float(r["train_seconds"])) for r in records if "images_per_second" in r]
-    recent = timed[-1:]
-    for step, seconds in reversed(timed[:-1]):
-        if len(recent) == PACE_RECORDS or step >= recent[0][0] or seconds >= recent[0][1]:
-            break
-        recent.insert(0, (step, seconds))
-    if len(recent) < 2:
-        return None
-    (first_step, first_seconds), (last_step, last_seconds) = recent[0], recent[-1]
-    return (last_step - first_step) / (last_seconds - first_seconds)

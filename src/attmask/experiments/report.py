@@ -92,6 +92,13 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
+def stalled_text(seconds: float) -> str:
+    """`` (of which 1 h 20 min stalled: ...)`` when the cells' logs show stalls, else ``""``."""
+    if seconds < 60:
+        return ""
+    return f" (of which {_duration(seconds)} stalled: paused, or starved by other work on the cores)"
+
+
 def data_text(subset: float | int | None, images: int | None) -> str:
     """``the whole training set (60000 images)`` or ``data.subset 0.1 (6000 images)``."""
     data = "the whole training set" if subset is None else f"data.subset {subset}"
@@ -123,7 +130,7 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "",
         f"Measured on {', '.join(summary['devices']) or env['device']} with torch {env['versions']['torch']}, "
         f"timm {env['versions']['timm']}; commit {', '.join(summary['commits']) or env['commit']}; {env['date']}; "
-        f"compute {_duration(summary['compute_seconds'])}.",
+        f"compute {_duration(summary['compute_seconds'])}{stalled_text(summary.get('stalled_seconds', 0.0))}.",
         "",
         f"Pretraining: iBOT, {shared['arch']} (depth {shared['depth']}, patch {shared['patch_size']}) on "
         f"{shared['source']}, {data_text(shared['subset'], summary['main_images'])}, "

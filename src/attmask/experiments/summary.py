@@ -224,11 +224,13 @@ def summarize(
         ),
         "main_images": images,
         "compute_seconds": seconds,
+        "stalled_seconds": sum(r.get("stalled_seconds", 0.0) for r in results.values()),
         "devices": sorted(provenance(finished, "device")),
         "commits": sorted(provenance(finished, "commit")),
         "cells": {
             c.name: {
                 **{k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")},
+                "stalled_seconds": r.get("stalled_seconds"),  # None in cells stored before it was measured
                 "segments": r.get("segments", []),  # none in cells stored before segments existed
             }
             for c, r in results.items()
