@@ -43,6 +43,11 @@ def test_logged_position_is_the_last_training_record(tmp_path: Path) -> None:
     assert logged_position(tmp_path / "empty") is None
 
 
+def _rewrite(run_dir: Path, records: list[dict]) -> Path:
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run_dir
+
+
 def _step(epoch: int, step: int, seconds: float) -> dict:
     return {"epoch": epoch, "step": step, "loss": 1.0, "images_per_second": 64.0, "train_seconds": seconds}
 
@@ -62,6 +67,10 @@ def test_position_knows_the_total_and_the_recent_pace(tmp_path: Path) -> None:
         "epoch 2 of 4, step 250 of 400 logged 2 h 05 min ago; 0.75 steps/s lately, training done in about 0 h 03 min"
     )
     assert Position(1, 250, age_seconds=12 * 60 + 59).text(4) == "epoch 2 of 4, step 250 logged 12 min ago"
+    paused = [*records, _step(1, 300, 340.0 + 50 + 1200)]  # continued after 20 min stopped
+    assert logged_position(_rewrite(tmp_path / "run", paused)).steps_per_second == pytest.approx(150 / 200), (
+        "the interval holding the pause is left out of the pace: steps 100-250 in 200 s"
+    )
     assert Position(0, 40).text(4) == "epoch 1 of 4, step 40 logged", "before the first epoch ends: no total"
     assert Position(0, 40).left(4) is None
     assert Position(2, 400, 100, 0.5).left(4) == 0.0

@@ -113,18 +113,29 @@ def _timed_steps(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
 
 def _pace(records: list[dict[str, Any]]) -> float | None:
     """Steps per second of the training loop over the last :data:`PACE_RECORDS` step records
-    written by one process: an earlier process's records (before a resume from a checkpoint)
-    end where the steps or the training seconds go back."""
+    written by one process, its stalls left out (a lane continued after a SIGSTOP would otherwise
+    read as slow until its pause leaves the window): an earlier process's records (before a
+    resume from a checkpoint) end where the steps or the training seconds go back."""
     timed = _timed_steps(records)
     recent = timed[-1:]
     for step, seconds in reversed(timed[:-1]):
         if len(recent) == PACE_RECORDS or step >= recent[0][0] or seconds >= recent[0][1]:
             break
         recent.insert(0, (step, seconds))
-    if len(recent) < 2:
-        return None
-    (first_step, first_seconds), (last_step, last_seconds) = recent[0], recent[-1]
-    return (last_step - first_step) / (last_seconds - first_seconds)
+    usual = _usual(_intervals(timed))
+    kept = [(steps, seconds) for steps, seconds in _intervals(recent) if seconds <= STALL_FACTOR * steps * usual]
+    return sum(steps for steps, _ in kept) / sum(seconds for _, seconds in kept) if kept else None
+
+
+def _intervals(timed: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """``(steps, seconds)`` between consecutive step records of one process (across a resume,
+    where the steps or seconds go back, none)."""
+    return [(s1 - s0, t1 - t0) for (s0, t0), (s1, t1) in zip(timed, timed[1:]) if s1 > s0 and t1 > t0]
+
+
+def _usual(intervals: list[tuple[int, float]]) -> float:
+    """The median seconds per step of ``intervals`` (0.0 when there are none)."""
+    return statistics.median(seconds / steps for steps, seconds in intervals) if intervals else 0.0
 
 
 #: A log interval whose seconds per step exceed this many times the median is a stall.
@@ -141,9 +152,6 @@ def stalled_seconds(records: list[dict[str, Any]]) -> float:
     Measured on the ``cpu_v2`` logs it matched the recorded pauses: 80.8 min for a lane stopped
     80.7 min; 52.1 min for a cell paused 30.1 min and run about 26 min beside a test suite.
     """
-    timed = _timed_steps(records)
-    intervals = [(s1 - s0, t1 - t0) for (s0, t0), (s1, t1) in zip(timed, timed[1:]) if s1 > s0 and t1 > t0]
-    if not intervals:
-        return 0.0
-    median = statistics.median(seconds / steps for steps, seconds in intervals)
-    return sum(seconds - steps * median for steps, seconds in intervals if seconds > STALL_FACTOR * steps * median)
+    intervals = _intervals(_timed_steps(records))
+    usual = _usual(intervals)
+    return sum(seconds - steps * usual for steps, seconds in intervals if seconds > STALL_FACTOR * steps * usual)
