@@ -15,7 +15,7 @@ from attmask.experiments import ExperimentConfig, plan_cells
 from attmask.experiments.config import Cell
 from attmask.experiments.progress import InitCell, read_finished
 from attmask.experiments.report import stalled_text
-from attmask.experiments.run_log import Position, logged_position, stalled_seconds
+from attmask.experiments.run_log import Position, duration_text, logged_position, stalled_seconds
 from tests.experiments.test_masking_experiment import _experiment_file
 
 
@@ -64,7 +64,7 @@ def test_position_knows_the_total_and_the_recent_pace(tmp_path: Path) -> None:
     assert position.steps_per_second == pytest.approx(150 / 200)
     assert position.left(epochs=4) == pytest.approx(1 - 250 / 400)
     assert position.text(4) == (
-        "epoch 2 of 4, step 250 of 400 logged 2 h 05 min ago; 0.75 steps/s lately, training done in about 0 h 03 min"
+        "epoch 2 of 4, step 250 of 400 logged 2 h 05 min ago; 0.75 steps/s lately, training done in about 3 min"
     )
     assert Position(1, 250, age_seconds=12 * 60 + 59).text(4) == "epoch 2 of 4, step 250 logged 12 min ago"
     paused = [*records, _step(1, 300, 340.0 + 50 + 1200)]  # continued after 20 min stopped
@@ -121,3 +121,16 @@ def test_stalled_seconds_are_the_time_beyond_the_usual_pace_in_slow_stretches() 
 def test_the_report_says_how_much_of_the_compute_stalled() -> None:
     assert stalled_text(59.0) == "", "under a minute: nothing to say"
     assert stalled_text(4860.0) == " (of which 1 h 21 min stalled: paused, or starved by other work on the cores)"
+
+
+def test_one_duration_format_for_status_lines_and_reports() -> None:
+    assert [duration_text(s) for s in (0, 29, 31, 59 * 60 + 29, 59 * 60 + 31, 14 * 3600 + 5 * 60)] == [
+        "0 min",
+        "0 min",
+        "1 min",
+        "59 min",
+        "1 h 00 min",
+        "14 h 05 min",
+    ]
+    assert Position(0, 1, age_seconds=59.9).text(2) == "epoch 1 of 2, step 1 logged under 1 min ago"
+    assert Position(0, 1, age_seconds=3599.0).text(2) == "epoch 1 of 2, step 1 logged 59 min ago"  # not rounded up

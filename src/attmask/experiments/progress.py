@@ -49,11 +49,12 @@ class Estimate:
     def text(self) -> str:
         """E.g. ``about 14 h 05 min for 17 cells (median of 3 timed cells, on this device)``, with
         ``; about 7 h 03 min of wall time in 2 lanes`` when several processes compute cells."""
+        cells = f"{self.pending} cell{'s' if self.pending != 1 else ''}"
         if self.seconds is None:
-            return f"{self.pending} cells, not yet timed (known after the first one)"
+            return f"{cells}, not yet timed (known after the first one)"
         where = "on this device" if self.this_device else "none on this device"
         text = (
-            f"about {duration_text(self.seconds)} for {self.pending} cells "
+            f"about {duration_text(self.seconds)} for {cells} "
             f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''}, {where})"
         )
         return text + (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from attmask.experiments.config import ARMS
+from attmask.experiments.run_log import duration_text
 
 #: Titles of the rows that are not arms.
 REFERENCE_ROWS = {"pixels": "Raw pixels (no network)", "random_init": "Random init (no pretraining)"}
@@ -87,16 +88,11 @@ def reach_text(found: dict[str, Any]) -> str:
     return " ".join(sentences)
 
 
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
-
-
 def stalled_text(seconds: float) -> str:
     """`` (of which 1 h 20 min stalled: ...)`` when the cells' logs show stalls, else ``""``."""
     if seconds < 60:
         return ""
-    return f" (of which {_duration(seconds)} stalled: paused, or starved by other work on the cores)"
+    return f" (of which {duration_text(seconds)} stalled: paused, or starved by other work on the cores)"
 
 
 def data_text(subset: float | int | None, images: int | None) -> str:
@@ -130,7 +126,7 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "",
         f"Measured on {', '.join(summary['devices']) or env['device']} with torch {env['versions']['torch']}, "
         f"timm {env['versions']['timm']}; commit {', '.join(summary['commits']) or env['commit']}; {env['date']}; "
-        f"compute {_duration(summary['compute_seconds'])}{stalled_text(summary.get('stalled_seconds', 0.0))}.",
+        f"compute {duration_text(summary['compute_seconds'])}{stalled_text(summary.get('stalled_seconds', 0.0))}.",
         "",
         f"Pretraining: iBOT, {shared['arch']} (depth {shared['depth']}, patch {shared['patch_size']}) on "
         f"{shared['source']}, {data_text(shared['subset'], summary['main_images'])}, "

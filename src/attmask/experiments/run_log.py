@@ -14,9 +14,10 @@ from attmask.engine.logging import LOG_NAME
 
 
 def duration_text(seconds: float) -> str:
-    """``14 h 05 min``."""
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    """``45 min`` under an hour, ``14 h 05 min`` from one, to the nearest minute: the one way the
+    experiment's status lines and reports write a length of time."""
+    minutes = round(max(seconds, 0.0) / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,8 @@ class Position:
 
 def _ago(seconds: float) -> str:
     """``under 1 min ago``, ``12 min ago``, ``2 h 05 min ago``."""
-    minutes = int(max(seconds, 0.0) // 60)
-    if minutes == 0:
-        return "under 1 min ago"
-    return f"{minutes} min ago" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min ago"
+    whole_minutes = 60 * (max(seconds, 0.0) // 60)  # an age is not rounded up: 59 s is not 1 min
+    return f"{duration_text(whole_minutes)} ago" if whole_minutes else "under 1 min ago"
 
 
 def json_records(path: Path) -> list[dict[str, Any]]:
