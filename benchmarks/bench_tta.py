@@ -18,7 +18,7 @@ meaningful on an otherwise idle machine.
 
 Usage: ``python benchmarks/bench_tta.py [--recipes demo small] [--smoke] [--out DIR]``;
 ``--from-run demo=out/demo/run`` records a finished ``make demo`` run instead of training again.
-``--smoke`` trains each recipe for 2 x 2 steps on 20 images per class (k-NN on 200 / 100 images)
+``--smoke`` trains each recipe for 2 x 2 steps of 16 images on 20 images per class (k-NN on 200 / 100 images)
 and writes ``tta-smoke-<device>.*``: it checks the benchmark, not the recipes.
 """
 
@@ -72,6 +72,7 @@ SMOKE = (
     "train.knn_train_samples=200",
     "train.knn_test_samples=100",
     "data.num_workers=0",
+    "data.batch_size=16",
 )
 
 
