@@ -16,7 +16,7 @@ each process's log:
 
 Writes ``benchmarks/results/cells-<device>.json`` with device, versions and commit. Meaningful only
 on an otherwise idle machine (pause a running experiment: ``kill -STOP``). The cells' evaluation
-(k-NN monitor, linear probe) is not measured. ``--smoke``: 4 steps on 20 digits per class, once.
+(k-NN monitor, linear probe) is not measured. ``--smoke``: 4 steps of 16 images on 20 digits per class, once.
 
 Usage: ``python benchmarks/bench_cells.py [--preset cpu_v2] [--arm attmask_high] [--steps 200]
 [--rounds 2] [--layouts 1x2 2x1] [--smoke] [--out DIR]``
@@ -43,7 +43,7 @@ from attmask.experiments import MaskingExperiment, load_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-SMOKE = ["data.source=digits", "data.subset=null", "data.per_class=20", "data.num_workers=0"]
+SMOKE = ["data.source=digits", "data.subset=null", "data.per_class=20", "data.num_workers=0", "data.batch_size=16"]
 
 
 def cell_config(preset: str, arm: str, seed: int, path: Path, smoke: bool) -> dict:
