@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from attmask.core.stop import TrainingStopped
+
 #: subcommand -> (module under attmask.cli, one line for ``attmask --help``). A module is imported
 #: only when its subcommand runs, so ``attmask --help`` and a mistyped command never load torch.
 SUBCOMMANDS = {
@@ -65,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(command_module(args.command).run(args) or 0)
         sys.stdout.flush()  # a closed reader shows up here, not at interpreter exit
         return code
+    except TrainingStopped as stop:  # asked to stop (SIGTERM); its checkpoint is written
+        print(f"attmask {args.command}: {stop}", file=sys.stderr)
+        return 128 + stop.signum  # what a shell reports for a process ended by that signal
     except (ValueError, OSError, KeyError) as error:
         if isinstance(error, BrokenPipeError) and stdout_reader_gone():
             # the reader of our output went away (`attmask ... | head`): no message, and the exit

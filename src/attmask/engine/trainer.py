@@ -8,7 +8,8 @@ Randomness is a pure function of (seed, rank, step) and the data order of (seed,
 resumed run continues exactly like an uninterrupted one without saving RNG states. With
 ``data.augment_on=device`` the loader delivers decoded uint8 images and the batched augmentation
 runs on the device, seeded by (seed, rank, step, micro-batch). Monitors (online k-NN, figures)
-are callbacks handed in by whoever starts the run (:mod:`attmask.core.callbacks`).
+are callbacks handed in by whoever starts the run (:mod:`attmask.core.callbacks`). A SIGTERM
+stops the run after its current step with a checkpoint written (:mod:`attmask.core.stop`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from attmask.core.callbacks import Callback, EpochEnd
 from attmask.core.checkpoint import FORMAT
 from attmask.core.dcp import latest_checkpoint, tidy_sharded
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
+from attmask.core.stop import STOP_SIGNALS, StopSignal, TrainingStopped
 from attmask.data.resumable import mix_seed
 from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader, steps_per_epoch
 from attmask.engine.logging import RunLogger
@@ -97,15 +99,21 @@ class Trainer:
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
         self._collapse_epoch = -1  # the epoch of the last collapse warning
+        self._stop = StopSignal()
         self._resume_or_start()
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> dict[str, float]:
-        """Train until ``optim.epochs``; returns the last epoch's summary record."""
+        """Train until ``optim.epochs``; returns the last epoch's summary record.
+
+        Raises:
+            TrainingStopped: a SIGTERM arrived; the checkpoint of the last finished step is written.
+        """
         summary: dict[str, float] = {}
-        for epoch in range(self.progress.epoch, self.config.optim.epochs):
-            epoch_loss = self._train_epoch(epoch)
-            summary = self._end_epoch(epoch, epoch_loss)
+        with self._stop:
+            for epoch in range(self.progress.epoch, self.config.optim.epochs):
+                epoch_loss = self._train_epoch(epoch)
+                summary = self._end_epoch(epoch, epoch_loss)
         record: dict = {}
         for callback in self.callbacks:
             record.update(callback.on_train_end(self._event(self.progress.epoch - 1)))
@@ -145,9 +153,31 @@ class Trainer:
             if every and self.progress.global_step % every == 0:
                 self.save()
             bar.update(1)
+            self._stop_if_asked(step, bar)
         bar.close()
         epoch_loss, self._loss_sum = self._loss_sum / self.steps_per_epoch, torch.zeros_like(self._loss_sum)
         return epoch_loss
+
+    def _stop_if_asked(self, step: int, bar: tqdm) -> None:
+        """After a step: if a stop signal arrived, write the checkpoint and raise
+        :class:`TrainingStopped`. Several processes agree first (any one asked), at the logged steps,
+        where they meet anyway; one process looks at every step, at no cost."""
+        asked = self._stop.requested
+        if self.ctx.world_size > 1:
+            if not self._should_log(step):
+                return
+            asked = bool(all_reduce_mean(torch.tensor(float(asked), device=self.device)) > 0)
+        if not asked:
+            return
+        bar.close()
+        path = self.save()
+        self.logger.close()
+        name, where = self._stop.name or "a stop signal on another process", self.progress
+        raise TrainingStopped(
+            f"stopped by {name} after step {where.global_step} (epoch {where.epoch + 1} of "
+            f"{self.config.optim.epochs}); checkpoint written to {path}: run the same command again to resume",
+            self._stop.signum or int(STOP_SIGNALS[0]),
+        )
 
     def _to_device(self, batch: list[torch.Tensor] | torch.Tensor, micro_index: int = 0) -> list[torch.Tensor]:
         """The micro-batch's crops on the device: the workers' crops moved, or (``augment_on=device``)
