@@ -25,13 +25,13 @@ def _logged_steps(run: Path) -> list[int]:
     return [int(line.split('"step": ')[1].split(",")[0]) for line in text.splitlines() if '"loss"' in line]
 
 
-def test_sigterm_to_the_process_group_stops_with_a_checkpoint_and_one_line(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    arguments = ["pretrain", "--out", str(run), *[a for s in SETTINGS for a in ("--set", s)]]
+def _stop_when_logged(command: list[str], run: Path, send) -> tuple[int, str]:
+    """Start ``command`` in its own process group, ``send(process)`` once step 3 is logged; returns
+    (exit code, stderr)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "attmask.cli.main", *arguments],
+        command,
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -40,13 +40,45 @@ def test_sigterm_to_the_process_group_stops_with_a_checkpoint_and_one_line(tmp_p
     deadline = time.monotonic() + 300
     while not [s for s in _logged_steps(run) if s >= 3] and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGTERM)
+    send(process)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr and len(lines) == 1, stderr
-    assert lines[0].startswith("attmask pretrain: stopped by SIGTERM after step ")
-    assert lines[0].endswith(": run the same command again to resume")
-    step = int(lines[0].split("after step ")[1].split(" ")[0])
+    return process.returncode, stderr
+
+
+def _stopped_step(line: str, run: Path) -> int:
+    """The step the one line names, checked against the checkpoint and the log."""
+    assert line.startswith("attmask pretrain: stopped by SIGTERM after step "), line
+    assert line.endswith(": run the same command again to resume"), line
+    step = int(line.split("after step ")[1].split(" ")[0])
     assert step >= 3 and load_checkpoint(run / "checkpoint.pth")["progress"]["global_step"] == step
     assert max(r["step"] for r in read_log(run) if "loss" in r) == step  # nothing trained past the checkpoint
+    return step
+
+
+def test_sigterm_to_the_process_group_stops_with_a_checkpoint_and_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    arguments = ["pretrain", "--out", str(run), *[a for s in SETTINGS for a in ("--set", s)]]
+    code, stderr = _stop_when_logged(
+        [sys.executable, "-m", "attmask.cli.main", *arguments], run, lambda p: os.killpg(p.pid, signal.SIGTERM)
+    )
+    assert code == 128 + signal.SIGTERM, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr and len(lines) == 1, stderr
+    _stopped_step(lines[0], run)
+
+
+def test_torchrun_forwards_sigterm_and_the_stop_is_said_once(tmp_path: Path) -> None:
+    """torchrun's agent, signalled, sends SIGTERM to its 2 workers: both write the checkpoint of
+    the same step, one line says so (torchrun then reports the signal in its own words)."""
+    run = tmp_path / "run"
+    settings = (*SETTINGS[:-2], "data.num_workers=0", "train.log_every_steps=2")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "attmask.cli.main", "pretrain", "--out", str(run), *[a for s in settings for a in ("--set", s)],
+    ]  # fmt: skip
+    code, stderr = _stop_when_logged(command, run, lambda p: p.send_signal(signal.SIGTERM))
+    assert code != 0, stderr
+    said = [line for line in stderr.splitlines() if "attmask pretrain:" in line]
+    assert len(said) == 1 and stderr.count("stopped by") == 1, stderr
+    step = _stopped_step(said[0][said[0].index("attmask pretrain:") :], run)
+    assert load_checkpoint(run / "checkpoint.pth")["world_size"] == 2 and step % 2 == 0  # a logged step

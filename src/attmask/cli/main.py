@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed reader shows up here, not at interpreter exit
         return code
     except TrainingStopped as stop:  # asked to stop (SIGTERM); its checkpoint is written
-        print(f"attmask {args.command}: {stop}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every process of a torchrun job stopped alike: say it once
+            print(f"attmask {args.command}: {stop}", file=sys.stderr)
         return 128 + stop.signum  # what a shell reports for a process ended by that signal
     except (ValueError, OSError, KeyError) as error:
         if isinstance(error, BrokenPipeError) and stdout_reader_gone():
