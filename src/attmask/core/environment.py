@@ -7,6 +7,7 @@ produced it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import subprocess
@@ -34,6 +35,15 @@ def git_commit(where: str | Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}+dirty" if dirty else commit
+
+
+@functools.cache
+def running_commit() -> str:
+    """The commit of the code this process runs: :func:`git_commit` of this package at the first
+    call, the same answer for the rest of the process. A long run (an experiment's lanes train for
+    hours) calls it when it starts; reading ``HEAD`` again when a result is written would name a
+    later commit checked out meanwhile, not the code that computed the result."""
+    return git_commit()
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from attmask.config import Config, ConfigError, to_dict
 from attmask.core.checkpoint import CHECKPOINT_NAME
-from attmask.core.environment import device_name, git_commit
+from attmask.core.environment import device_name, running_commit
 from attmask.core.files import write_atomic
 from attmask.core.typed_yaml import flatten
 from attmask.data.augment import eval_transform
@@ -152,7 +152,7 @@ def evaluate_pixels(evaluator: Evaluator) -> dict[str, Any]:
         "metrics": metrics,
         "seconds": {"evaluate": time.perf_counter() - start},
         "device": device_name(evaluator.device),
-        "commit": git_commit(),
+        "commit": running_commit(),
     }
 
 
@@ -181,7 +181,7 @@ def record_segment(run_dir: Path, from_step: int, device: str) -> list[dict[str,
     another session may have trained on another machine or commit; its result lists them all
     (``commit`` of the result is the one that evaluated it). A line torn by a kill is skipped."""
     line = {
-        "commit": git_commit(),
+        "commit": running_commit(),
         "device": device,
         "from_step": from_step,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -223,7 +223,7 @@ def pretrain_and_evaluate(cell: Cell, config: Config, run_dir: Path, evaluator: 
         "resumed": resumed,
         "segments": segments,
         "device": device_name(evaluator.device),
-        "commit": git_commit(),
+        "commit": running_commit(),
     }
 
 
@@ -246,7 +246,7 @@ def evaluate_initial(config: Config, evaluator: Evaluator) -> dict[str, Any]:
         "curve": [] if online is None else [[0, online]],
         "seconds": {"evaluate": time.perf_counter() - start},
         "device": device_name(evaluator.device),
-        "commit": git_commit(),
+        "commit": running_commit(),
     }
 
 

@@ -28,7 +28,7 @@ import torch
 
 from attmask.config import Config, load_config
 from attmask.core.distributed import resolve_device
-from attmask.core.environment import device_name, environment
+from attmask.core.environment import device_name, environment, running_commit
 from attmask.core.files import write_atomic
 from attmask.core.lock import FolderBusyError, file_lock, folder_lock, lock_holder
 from attmask.engine.data import crop_config
@@ -161,6 +161,7 @@ class MaskingExperiment:
             ValueError: a pattern of :attr:`selection` matches no cell.
         """
         selected = len(self.selected())
+        running_commit()  # the code's commit, as of now: the cells it writes hours later say this one
         with folder_lock(self.out, "attmask experiment", shared=True):
             (self.out / "runs").mkdir(exist_ok=True)  # the cells' locks and run folders
             return self._run(log, selected)
