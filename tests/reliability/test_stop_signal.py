@@ -12,6 +12,7 @@ from pathlib import Path
 
 from attmask.core.checkpoint import load_checkpoint
 from attmask.engine.logging import read_log
+from attmask.experiments.run_log import json_records
 from tests.conftest import REPO_ROOT
 from tests.engine.tiny import TINY
 
@@ -20,9 +21,8 @@ SETTINGS = (*TINY, "optim.epochs=20", "train.max_steps_per_epoch=100", "data.num
 
 
 def _logged_steps(run: Path) -> list[int]:
-    path = run / "log.jsonl"
-    text = path.read_text() if path.is_file() else ""
-    return [int(line.split('"step": ')[1].split(",")[0]) for line in text.splitlines() if '"loss"' in line]
+    """Steps of the loss records logged so far (the run is writing: a torn last line is skipped)."""
+    return [int(r["step"]) for r in json_records(run / "log.jsonl") if "loss" in r]
 
 
 def _stop_when_logged(command: list[str], run: Path, send) -> tuple[int, str]:
