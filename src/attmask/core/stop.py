@@ -7,14 +7,19 @@ entered, the signal only sets a flag; the training loop reads it at its next ste
 :meth:`attmask.engine.trainer.Trainer.fit`), saves and raises :class:`TrainingStopped`. A second
 SIGTERM while the first is pending kills the process as usual (a stuck step stays killable).
 
-Data-loader workers ignore SIGTERM (:func:`ignore_stop_signals` as the loader's
-``worker_init_fn``): a signal sent to the whole process group would otherwise kill them, and
-PyTorch turns a worker's death into an error raised at any point of the main process, possibly in
-the middle of an optimizer step. The main process ends its workers when it exits.
+Data-loader workers end on a stop signal from their parent only (:func:`shield_from_stop_signals`
+as the loader's ``worker_init_fn``): a signal sent to the whole process group, or to every process
+of a job, would otherwise kill them, and PyTorch turns a worker's death into an error raised at any
+point of the main process, possibly in the middle of an optimizer step or a checkpoint write. They
+cannot simply ignore SIGTERM: the parent ends workers still alive at its exit with SIGTERM and then
+waits for them (``multiprocessing``'s exit handler, e.g. after an iterator left unfinished), so a
+worker that ignores it makes the parent's exit wait forever.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -78,8 +83,31 @@ class StopSignal:
         self._previous.clear()
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """``worker_init_fn`` of the data loaders: a worker ignores the stop signals (its parent stops
-    it when it ends)."""
-    for chosen in STOP_SIGNALS:
-        signal.signal(chosen, signal.SIG_IGN)
+def shield_from_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn`` of the data loaders: the worker ends on a stop signal sent by its parent
+    process and ignores one sent by anyone else (a signal to the process group, a scheduler's
+    signal to every process of a job).
+
+    The sender is known from ``sigwaitinfo``: the stop signals are blocked in the worker and one
+    daemon thread waits for them. Where ``sigwaitinfo`` does not exist (macOS, Windows) the worker
+    keeps the default (a stop signal ends it, and the run fails with PyTorch's worker error).
+    """
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = multiprocessing.parent_process()  # the creating process, whatever the start method
+    parent_pid = parent.pid if parent is not None and parent.pid is not None else os.getppid()
+    for chosen in STOP_SIGNALS:  # a forked worker inherits the parent's StopSignal handler
+        signal.signal(chosen, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # threads started later inherit the mask
+    waiter = threading.Thread(target=_end_on_signal_from, args=(parent_pid,), name="stop-signals", daemon=True)
+    waiter.start()
+
+
+def _end_on_signal_from(parent_pid: int) -> None:
+    """Take the blocked stop signals one by one; the first one sent by ``parent_pid`` ends the
+    process as the signal's default action does (exit status ``-signum`` to ``multiprocessing``)."""
+    while True:
+        info = signal.sigwaitinfo(STOP_SIGNALS)
+        if info.si_pid == parent_pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [info.si_signo])
+            signal.raise_signal(info.si_signo)  # to this thread, where it is unblocked: the default action

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attmask.config import Config, ConfigError, DataConfig
-from attmask.core.stop import ignore_stop_signals
+from attmask.core.stop import shield_from_stop_signals
 from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig, decode_square
 from attmask.data.batched import BatchAugmentation, BatchedCropFlip, BatchedMultiCrop
 from attmask.data.collate import collate_images, collate_multicrop
@@ -142,7 +142,7 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
         drop_last=True,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),
-        worker_init_fn=ignore_stop_signals,  # a SIGTERM to the process group stops the run politely
+        worker_init_fn=shield_from_stop_signals,  # a SIGTERM to the process group stops the run politely
     )
 
 
