@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import multiprocessing
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,3 +55,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run, instead of hanging at exit, when child processes outlive the tests.
+
+    ``multiprocessing`` ends live children at interpreter exit (SIGTERM, then an unbounded wait):
+    one that does not end, such as a data-loader worker ignoring SIGTERM, kept pytest from ever
+    exiting after printing its summary. Unfinished loader iterators are collected first (their
+    workers then end normally); what is still alive after 30 s is named, killed and fails the run.
+    """
+    gc.collect()
+    survivors = [child for child in multiprocessing.active_children() if not _ended(child, timeout=30)]
+    if not survivors:
+        return
+    names = ", ".join(f"{child.name} (pid {child.pid})" for child in survivors)
+    print(f"\nchild processes still alive after the tests, killed: {names}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # PyTorch's handler would raise on a killed loader worker
+    for child in survivors:
+        child.kill()
+        child.join()
+
+
+def _ended(child: multiprocessing.process.BaseProcess, timeout: float) -> bool:
+    child.join(timeout=timeout)
+    return not child.is_alive()
