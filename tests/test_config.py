@@ -12,6 +12,8 @@ from attmask.engine.data import crop_config
 from attmask.methods import METHODS, build_method
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: Presets kept for benchmarks (e.g. bench_tta's demo_v1), checked like the shipped ones.
+BENCHMARK_PRESETS = Path(__file__).resolve().parents[1] / "benchmarks" / "presets"
 
 
 def test_defaults_and_overrides() -> None:
@@ -32,7 +34,9 @@ def test_defaults_and_overrides() -> None:
     assert config.optim.epochs == Config().optim.epochs
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted([*CONFIGS.glob("*.yaml"), *BENCHMARK_PRESETS.glob("*.yaml")]), ids=lambda p: p.name
+)
 def test_every_preset_loads(path: Path) -> None:
     config = load_config(path)
     assert config.train.method in METHODS
