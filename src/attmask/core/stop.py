@@ -40,6 +40,17 @@ class TrainingStopped(Exception):
         super().__init__(message)
         self.signum = signum
 
+    @classmethod
+    def after(cls, stop: StopSignal, step: int, epoch: int, epochs: int, checkpoint: object) -> TrainingStopped:
+        """The stop after global ``step`` (in 0-based ``epoch`` of ``epochs``) with ``checkpoint``
+        written; ``stop`` did not see the signal itself when another process got it."""
+        name = stop.name or "a stop signal on another process"
+        return cls(
+            f"stopped by {name} after step {step} (epoch {epoch + 1} of {epochs}); checkpoint written "
+            f"to {checkpoint}: run the same command again to resume",
+            stop.signum or int(STOP_SIGNALS[0]),
+        )
+
 
 class StopSignal:
     """Context manager: while entered, the :data:`STOP_SIGNALS` set :attr:`signum` instead of

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from attmask.engine.trackers import TensorBoardTracker, build_trackers
+from attmask.methods.monitors import collapse_warning
 
 LOG_NAME = "log.jsonl"
 
@@ -65,6 +68,27 @@ class RunLogger:
         for tracker in self.trackers:
             tracker.close()
         self.trackers = []
+
+
+class CollapseWatch:
+    """Once per epoch from the second on: a line, logged and (``speak``) printed, when the collapse
+    monitors of a step record show the teacher's targets uniform or concentrated on a few of the
+    ``num_prototypes`` prototypes (:func:`attmask.methods.monitors.collapse_warning`)."""
+
+    def __init__(self, logger: RunLogger, num_prototypes: int, speak: bool) -> None:
+        self.logger, self.num_prototypes, self.speak = logger, num_prototypes, speak
+        self._warned_epoch = -1
+
+    def __call__(self, record: dict[str, Any], epoch: int, step: int) -> None:
+        """Look at one logged step ``record`` of ``epoch``."""
+        if epoch < 1 or epoch == self._warned_epoch or "teacher_batch_entropy" not in record:
+            return
+        message = collapse_warning(record["teacher_entropy"], record["teacher_batch_entropy"], self.num_prototypes)
+        if message:
+            self._warned_epoch = epoch
+            self.logger.log({"epoch": epoch, "step": step, "collapse_warning": message})
+            if self.speak:
+                tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ stops the run after its current step with a checkpoint written (:mod:`attmask.co
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +27,10 @@ from attmask.core.callbacks import Callback, EpochEnd
 from attmask.core.checkpoint import FORMAT
 from attmask.core.dcp import latest_checkpoint, tidy_sharded
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
-from attmask.core.stop import STOP_SIGNALS, StopSignal, TrainingStopped
+from attmask.core.stop import StopSignal, TrainingStopped
 from attmask.data.resumable import mix_seed
 from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader, steps_per_epoch
-from attmask.engine.logging import RunLogger
+from attmask.engine.logging import CollapseWatch, RunLogger
 from attmask.engine.optim import run_schedules, weight_norm
 from attmask.engine.parallel import parallelize
 from attmask.engine.precision import resolve_precision
@@ -47,7 +46,6 @@ from attmask.engine.resume import (
 from attmask.engine.run_checkpoint import keep_copy, restore, write_checkpoint
 from attmask.engine.step import compile_backbones, configured_step
 from attmask.methods import build_method
-from attmask.methods.monitors import collapse_warning
 
 
 class Trainer:
@@ -98,7 +96,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
-        self._collapse_epoch = -1  # the epoch of the last collapse warning
+        self._watch_collapse = CollapseWatch(self.logger, config.head.out_dim, speak=self.ctx.is_main)
         self._stop = StopSignal()
         self._resume_or_start()
 
@@ -172,11 +170,8 @@ class Trainer:
         bar.close()
         path = self.save()
         self.logger.close()
-        name, where = self._stop.name or "a stop signal on another process", self.progress
-        raise TrainingStopped(
-            f"stopped by {name} after step {where.global_step} (epoch {where.epoch + 1} of "
-            f"{self.config.optim.epochs}); checkpoint written to {path}: run the same command again to resume",
-            self._stop.signum or int(STOP_SIGNALS[0]),
+        raise TrainingStopped.after(
+            self._stop, self.progress.global_step, self.progress.epoch, self.config.optim.epochs, path
         )
 
     def _to_device(self, batch: list[torch.Tensor] | torch.Tensor, micro_index: int = 0) -> list[torch.Tensor]:
@@ -223,23 +218,10 @@ class Trainer:
             **self._position(),
         }
         plain = self.logger.log(record, step=self.progress.global_step)
-        self._warn_collapse(plain)
+        self._watch_collapse(plain, self.progress.epoch, self.progress.global_step)
         bar.set_postfix(
             loss=f"{plain['loss']:.4f}", lr=f"{plain['lr']:.2e}", img_s=f"{images_per_second:.0f}", refresh=False
         )  # drawn by the next update
-
-    def _warn_collapse(self, record: dict) -> None:
-        """Once per epoch from the second on: a line (logged and printed) when the collapse
-        monitors show the teacher's targets uniform or concentrated on a few prototypes."""
-        epoch = self.progress.epoch
-        if epoch < 1 or epoch == self._collapse_epoch or "teacher_batch_entropy" not in record:
-            return
-        message = collapse_warning(record["teacher_entropy"], record["teacher_batch_entropy"], self.config.head.out_dim)
-        if message:
-            self._collapse_epoch = epoch
-            self.logger.log({"epoch": epoch, "step": self.progress.global_step, "collapse_warning": message})
-            if self.ctx.is_main:
-                tqdm.write(f"warning: {message}", file=sys.stderr)
 
     def _position(self) -> dict[str, float]:
         """Training wall time and images seen so far (the time-to-accuracy axes)."""
@@ -274,15 +256,8 @@ class Trainer:
         return plain
 
     def _event(self, epoch: int) -> EpochEnd:
-        return EpochEnd(
-            epoch,
-            self.config.optim.epochs,
-            self.progress.global_step,
-            self.method,
-            self.run_dir,
-            self.ctx.is_main,
-            self.logger.writer,
-        )
+        total, step = self.config.optim.epochs, self.progress.global_step
+        return EpochEnd(epoch, total, step, self.method, self.run_dir, self.ctx.is_main, self.logger.writer)
 
     def checkpoint_meta(self) -> dict:
         """What a checkpoint holds besides the weights and the optimizer: progress, scaler, config, ..."""
