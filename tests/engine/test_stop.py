@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from attmask.core.callbacks import EpochEnd
 from attmask.core.checkpoint import load_checkpoint
 from attmask.core.stop import TrainingStopped
 from attmask.engine.logging import read_log
@@ -48,3 +49,25 @@ def test_sigterm_writes_the_checkpoint_of_the_step_and_the_rerun_resumes_exactly
     resumed, whole = losses_by_step(read_log(tmp_path / "run")), losses_by_step(read_log(tmp_path / "whole"))
     assert sorted(resumed) == sorted(whole) == [1, 2, 3, 4]
     assert resumed == pytest.approx(whole, rel=1e-6)
+
+
+class _SignalAtFirstEpochEnd:
+    """A monitor that gets SIGTERM while it runs at the end of epoch 1 (as a long k-NN would)."""
+
+    def on_epoch_end(self, event: EpochEnd) -> dict[str, float]:
+        if event.epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    def on_train_end(self, event: EpochEnd) -> dict[str, float]:
+        return {}
+
+
+def test_sigterm_during_the_epoch_end_monitors_stops_before_the_next_epoch(tmp_path: Path) -> None:
+    config = tiny_config()
+    with pytest.raises(TrainingStopped, match=r"after step 2 \(end of epoch 1 of 2\); checkpoint written"):
+        Trainer(config, tmp_path / "run", callbacks=[_SignalAtFirstEpochEnd()]).fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pth")["progress"] == {
+        "epoch": 1, "step": 0, "global_step": 2, "train_seconds": pytest.approx(0.0, abs=1e3)
+    }  # fmt: skip
+    assert max(r["step"] for r in read_log(tmp_path / "run") if "loss" in r) == 2  # no step of epoch 2

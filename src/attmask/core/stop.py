@@ -41,13 +41,13 @@ class TrainingStopped(Exception):
         self.signum = signum
 
     @classmethod
-    def after(cls, stop: StopSignal, step: int, epoch: int, epochs: int, checkpoint: object) -> TrainingStopped:
-        """The stop after global ``step`` (in 0-based ``epoch`` of ``epochs``) with ``checkpoint``
+    def after(cls, stop: StopSignal, step: int, where: str, checkpoint: object) -> TrainingStopped:
+        """The stop after global ``step`` (``where``: e.g. ``epoch 3 of 13``) with ``checkpoint``
         written; ``stop`` did not see the signal itself when another process got it."""
         name = stop.name or "a stop signal on another process"
         return cls(
-            f"stopped by {name} after step {step} (epoch {epoch + 1} of {epochs}); checkpoint written "
-            f"to {checkpoint}: run the same command again to resume",
+            f"stopped by {name} after step {step} ({where}); checkpoint written to {checkpoint}: "
+            "run the same command again to resume",
             stop.signum or int(STOP_SIGNALS[0]),
         )
 

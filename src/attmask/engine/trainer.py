@@ -112,6 +112,8 @@ class Trainer:
             for epoch in range(self.progress.epoch, self.config.optim.epochs):
                 epoch_loss = self._train_epoch(epoch)
                 summary = self._end_epoch(epoch, epoch_loss)
+                if epoch + 1 < self.config.optim.epochs:  # a signal during the epoch's monitors
+                    self._stop_if_asked(meet=True)
         record: dict = {}
         for callback in self.callbacks:
             record.update(callback.on_train_end(self._event(self.progress.epoch - 1)))
@@ -151,28 +153,29 @@ class Trainer:
             if every and self.progress.global_step % every == 0:
                 self.save()
             bar.update(1)
-            self._stop_if_asked(step, bar)
+            self._stop_if_asked(self._should_log(step), bar)
         bar.close()
         epoch_loss, self._loss_sum = self._loss_sum / self.steps_per_epoch, torch.zeros_like(self._loss_sum)
         return epoch_loss
 
-    def _stop_if_asked(self, step: int, bar: tqdm) -> None:
-        """After a step: if a stop signal arrived, write the checkpoint and raise
-        :class:`TrainingStopped`. Several processes agree first (any one asked), at the logged steps,
-        where they meet anyway; one process looks at every step, at no cost."""
+    def _stop_if_asked(self, meet: bool, bar: tqdm | None = None) -> None:
+        """After a step or an epoch's end: if a stop signal arrived, write the checkpoint and raise
+        :class:`TrainingStopped`. Several processes agree first (any one asked) where they ``meet``
+        anyway (logged steps, epoch ends); one process looks every time, at no cost."""
         asked = self._stop.requested
         if self.ctx.world_size > 1:
-            if not self._should_log(step):
+            if not meet:
                 return
             asked = bool(all_reduce_mean(torch.tensor(float(asked), device=self.device)) > 0)
         if not asked:
             return
-        bar.close()
+        if bar is not None:
+            bar.close()
         path = self.save()
         self.logger.close()
-        raise TrainingStopped.after(
-            self._stop, self.progress.global_step, self.progress.epoch, self.config.optim.epochs, path
-        )
+        epoch, epochs = self.progress.epoch, self.config.optim.epochs
+        where = f"end of epoch {epoch} of {epochs}" if self.progress.step == 0 else f"epoch {epoch + 1} of {epochs}"
+        raise TrainingStopped.after(self._stop, self.progress.global_step, where, path)
 
     def _to_device(self, batch: list[torch.Tensor] | torch.Tensor, micro_index: int = 0) -> list[torch.Tensor]:
         """The micro-batch's crops on the device: the workers' crops moved, or (``augment_on=device``)
