@@ -105,6 +105,19 @@ def test_preempted_local_job_is_requeued_and_finishes_from_its_checkpoint(tmp_pa
     _assert_same_losses(run_dir, single_losses)
 
 
+def test_a_task_stopped_by_sigterm_says_its_checkpoint_is_written(monkeypatch) -> None:
+    """SLURM sends SIGTERM to every task once the job is requeued or cancelled: the run stops with
+    its checkpoint (exit code 143) and the task's error says so instead of pointing at an error."""
+    monkeypatch.setattr("attmask.cli.main.main", lambda argv: 128 + signal.SIGTERM)
+    environment = SimpleNamespace(export=lambda **kwargs: None)  # no job around this test
+    monkeypatch.setattr("submitit.helpers.TorchDistributedEnvironment", lambda: environment)
+    with pytest.raises(RuntimeError, match=r"^attmask pretrain stopped by SIGTERM with its checkpoint written"):
+        PretrainJob(["pretrain", "--out", "run"])()
+    monkeypatch.setattr("attmask.cli.main.main", lambda argv: 1)
+    with pytest.raises(RuntimeError, match=r"exited with code 1 \(its error is above"):
+        PretrainJob(["pretrain", "--out", "run"])()
+
+
 def test_checkpoint_requeues_the_same_command(tmp_path) -> None:
     job = PretrainJob(["pretrain", "--config", "c.yaml", "--out", "run"])
     delayed = job.checkpoint()

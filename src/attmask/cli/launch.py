@@ -4,9 +4,12 @@ submitit, requeued on preemption and timeout (the run resumes from its run folde
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from attmask.core.stop import STOP_SIGNALS
 
 EXAMPLE = (
     "example:\n"
@@ -94,6 +97,11 @@ class PretrainJob:
         # every task sees its node's GPUs and takes cuda:LOCAL_RANK; overwrite what the submitting shell set
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         code = main(self.argv)
+        if code > 128 and signal.Signals(code - 128) in STOP_SIGNALS:  # e.g. SLURM's SIGTERM after a requeue
+            raise RuntimeError(
+                f"attmask {self.argv[0]} stopped by {signal.Signals(code - 128).name} with its checkpoint "
+                "written (the line above in this log): the requeued job, or the same command, resumes from it"
+            )
         if code:
             raise RuntimeError(f"attmask {self.argv[0]} exited with code {code} (its error is above in this log)")
         return code
