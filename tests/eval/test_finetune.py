@@ -15,14 +15,8 @@ from torch.utils.data import DataLoader
 from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform
 from attmask.data.datasets import build_dataset
-from attmask.eval.finetune import (
-    Classifier,
-    FinetuneConfig,
-    evaluate_classifier,
-    finetune,
-    layer_decay_groups,
-    with_drop_path,
-)
+from attmask.eval.classifier import Classifier, layer_decay_groups, with_drop_path
+from attmask.eval.finetune import FinetuneConfig, evaluate_classifier, finetune
 from attmask.models import VisionTransformer
 
 CLASSES = 10

@@ -20,10 +20,11 @@ import yaml
 from attmask.config_checks import check_one_subset, check_rules
 from attmask.core.files import write_atomic
 from attmask.core.typed_yaml import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
+from attmask.eval.classifier import POOLS
 from attmask.eval.davis import PropagationSettings
 from attmask.eval.features import FEATURE_KINDS
 from attmask.eval.fewshot import DEFAULT_SHOTS
-from attmask.eval.finetune import POOLS, FinetuneConfig
+from attmask.eval.finetune import FinetuneConfig
 from attmask.eval.linear import LinearProbeConfig
 from attmask.eval.retrieval import DEFAULT_KS
 from attmask.eval.revisited_run import RevisitedSettings

@@ -17,26 +17,22 @@ the head's layer id (timm's ViT grouping puts it with the last block instead).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 from timm.data import Mixup
-from timm.layers import DropPath
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import param_groups_layer_decay
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
+from attmask.eval.classifier import POOLS, Classifier, layer_decay_groups, with_drop_path
 from attmask.eval.linear import frozen, seeded_rng, topk_accuracy
 from attmask.models.vit import VisionTransformer
-
-POOLS = ("cls", "gap")
 
 
 @dataclass(frozen=True)
@@ -137,76 +133,6 @@ class FinetuneResult:
     train_loss: float
     history: list[dict[str, float]]
     model: Classifier = field(repr=False)
-
-
-class Classifier(nn.Module):
-    """A ViT backbone with a linear head: ``images (B, C, H, W) -> logits (B, num_classes)``.
-
-    The backbone is used as given (not copied). Layer groups for
-    :func:`timm.optim.param_groups_layer_decay` are the backbone's, with the final norm moved
-    next to the head (BEiT: everything after the blocks takes the last layer id).
-
-    Args:
-        backbone: :class:`~attmask.models.vit.VisionTransformer`.
-        num_classes: outputs of the head.
-        pool: ``cls`` ([CLS] token ``(B, D)``) or ``gap`` (mean patch token ``(B, D)``).
-        head_init_std: std of the head's truncated-normal (+-2 std) weights; bias 0.
-        generator: source of the head's initialisation (None: torch's global generator).
-    """
-
-    def __init__(
-        self,
-        backbone: VisionTransformer,
-        num_classes: int,
-        pool: str = "cls",
-        head_init_std: float = 2e-5,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        if pool not in POOLS or num_classes < 1:
-            raise ValueError(f"need pool in {POOLS} and num_classes >= 1, got {pool!r}, {num_classes}")
-        self.backbone, self.pool = backbone, pool
-        self.head = nn.Linear(backbone.embed_dim, num_classes)
-        nn.init.trunc_normal_(
-            self.head.weight, std=head_init_std, a=-2 * head_init_std, b=2 * head_init_std, generator=generator
-        )
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Args: images ``(B, C, H, W)``. Returns logits ``(B, num_classes)``."""
-        output = self.backbone(images)
-        pooled = output.cls_token if self.pool == "cls" else output.patch_tokens.mean(dim=1)
-        return self.head(pooled)
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        """Backbone stem = layer 0, ``backbone.blocks.i`` = layer ``i + 1``, the rest last."""
-        stem = self.backbone.group_matcher(coarse)["stem"]
-        return dict(stem=stem.replace("^", r"^backbone\."), blocks=r"^backbone\.blocks\.(\d+)")
-
-    def no_weight_decay(self) -> set[str]:
-        """The backbone's no-weight-decay parameters, with their ``backbone.`` prefix."""
-        return {f"backbone.{name}" for name in self.backbone.no_weight_decay()}
-
-
-def with_drop_path(backbone: VisionTransformer, rate: float) -> VisionTransformer:
-    """A deep copy of ``backbone`` whose block ``i`` drops paths with ``linspace(0, rate, depth)[i]``.
-
-    The stochastic depth decay rule of DeiT / BEiT; the caller's model is left alone.
-    """
-    if not 0 <= rate < 1:
-        raise ValueError(f"drop path rate must be in [0, 1), got {rate}")
-    copied = copy.deepcopy(backbone)
-    for block, block_rate in zip(copied.blocks, torch.linspace(0, rate, copied.depth).tolist()):
-        block.drop_path = DropPath(block_rate) if block_rate > 0 else nn.Identity()
-    return copied
-
-
-def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
-    """timm's layer-decay parameter groups of ``model`` (each with ``lr_scale`` and
-    ``weight_decay``), excluding ``model.no_weight_decay()`` and 1-d parameters from decay."""
-    return param_groups_layer_decay(
-        model, weight_decay=weight_decay, no_weight_decay_list=tuple(model.no_weight_decay()), layer_decay=layer_decay
-    )
 
 
 def _adamw(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
