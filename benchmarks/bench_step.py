@@ -60,17 +60,20 @@ class Setting:
     warmup_steps: int
     check_steps: int
     compiled: bool
+    depth: int | None = None  # None: the architecture's; 2 in smoke mode, which checks the machinery only
 
 
 def setting_for(device: torch.device, smoke: bool) -> Setting:
-    """ViT-S/16 on 2x224 + 10x96 on GPU; ViT-Tiny/4 on 2x32 + 4x16 on CPU (smaller head)."""
+    """ViT-S/16 on 2x224 + 10x96 on GPU; ViT-Tiny/4 on 2x32 + 4x16 on CPU (smaller head); smoke mode
+    keeps 2 of the blocks (and on CPU a 4x smaller head)."""
     batch = 4 if smoke else 64
     rounds, steps, warmup, check = (1, 1, 1, 2) if smoke else (5, 3 if device.type == "cuda" else 2, 2, 3)
+    depth = 2 if smoke else None
     if device.type == "cuda":
-        return Setting(
-            "vit_small", 16, 224, 96, 10, batch, (8192, 2048, 256), rounds, steps, warmup, check, compiled=True
-        )
-    return Setting("vit_tiny", 4, 32, 16, 4, batch, (4096, 1024, 256), rounds, steps, warmup, check, compiled=False)
+        head = (8192, 2048, 256)
+        return Setting("vit_small", 16, 224, 96, 10, batch, head, rounds, steps, warmup, check, True, depth)
+    head = (1024, 256, 64) if smoke else (4096, 1024, 256)
+    return Setting("vit_tiny", 4, 32, 16, 4, batch, head, rounds, steps, warmup, check, False, depth)
 
 
 @dataclass
@@ -97,6 +100,7 @@ def build_variant(name: str, setting: Setting, device: torch.device, *overrides:
             f"head.patch_out_dim={out_dim}",
             f"head.hidden_dim={hidden}",
             f"head.bottleneck_dim={bottleneck}",
+            *([f"model.depth={setting.depth}"] if setting.depth else []),
             *overrides,
         ],
     )
