@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("ATTMASK_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+#: Seconds child processes get to end after the last test before they fail the run.
+CHILD_GRACE_SECONDS = float(os.environ.get("ATTMASK_TEST_CHILD_GRACE_S", "30"))
 
 
 def load_reference(name: str) -> dict[str, np.ndarray]:
@@ -63,10 +66,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ``multiprocessing`` ends live children at interpreter exit (SIGTERM, then an unbounded wait):
     one that does not end, such as a data-loader worker ignoring SIGTERM, kept pytest from ever
     exiting after printing its summary. Unfinished loader iterators are collected first (their
-    workers then end normally); what is still alive after 30 s is named, killed and fails the run.
+    workers then end normally); what is still alive after ``CHILD_GRACE_SECONDS`` (30 s, or
+    ``ATTMASK_TEST_CHILD_GRACE_S``) is named, killed and fails the run.
     """
     gc.collect()
-    survivors = [child for child in multiprocessing.active_children() if not _ended(child, timeout=30)]
+    deadline = time.monotonic() + CHILD_GRACE_SECONDS
+    children = multiprocessing.active_children()
+    survivors = [child for child in children if not _ended(child, timeout=max(0.0, deadline - time.monotonic()))]
     if not survivors:
         return
     names = ", ".join(f"{child.name} (pid {child.pid})" for child in survivors)
