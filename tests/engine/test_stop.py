@@ -70,4 +70,6 @@ def test_sigterm_during_the_epoch_end_monitors_stops_before_the_next_epoch(tmp_p
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pth")["progress"] == {
         "epoch": 1, "step": 0, "global_step": 2, "train_seconds": pytest.approx(0.0, abs=1e3)
     }  # fmt: skip
-    assert max(r["step"] for r in read_log(tmp_path / "run") if "loss" in r) == 2  # no step of epoch 2
+    records = read_log(tmp_path / "run")
+    assert max(r["step"] for r in records if "loss" in r) == 2  # no step of epoch 2
+    assert [r["step"] for r in records if "checkpoint_weight_norm" in r] == [2]  # written once, by the epoch end

@@ -98,6 +98,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
         self._watch_collapse = CollapseWatch(self.logger, config.head.out_dim, speak=self.ctx.is_main)
         self._stop = StopSignal()
+        self._saved: tuple[int, Path] | None = None  # (global step, path) of the last checkpoint written
         self._resume_or_start()
 
     # ---------------------------------------------------------------- the loop
@@ -171,11 +172,12 @@ class Trainer:
             return
         if bar is not None:
             bar.close()
-        path = self.save()
+        step, saved = self.progress.global_step, self._saved
+        path = saved[1] if saved is not None and saved[0] == step else self.save()  # an epoch end wrote it
         self.logger.close()
         epoch, epochs = self.progress.epoch, self.config.optim.epochs
         where = f"end of epoch {epoch} of {epochs}" if self.progress.step == 0 else f"epoch {epoch + 1} of {epochs}"
-        raise TrainingStopped.after(self._stop, self.progress.global_step, where, path)
+        raise TrainingStopped.after(self._stop, step, where, path)
 
     def _to_device(self, batch: list[torch.Tensor] | torch.Tensor, micro_index: int = 0) -> list[torch.Tensor]:
         """The micro-batch's crops on the device: the workers' crops moved, or (``augment_on=device``)
@@ -286,6 +288,7 @@ class Trainer:
         path = write_checkpoint(self.run_dir, sharded, self.method, self.optimizer, meta, self.ctx.is_main)
         self.logger.log({"step": self.progress.global_step, "checkpoint_weight_norm": norm})
         barrier()
+        self._saved = (self.progress.global_step, path)
         return path
 
     def _resume_or_start(self) -> None:
