@@ -514,6 +514,31 @@ def test_time_left_leaves_out_the_stalls_a_cell_stored(tmp_path) -> None:
     assert experiment.time_left().seconds == 900.0
 
 
+def test_time_left_on_a_new_device_follows_the_pace_of_the_cell_running_here(tmp_path) -> None:
+    from attmask.core.lock import file_lock
+    from attmask.experiments import MaskingExperiment
+    from attmask.experiments.progress import cell_lock
+
+    preset = tmp_path / "recipe.yaml"
+    preset.write_text("{}\n")
+    experiment = MaskingExperiment(
+        ExperimentConfig(arms=["block", "attmask_high"], seeds=[0]), preset, tmp_path / "out"
+    )
+    (tmp_path / "out" / "cells").mkdir(parents=True)
+    stored = {"seconds": {"pretrain": 990.0, "evaluate": 10.0}, "steps": 500, "device": "cpu (elsewhere, 1 thread)"}
+    (tmp_path / "out" / "cells" / "block-s0-dall.json").write_text(json.dumps(stored))  # 0.5 steps/s
+    run = tmp_path / "out" / "runs" / "attmask_high-s0-dall"
+    run.mkdir(parents=True)
+    steps = [{"epoch": 0, "step": s, "images_per_second": 1.0, "train_seconds": s / 2} for s in (10, 20, 30)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))  # 2 steps/s
+    (run / "checkpoint.pth").write_bytes(b"")
+    started = experiment.time_left()
+    assert (started.seconds, started.speed) == (1000.0, None), "nobody trains it here: its old pace is no news"
+    with file_lock(cell_lock(tmp_path / "out", "attmask_high-s0-dall"), "attmask experiment"):
+        running = experiment.time_left()
+    assert (running.seconds, running.speed) == (250.0, 4.0)
+
+
 def test_estimate_prefers_cells_timed_on_the_same_device_and_threads() -> None:
     from attmask.experiments.progress import Estimate, PendingCell, TimedCell, estimate
 
@@ -529,6 +554,26 @@ def test_estimate_prefers_cells_timed_on_the_same_device_and_threads() -> None:
     assert estimate([], [main_cell, main_cell], one).pending == 2
     halfway = estimate(timed, [PendingCell("", left=0.5), dino], two)
     assert (halfway.seconds, halfway.pending) == (105 / 2 + 50, 2), "a cell in progress: the fraction its log has left"
+
+
+def test_estimate_on_a_new_device_is_scaled_by_the_pace_of_the_cells_running_there() -> None:
+    from attmask.experiments.progress import PendingCell, TimedCell, estimate
+
+    old, new = "cpu (AMD, 2 cores, 1 thread)", "cpu (Intel, 2 cores, 1 thread)"
+    timed = [
+        TimedCell("", old, 1000.0, steps=800),
+        TimedCell("", old, 1000.0, steps=800),
+        TimedCell("grid", old, 400.0),
+    ]
+    running = PendingCell("", left=0.5, pace=1.6)  # twice the timed cells' 0.8 steps/s
+    found = estimate(timed, [running, PendingCell(""), PendingCell("grid")], new)
+    assert found.speed == 2.0 and found.seconds == (500 + 1000 + 400) / 2, "every table at the measured ratio"
+    assert "none on this device, scaled by the running cells' pace: 2.00x theirs" in found.text()
+    assert estimate(timed, [PendingCell(""), PendingCell("grid")], new).speed is None, "nothing runs here: unscaled"
+    here = [*timed, TimedCell("", new, 600.0, steps=800)]
+    assert estimate(here, [running], new) == estimate(here, [PendingCell("", left=0.5)], new), "timed here: not scaled"
+    unknown = [TimedCell("", old, 1000.0)]  # stored without its steps
+    assert estimate(unknown, [running], new).seconds == 500.0
 
 
 def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:

@@ -130,18 +130,22 @@ class MaskingExperiment:
             if path.is_file():
                 stored = json.loads(path.read_text())
                 seconds = sum(stored["seconds"].values()) - stored.get("stalled_seconds", 0.0)  # none: older cells
-                timed.append(TimedCell(cell.table, stored.get("device", ""), seconds))
+                timed.append(TimedCell(cell.table, stored.get("device", ""), seconds, int(stored.get("steps", 0))))
             elif cell.name in self.selection:
                 state = cell_state(self.out, cell.name)
-                pending.append(PendingCell(cell.table, self._left(cell) if state in ("running", "started") else 1.0))
+                pending.append(self._pending(cell, state))
                 lanes += state == "running"
         return replace(estimate(timed, pending, self.device()), lanes=max(lanes, 1))
 
-    def _left(self, cell: Cell) -> float:
-        """Fraction of ``cell``'s pretraining left by its log (1.0 when the log cannot tell)."""
+    def _pending(self, cell: Cell, state: str) -> PendingCell:
+        """``cell`` unfinished: the fraction of its pretraining left by its log (1.0 when the log
+        cannot tell) and, when it is ``running`` here, its recent pace."""
+        if state not in ("running", "started"):
+            return PendingCell(cell.table)
         position = logged_position(self.out / "runs" / cell.name)
         left = position.left(self.pretrain_config(cell).optim.epochs) if position else None
-        return 1.0 if left is None else left
+        pace = position.steps_per_second if position and state == "running" else None
+        return PendingCell(cell.table, 1.0 if left is None else left, pace)
 
     def finished(self) -> Finished:
         """Every result on disk (:func:`~attmask.experiments.progress.read_finished`)."""

@@ -38,6 +38,8 @@ class Estimate:
         this_device: whether those cells were all timed on the device the rest will run on (else
             no cell was, and the estimate uses every timed cell).
         lanes: processes computing cells of the folder now; the wall time is about ``seconds / lanes``.
+        speed: with no cell timed on this device, how many times faster the cells running here
+            train than the timed cells did (their times are divided by it; None: not scaled).
     """
 
     seconds: float | None
@@ -45,6 +47,7 @@ class Estimate:
     timed: int
     this_device: bool = True
     lanes: int = 1
+    speed: float | None = None
 
     def text(self) -> str:
         """E.g. ``about 14 h 05 min for 17 cells (median of 3 timed cells, on this device)``, with
@@ -53,6 +56,8 @@ class Estimate:
         if self.seconds is None:
             return f"{cells}, not yet timed (known after the first one)"
         where = "on this device" if self.this_device else "none on this device"
+        if self.speed is not None:
+            where += f", scaled by the running cells' pace: {self.speed:.2f}x theirs"
         text = (
             f"about {duration_text(self.seconds)} for {cells} "
             f"(median of {self.timed} timed cell{'s' if self.timed != 1 else ''}, {where})"
@@ -67,20 +72,24 @@ class Estimate:
 @dataclass(frozen=True)
 class TimedCell:
     """A finished cell's table prefix ("" = main), the device it was timed on (processor and
-    threads, :func:`attmask.core.environment.device_name`) and its stored seconds."""
+    threads, :func:`attmask.core.environment.device_name`), its stored seconds (stalls left out)
+    and its pretraining steps (0: not stored)."""
 
     table: str
     device: str
     seconds: float
+    steps: int = 0
 
 
 @dataclass(frozen=True)
 class PendingCell:
-    """An unfinished cell's table prefix ("" = main) and the fraction of its pretraining left: 1.0,
-    or less for a cell in progress whose log says how far it got (:meth:`Position.left`)."""
+    """An unfinished cell's table prefix ("" = main), the fraction of its pretraining left (1.0,
+    or less for a cell in progress whose log says how far it got, :meth:`Position.left`) and, for
+    a cell training here now, its recent steps per second (:attr:`Position.steps_per_second`)."""
 
     table: str
     left: float = 1.0
+    pace: float | None = None
 
 
 def estimate(timed: list[TimedCell], pending: list[PendingCell], device: str) -> Estimate:
@@ -89,7 +98,8 @@ def estimate(timed: list[TimedCell], pending: list[PendingCell], device: str) ->
     ``device`` when there are any: another processor, or another number of threads (two
     experiments side by side on one thread each), runs at another pace. A median, because one
     cell's stored time can be inflated (a run paused while it trained) and a mean would carry that
-    into every pending cell."""
+    into every pending cell. With no cell timed on ``device``, the times are divided by
+    :func:`relative_speed` when cells run here now (a new machine can be twice as fast)."""
     here = [cell for cell in timed if cell.device == device]
     pool = here or timed
     if not pool:
@@ -100,7 +110,21 @@ def estimate(timed: list[TimedCell], pending: list[PendingCell], device: str) ->
     medians = {table: statistics.median(times) for table, times in tables.items()}
     fallback = statistics.median(cell.seconds for cell in pool)
     seconds = sum(cell.left * medians.get(cell.table, fallback) for cell in pending)
-    return Estimate(seconds, len(pending), len(pool), bool(here))
+    speed = None if here else relative_speed(pool, pending)
+    return Estimate(seconds / (speed or 1.0), len(pending), len(pool), bool(here), speed=speed)
+
+
+def relative_speed(timed: list[TimedCell], pending: list[PendingCell]) -> float | None:
+    """The median, over cells training now, of their recent steps per second over the median pace
+    (steps over stored seconds) of the timed cells of their table; None without such a pair. The
+    stored seconds include the per-epoch monitors, the recent pace does not: a few percent
+    optimistic, against a factor of two between machines."""
+    paces: dict[str, list[float]] = {}
+    for cell in timed:
+        if cell.steps > 0 and cell.seconds > 0:
+            paces.setdefault(cell.table, []).append(cell.steps / cell.seconds)
+    ratios = [cell.pace / statistics.median(paces[cell.table]) for cell in pending if cell.pace and cell.table in paces]
+    return statistics.median(ratios) if ratios else None
 
 
 @dataclass(frozen=True)
