@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import re
 import struct
 import warnings
@@ -273,12 +274,21 @@ def test_nonfinite_weights_are_refused_by_eval_and_export(tmp_path, capsys) -> N
     assert "NaN/inf weights" in _one_line(capsys)
 
 
+#: 64 bytes that are neither a zip archive nor a pickle (which would start with b"\x80").
+GARBAGE = b"x" + random.Random(0).randbytes(63)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "is empty"), (os.urandom(64), "is not a PyTorch checkpoint"), (b"PK\x03\x04" + b"\0" * 60, "truncated")],
+    [(b"", "is empty"), (GARBAGE, "is not a PyTorch checkpoint"), (b"PK\x03\x04" + b"\0" * 60, "truncated")],
+    ids=[
+        "empty",
+        "garbage",
+        "truncated-zip",
+    ],  # fixed names and bytes: every run (and xdist worker) collects the same tests
 )
 def test_bad_checkpoint_files_say_what_they_are(tmp_path, capsys, content, message) -> None:
-    (tmp_path / "bad.pth").write_bytes(content if not content.startswith(b"\x80") else b"x" + content)
+    (tmp_path / "bad.pth").write_bytes(content)
     assert main(["export", "--checkpoint", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "b.safetensors")]) == 2
     line = _one_line(capsys)
     assert message in line and "weights_only=False" not in line
