@@ -146,6 +146,34 @@ def _optimizer_state(
     return {"state": state, "param_groups": ours["param_groups"]}
 
 
+def _load_method_state(
+    method: PretrainingMethod, checkpoint: dict, source: str | Path, name: str, notes: list[str]
+) -> None:
+    """Load the original's student, teacher and loss buffers (centres) into ``method``, in place.
+
+    Raises:
+        ValueError: the weights do not fit ``method`` (one line).
+    """
+    state = {
+        **_branch_state(method, checkpoint["student"], "student", notes),
+        **_branch_state(method, checkpoint["teacher"], "teacher", notes),
+    }
+    for loss_key, mapping in _LOSS_KEYS.items():
+        for old, new in mapping.items():
+            if isinstance(checkpoint.get(loss_key), dict) and old in checkpoint[loss_key]:
+                state[new] = checkpoint[loss_key][old]
+    missing = [k for k in method.state_dict() if k not in state]
+    for key in [k for k in missing if k.endswith("backbone.mask_token")]:  # DINO has none: keep the fresh one
+        state[key] = method.state_dict()[key]
+        notes.append(f"{key}: not in the original (DINO), kept at its initial value")
+    try:
+        method.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{source} does not fit the {name} method of this config: {str(error).strip().splitlines()[-1].strip()}"
+        ) from None
+
+
 def convert_original_checkpoint(source: str | Path, config: Config, out_dir: str | Path) -> ConvertedCheckpoint:
     """Write ``out_dir/checkpoint.pth`` (and ``config.yaml``) from an original training checkpoint.
 
@@ -166,25 +194,7 @@ def convert_original_checkpoint(source: str | Path, config: Config, out_dir: str
     crops = crop_config(config.data)
     method = build_method(config, crops.global_size, crops.num_local)
     notes: list[str] = []
-    state = {
-        **_branch_state(method, checkpoint["student"], "student", notes),
-        **_branch_state(method, checkpoint["teacher"], "teacher", notes),
-    }
-    for loss_key, mapping in _LOSS_KEYS.items():
-        for old, new in mapping.items():
-            if isinstance(checkpoint.get(loss_key), dict) and old in checkpoint[loss_key]:
-                state[new] = checkpoint[loss_key][old]
-    missing = [k for k in method.state_dict() if k not in state]
-    for key in [k for k in missing if k.endswith("backbone.mask_token")]:  # DINO has none: keep the fresh one
-        state[key] = method.state_dict()[key]
-        notes.append(f"{key}: not in the original (DINO), kept at its initial value")
-    try:
-        method.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(
-            f"{source} does not fit the {config.train.method} method of this config: "
-            f"{str(error).strip().splitlines()[-1].strip()}"
-        ) from None
+    _load_method_state(method, checkpoint, source, config.train.method, notes)
     optimizer = build_optimizer(
         method.student,
         torch.device("cpu"),

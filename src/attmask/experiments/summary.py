@@ -178,6 +178,26 @@ def _fractions(config: ExperimentConfig, results: dict[Cell, dict], subset: Any)
     return table
 
 
+def _stored(inits: dict[str, dict[int, dict]], results: dict[Cell, dict], pixels: dict | None) -> dict[str, Any]:
+    """Every finished cell's raw numbers for ``results.json``: ``cells``, ``inits`` and ``pixels``."""
+    return {
+        "cells": {
+            c.name: {
+                **{k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")},
+                "stalled_seconds": r.get("stalled_seconds"),  # None in cells stored before it was measured
+                "segments": r.get("segments", []),  # none in cells stored before segments existed
+            }
+            for c, r in results.items()
+        },
+        "inits": {
+            f"{prefix}-s{seed}" if prefix else str(seed): {"metrics": r["metrics"], "curve": r["curve"]}
+            for prefix, group in inits.items()
+            for seed, r in group.items()
+        },
+        "pixels": None if pixels is None else {"metrics": pixels["metrics"], "seconds": pixels["seconds"]},
+    }
+
+
 def summarize(
     config: ExperimentConfig,
     inits: dict[str, dict[int, dict]],
@@ -227,20 +247,7 @@ def summarize(
         "stalled_seconds": sum(r.get("stalled_seconds", 0.0) for r in results.values()),
         "devices": sorted(provenance(finished, "device")),
         "commits": sorted(provenance(finished, "commit")),
-        "cells": {
-            c.name: {
-                **{k: r[k] for k in ("metrics", "curve", "train_images", "steps", "seconds", "resumed")},
-                "stalled_seconds": r.get("stalled_seconds"),  # None in cells stored before it was measured
-                "segments": r.get("segments", []),  # none in cells stored before segments existed
-            }
-            for c, r in results.items()
-        },
-        "inits": {
-            f"{prefix}-s{seed}" if prefix else str(seed): {"metrics": r["metrics"], "curve": r["curve"]}
-            for prefix, group in inits.items()
-            for seed, r in group.items()
-        },
-        "pixels": None if pixels is None else {"metrics": pixels["metrics"], "seconds": pixels["seconds"]},
+        **_stored(inits, results, pixels),
     }
 
 
