@@ -154,21 +154,9 @@ def _header(summary: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_markdown(summary: dict[str, Any]) -> str:
-    """``results.md``: set-up, the main table, extra tables, the curves and the data sweep."""
-    experiment = summary["experiment"]
-    evaluation = experiment["eval"]
-    notes = summary.get("notes", [])
-    lines = [
-        *_header(summary),
-        *progress_text(summary.get("progress", {})),
-        "## Masking strategies (Table 1 analogue)",
-        "",
-        *main_table_markdown(summary),
-        "",
-        *[f"Note: {note}" for note in notes],
-        *([""] if notes else []),
-    ]
+def _extra_tables_markdown(summary: dict[str, Any]) -> list[str]:
+    """One section per extra table (DINO, fine grid): its overrides, seeds and rows."""
+    lines: list[str] = []
     for table in summary.get("tables", {}).values():
         lines += [
             f"## {table['title']}",
@@ -179,32 +167,62 @@ def write_markdown(summary: dict[str, Any]) -> str:
             *table_markdown(summary, table["rows"], table["paired"], table["baseline"]),
             "",
         ]
-    if summary["curves"]:
-        lines += [
-            "## k-NN during pretraining (Fig. 4 analogue)",
-            "",
-            "Online weighted k-NN of the teacher after every epoch (epoch 0: random init), mean ± std over seeds.",
-            *([f"{reach_text(summary['curve_reach'])}"] if summary.get("curve_reach") else []),
-            "",
-            "![k-NN vs epoch](figures/knn_vs_epoch.png)",
-            "",
-        ]
-    if summary["fractions"]:
-        lines += [
-            "## Training-set size (Table 2 analogue)",
-            "",
-            "Fraction of each class of the training set, same number of epochs (fewer steps on less "
-            f"data); seeds {experiment['seeds'][: experiment['fraction_seeds']]}.",
-            "",
-            f"{evaluation['knn_k']}-NN top-1:",
-            "",
-            *fraction_table_markdown(summary, "knn_top1"),
-            "",
-            "Linear probe top-1:",
-            "",
-            *fraction_table_markdown(summary, "linear_top1"),
-            "",
-            "![data fraction](figures/data_fraction.png)",
-            "",
-        ]
+    return lines
+
+
+def _curves_markdown(summary: dict[str, Any]) -> list[str]:
+    """The Fig. 4 analogue: k-NN after every epoch and where the reach line is met."""
+    if not summary["curves"]:
+        return []
+    return [
+        "## k-NN during pretraining (Fig. 4 analogue)",
+        "",
+        "Online weighted k-NN of the teacher after every epoch (epoch 0: random init), mean ± std over seeds.",
+        *([f"{reach_text(summary['curve_reach'])}"] if summary.get("curve_reach") else []),
+        "",
+        "![k-NN vs epoch](figures/knn_vs_epoch.png)",
+        "",
+    ]
+
+
+def _fractions_markdown(summary: dict[str, Any]) -> list[str]:
+    """The Table 2 analogue: k-NN and linear probe by fraction of the training set."""
+    if not summary["fractions"]:
+        return []
+    experiment = summary["experiment"]
+    return [
+        "## Training-set size (Table 2 analogue)",
+        "",
+        "Fraction of each class of the training set, same number of epochs (fewer steps on less "
+        f"data); seeds {experiment['seeds'][: experiment['fraction_seeds']]}.",
+        "",
+        f"{experiment['eval']['knn_k']}-NN top-1:",
+        "",
+        *fraction_table_markdown(summary, "knn_top1"),
+        "",
+        "Linear probe top-1:",
+        "",
+        *fraction_table_markdown(summary, "linear_top1"),
+        "",
+        "![data fraction](figures/data_fraction.png)",
+        "",
+    ]
+
+
+def write_markdown(summary: dict[str, Any]) -> str:
+    """``results.md``: set-up, the main table, extra tables, the curves and the data sweep."""
+    notes = summary.get("notes", [])
+    lines = [
+        *_header(summary),
+        *progress_text(summary.get("progress", {})),
+        "## Masking strategies (Table 1 analogue)",
+        "",
+        *main_table_markdown(summary),
+        "",
+        *[f"Note: {note}" for note in notes],
+        *([""] if notes else []),
+        *_extra_tables_markdown(summary),
+        *_curves_markdown(summary),
+        *_fractions_markdown(summary),
+    ]
     return "\n".join(lines)
