@@ -290,7 +290,9 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     report = (out / "results.md").read_text()
     assert "| AttMask-High | 1 |" in report and "| Block-wise 10-50% | 1 |" in report
     assert "25% (" in report and "50% (" in report
-    assert {p.name for p in (out / "figures").iterdir()} == {"knn_vs_epoch.png", "data_fraction.png", "main_table.png"}
+    figures = {"knn_vs_epoch.png", "data_fraction.png", "main_table.png", "paired_delta.png"}
+    assert {p.name for p in (out / "figures").iterdir()} == figures
+    assert "![paired differences](figures/paired_delta.png)" in report
     summary = json.loads((out / "results.json").read_text())
     assert summary["main_table"]["attmask_high"]["knn_top1"]["values"] == [stored["metrics"]["knn_top1"]]
     assert summary["cells"]["attmask_high-s0-d0.5"]["segments"] == stored["segments"]
@@ -632,6 +634,28 @@ def test_curves_figure_marks_where_an_arm_reaches_the_reference(tmp_path) -> Non
     assert found["epochs"] == {"attmask_high": 2}
     path = draw_curves(curves, tmp_path / "curves.png", found)
     assert path.is_file() and path.stat().st_size > 10_000
+
+
+def test_paired_figure_draws_the_arms_with_differences(tmp_path) -> None:
+    from attmask.experiments.figures import draw_paired, has_pairs
+
+    def stat(values, low=None, high=None):
+        mean = sum(values) / len(values) if values else None
+        return {"values": values, "mean": mean, "low": low, "high": high, "n": len(values)}
+
+    columns = [["knn_top1", "k-NN"], ["linear_top1", "linear"]]
+    paired = {
+        "random": {"knn_top1": stat([-1.4, -1.5, -0.7], -2.4, -0.1), "linear_top1": stat([-0.5, 0.1, -0.4], -1.1, 0.6)},
+        "attmask_low": {"knn_top1": stat([0.8]), "linear_top1": stat([0.3])},
+        "attmask_high": {"knn_top1": stat([]), "linear_top1": stat([])},
+    }
+    assert has_pairs(paired)
+    path = draw_paired(paired, columns, "block", "Masking strategies", tmp_path / "delta.png")
+    assert path.is_file() and path.stat().st_size > 10_000
+    nothing = {arm: {key: stat([]) for key, _ in columns} for arm in paired}
+    assert not has_pairs(nothing)
+    assert draw_paired(nothing, columns, "block", "Masking strategies", tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_pixel_row_is_the_same_evaluation_on_flattened_images_in_every_table() -> None:

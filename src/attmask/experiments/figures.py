@@ -1,4 +1,5 @@
-"""Figures of the masking ablation: k-NN vs epoch (Fig. 4), data sweep (Table 2), main table."""
+"""Figures of the masking ablation: k-NN vs epoch (Fig. 4), data sweep (Table 2), main table,
+and the paired differences to each table's baseline arm (the Δ columns)."""
 
 from __future__ import annotations
 
@@ -113,11 +114,62 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
     return save_figure(figure, path, dpi=100)
 
 
+def has_pairs(paired: dict[str, Any]) -> bool:
+    """Whether any arm of a table has a per-seed difference to the baseline (a figure to draw)."""
+    return any(stat["n"] for columns in paired.values() for stat in columns.values())
+
+
+def paired_figure_name(prefix: str) -> str:
+    """File name of a table's paired-difference figure ("" is the main table)."""
+    return f"paired_delta_{prefix}.png" if prefix else "paired_delta.png"
+
+
+def draw_paired(paired: dict[str, Any], columns: list[list[str]], baseline: str, title: str, path: Path) -> Path | None:
+    """One panel per Δ column: every arm's per-seed differences to ``baseline`` (small grey dots under it),
+    their mean and 95% interval (t-distribution; red where it excludes 0), and 0 dashed.
+
+    Args:
+        paired: ``{arm: {column key: {"values", "mean", "low", "high", "n"}}}`` of a summary table.
+        columns: ``[[key, label], ...]`` of the Δ columns.
+    """
+    arms = [arm for arm, stats in paired.items() if any(s["n"] for s in stats.values())]
+    if not arms:
+        return None
+    figure, axes = plt.subplots(
+        1, len(columns), figsize=(max(3.4 * len(columns), 7.0), 1.4 + 0.45 * len(arms)), squeeze=False
+    )
+    for axis, (key, label) in zip(axes[0], columns):
+        for y, arm in enumerate(arms):
+            stat = paired[arm][key]
+            if not stat["n"]:
+                continue
+            separated = stat["low"] is not None and (stat["low"] > 0 or stat["high"] < 0)
+            color = "C3" if separated else "C0"
+            axis.plot(stat["values"], [y + 0.22] * stat["n"], "o", color="0.45", markersize=3.5)  # seeds, below
+            if stat["low"] is not None:
+                axis.plot([stat["low"], stat["high"]], [y, y], color=color, linewidth=2)
+            axis.plot([stat["mean"]], [y], "D", color=color, markersize=6)
+        axis.axvline(0.0, color="0.3", linestyle="--", linewidth=1)
+        axis.set_yticks(range(len(arms)), [f"{_label(arm)} (n={paired[arm][key]['n']})" for arm in arms], fontsize=8)
+        axis.set_ylim(len(arms) - 0.5, -0.5)
+        axis.set_xlabel(f"Δ {label} (points)", fontsize=9)
+        axis.grid(alpha=0.3, axis="x")
+    figure.suptitle(f"{title}: difference to {_label(baseline)} at the same seed, mean and 95% interval", fontsize=9)
+    return save_figure(figure, path, dpi=100)
+
+
 def draw_experiment_figures(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Every figure that has data, written under ``folder``."""
+    columns = summary["paired_columns"]
     drawn = [
         draw_curves(summary["curves"], folder / "knn_vs_epoch.png", summary.get("curve_reach")),
         draw_fractions(summary["fractions"], folder / "data_fraction.png", summary.get("fraction_baseline")),
         draw_main_table(summary, folder / "main_table.png"),
+        draw_paired(
+            summary["paired"], columns, summary["baseline"], "Masking strategies", folder / paired_figure_name("")
+        ),
     ]
+    for prefix, table in summary.get("tables", {}).items():
+        path = folder / paired_figure_name(prefix)
+        drawn.append(draw_paired(table["paired"], columns, table["baseline"], table["title"], path))
     return [path for path in drawn if path is not None]

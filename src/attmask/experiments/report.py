@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from attmask.experiments.config import ARMS
+from attmask.experiments.figures import has_pairs, paired_figure_name
 from attmask.experiments.run_log import duration_text
 
 #: Titles of the rows that are not arms.
@@ -154,10 +155,17 @@ def _header(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _paired_figure_markdown(paired: dict[str, Any], prefix: str) -> list[str]:
+    """The link to a table's paired-difference figure, when it has one."""
+    if not has_pairs(paired):
+        return []
+    return [f"![paired differences](figures/{paired_figure_name(prefix)})", ""]
+
+
 def _extra_tables_markdown(summary: dict[str, Any]) -> list[str]:
-    """One section per extra table (DINO, fine grid): its overrides, seeds and rows."""
+    """One section per extra table (DINO, fine grid): its overrides, seeds, rows and Δ figure."""
     lines: list[str] = []
-    for table in summary.get("tables", {}).values():
+    for prefix, table in summary.get("tables", {}).items():
         lines += [
             f"## {table['title']}",
             "",
@@ -166,6 +174,7 @@ def _extra_tables_markdown(summary: dict[str, Any]) -> list[str]:
             "",
             *table_markdown(summary, table["rows"], table["paired"], table["baseline"]),
             "",
+            *_paired_figure_markdown(table["paired"], prefix),
         ]
     return lines
 
@@ -219,6 +228,7 @@ def write_markdown(summary: dict[str, Any]) -> str:
         "",
         *main_table_markdown(summary),
         "",
+        *_paired_figure_markdown(summary["paired"], ""),
         *[f"Note: {note}" for note in notes],
         *([""] if notes else []),
         *_extra_tables_markdown(summary),
