@@ -73,3 +73,39 @@ def test_sigterm_during_the_epoch_end_monitors_stops_before_the_next_epoch(tmp_p
     records = read_log(tmp_path / "run")
     assert max(r["step"] for r in records if "loss" in r) == 2  # no step of epoch 2
     assert [r["step"] for r in records if "checkpoint_weight_norm" in r] == [2]  # written once, by the epoch end
+
+
+class _Monitor:
+    """A monitor that records the epochs it ran for; with ``kill`` the process "dies" while it runs
+    at the end of epoch 1 (as a SIGKILL during a long k-NN pass would end it)."""
+
+    def __init__(self, kill: bool = False) -> None:
+        self.kill, self.epochs = kill, []
+
+    def on_epoch_end(self, event: EpochEnd) -> dict[str, float]:
+        if self.kill and event.epoch == 0:
+            raise KeyboardInterrupt("killed while the monitors ran")
+        self.epochs.append(event.epoch)
+        return {"monitored": float(event.epoch)}
+
+    def on_train_end(self, event: EpochEnd) -> dict[str, float]:
+        return {}
+
+
+def test_a_kill_during_the_epoch_end_monitors_loses_no_training_and_the_resume_runs_them(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(), tmp_path / "run", callbacks=[_Monitor(kill=True)]).fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pth")["progress"]["global_step"] == 2  # epoch 1 kept
+    resumed = _Monitor()
+    Trainer(tiny_config(), tmp_path / "run", callbacks=[resumed]).fit()
+    assert resumed.epochs == [0, 1]  # the missed pass first, then epoch 2's
+    Trainer(tiny_config(), tmp_path / "whole", callbacks=[_Monitor()]).fit()
+    records, whole = read_log(tmp_path / "run"), read_log(tmp_path / "whole")
+    assert sorted(r["step"] for r in records if "loss" in r) == [1, 2, 3, 4]  # epoch 1 not trained again
+    ends = [(r["epoch"], r["step"], r["monitored"]) for r in records if r.get("epoch_done")]
+    assert ends == [(0, 2, 0.0), (1, 4, 1.0)]
+    losses = [r["epoch_loss"] for r in records if r.get("epoch_done")]
+    assert losses == pytest.approx([r["epoch_loss"] for r in whole if r.get("epoch_done")], rel=1e-6)
+    again = _Monitor()
+    Trainer(tiny_config(), tmp_path / "run", callbacks=[again]).fit()  # finished, every record logged
+    assert again.epochs == []

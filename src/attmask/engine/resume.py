@@ -158,6 +158,11 @@ def tidy_run_dir(run_dir: Path) -> list[str]:
     return notes
 
 
+def epoch_logged(run_dir: Path, epoch: int) -> bool:
+    """Whether the run's log holds the end-of-epoch record of ``epoch`` (0-based)."""
+    return any(r.get("epoch_done") and r.get("epoch") == epoch for r in read_log(run_dir))
+
+
 def drop_rows_after(run_dir: Path, global_step: int) -> int:
     """Remove the log rows of steps after ``global_step`` (trained again after a resume); returns how many."""
     log = run_dir / LOG_NAME

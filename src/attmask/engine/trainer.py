@@ -38,6 +38,7 @@ from attmask.engine.resume import (
     Progress,
     TrainingError,
     drop_rows_after,
+    epoch_logged,
     nonfinite_message,
     read_resumable,
     resume_record,
@@ -96,6 +97,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, self.ctx.is_main, config.train.loggers, to_dict(config))
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._loss_sum = torch.zeros((), device=self.device)  # of this epoch's steps, kept over resumes
+        self._finished_epoch_loss: float | None = None  # mean loss of the last finished epoch
         self._watch_collapse = CollapseWatch(self.logger, config.head.out_dim, speak=self.ctx.is_main)
         self._stop = StopSignal()
         self._saved: tuple[int, Path] | None = None  # (global step, path) of the last checkpoint written
@@ -110,6 +112,7 @@ class Trainer:
         """
         summary: dict[str, float] = {}
         with self._stop:
+            self._catch_up_epoch_end()
             for epoch in range(self.progress.epoch, self.config.optim.epochs):
                 epoch_loss = self._train_epoch(epoch)
                 summary = self._end_epoch(epoch, epoch_loss)
@@ -239,26 +242,43 @@ class Trainer:
             raise TrainingError(nonfinite_message(self.run_dir, self.progress.epoch, self.progress.step, written))
 
     def _end_epoch(self, epoch: int, epoch_loss: torch.Tensor) -> dict[str, float]:
+        """Checkpoint first, then the monitors: a run killed during a long k-NN pass loses no
+        training, and its resume runs the monitors it missed (:meth:`_catch_up_epoch_end`)."""
         self.progress = Progress(epoch + 1, 0, self.progress.global_step, self.progress.train_seconds)
-        # Unreadable files skipped so far, as counted in this process (each loader worker
-        # counts, and warns, on its own).
-        skipped = getattr(self.images, "num_skipped", 0)
-        record: dict = {
-            "epoch": epoch,
-            "step": self.progress.global_step,
-            "epoch_done": True,
-            "epoch_loss": epoch_loss,
-            "skipped_images": skipped,
-            **self._position(),
-        }
-        for callback in self.callbacks:
-            record.update(callback.on_epoch_end(self._event(epoch)))
-        plain = self.logger.log(record, step=self.progress.global_step)
+        self._finished_epoch_loss = float(epoch_loss)
         path = self.save()
         keep = self.config.train.keep_every_epochs
         if keep and (epoch + 1) % keep == 0 and self.ctx.is_main:
             keep_copy(path, epoch + 1)
-        return plain
+        return self._epoch_record(epoch)
+
+    def _epoch_record(self, epoch: int) -> dict[str, float]:
+        """Run the callbacks of the end of ``epoch`` and log its record (with the monitors' keys)."""
+        record: dict = {
+            "epoch": epoch,
+            "step": self.progress.global_step,
+            "epoch_done": True,
+            **({"epoch_loss": self._finished_epoch_loss} if self._finished_epoch_loss is not None else {}),
+            # Unreadable files skipped so far, as counted in this process (each loader worker
+            # counts, and warns, on its own).
+            "skipped_images": getattr(self.images, "num_skipped", 0),
+            **self._position(),
+        }
+        for callback in self.callbacks:
+            record.update(callback.on_epoch_end(self._event(epoch)))
+        return self.logger.log(record, step=self.progress.global_step)
+
+    def _catch_up_epoch_end(self) -> None:
+        """Resumed at the end of an epoch whose record was never logged (killed while its monitors
+        ran, after its checkpoint): run them now, so the k-NN curve has no hole. Every process
+        follows the main one's reading of the log."""
+        if self.progress.step != 0 or self.progress.global_step == 0:
+            return
+        missing = self.ctx.is_main and not epoch_logged(self.run_dir, self.progress.epoch - 1)
+        if self.ctx.world_size > 1:
+            missing = bool(all_reduce_mean(torch.tensor(float(missing), device=self.device)) > 0)
+        if missing:
+            self._epoch_record(self.progress.epoch - 1)
 
     def _event(self, epoch: int) -> EpochEnd:
         total, step = self.config.optim.epochs, self.progress.global_step
@@ -276,6 +296,7 @@ class Trainer:
             "world_size": self.ctx.world_size,
             "parallel": self.config.train.parallel,
             "epoch_loss_sum": float(self._loss_sum),
+            "finished_epoch_loss": self._finished_epoch_loss,  # of the last finished epoch
         }
 
     def save(self) -> Path:
@@ -309,6 +330,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
         self._loss_sum.fill_(state.get("epoch_loss_sum", 0.0))
+        self._finished_epoch_loss = state.get("finished_epoch_loss")
         norm = weight_norm(self.method.student)  # a collective when sharded; = the save's checkpoint_weight_norm
         if self.ctx.is_main:
             record = resume_record(state, path, notes, changes, self.ctx.world_size)
