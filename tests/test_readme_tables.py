@@ -29,7 +29,7 @@ def markdown_table(lines: list[str], start: int) -> list[list[str]]:
     """The rows (header first, separator dropped) of the table that begins at ``lines[start]``."""
     rows = []
     for line in lines[start:]:
-        if not line.startswith("|"):
+        if not line.strip().startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
     return [rows[0], *rows[2:]]
