@@ -91,24 +91,22 @@ def draw_fractions(fractions: dict[str, Any], path: Path, baseline: dict[str, An
 
 
 def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
-    """Bars of k-NN and linear top-1 per arm (mean, +- std whiskers)."""
+    """k-NN and linear top-1 per row: every seed (small dots) and the mean +- std (a marker with
+    whiskers), on an axis fitted to the values. Markers, not bars: bars must start at 0, where
+    differences of a point between arms would be invisible."""
     rows = {arm: row for arm, row in summary["main_table"].items() if row["knn_top1"]["n"]}
     if not rows:
         return None
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     names = [_label(arm) for arm in rows]
     for axis, key, title in zip(axes, ("knn_top1", "linear_top1"), ("k-NN top-1 (%)", "linear top-1 (%)")):
-        means = [row[key]["mean"] for row in rows.values()]
-        axis.bar(
-            range(len(rows)),
-            means,
-            yerr=[row[key]["std"] for row in rows.values()],
-            capsize=3,
-            color=[REFERENCE_ROWS[arm][1] if arm in REFERENCE_ROWS else "C0" for arm in rows],
-        )
-        low, high = min(means), max(means)
-        axis.set_ylim(max(low - 3 * (high - low + 1), 0), high + (high - low + 1))
+        for x, (arm, row) in enumerate(rows.items()):
+            stat = row[key]
+            color = REFERENCE_ROWS[arm][1] if arm in REFERENCE_ROWS else "C0"
+            axis.plot([x + 0.18] * stat["n"], stat["values"], "o", color="0.45", markersize=3)
+            axis.errorbar([x], [stat["mean"]], yerr=[stat["std"] or 0.0], fmt="D", color=color, capsize=4)
         axis.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        axis.set_xlim(-0.5, len(rows) - 0.4)
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3, axis="y")
     return save_figure(figure, path, dpi=100)
