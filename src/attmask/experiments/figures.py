@@ -112,9 +112,14 @@ def draw_main_table(summary: dict[str, Any], path: Path) -> Path | None:
     return save_figure(figure, path, dpi=100)
 
 
+def _paired_arms(paired: dict[str, Any]) -> list[str]:
+    """The arms of a table with at least one per-seed difference to the baseline."""
+    return [arm for arm, columns in paired.items() if any(stat["n"] for stat in columns.values())]
+
+
 def has_pairs(paired: dict[str, Any]) -> bool:
     """Whether any arm of a table has a per-seed difference to the baseline (a figure to draw)."""
-    return any(stat["n"] for columns in paired.values() for stat in columns.values())
+    return bool(_paired_arms(paired))
 
 
 def paired_figure_name(prefix: str) -> str:
@@ -130,7 +135,7 @@ def draw_paired(paired: dict[str, Any], columns: list[list[str]], baseline: str,
         paired: ``{arm: {column key: {"values", "mean", "low", "high", "n"}}}`` of a summary table.
         columns: ``[[key, label], ...]`` of the Δ columns.
     """
-    arms = [arm for arm, stats in paired.items() if any(s["n"] for s in stats.values())]
+    arms = _paired_arms(paired)
     if not arms:
         return None
     figure, axes = plt.subplots(
