@@ -11,20 +11,17 @@ from torchvision.transforms.v2 import functional as TF
 
 from attmask.data import MULTICROP_PRESETS
 from attmask.data.augment import decode_square
-from attmask.data.batched import (
-    BatchedCropFlip,
-    BatchedMultiCrop,
+from attmask.data.batched import BatchedCropFlip, BatchedMultiCrop, crop_boxes, resized_crop
+from attmask.data.batched_ops import (
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
     color_jitter,
-    crop_boxes,
     gaussian_blur,
     normalize,
     random_gaussian_blur,
     random_grayscale,
-    resized_crop,
     solarize,
 )
 from attmask.data.collate import collate_images

@@ -3,20 +3,24 @@
 ``ddp`` (and single-process runs): rank 0 writes ``checkpoint.pth`` (one file, atomic).
 ``fsdp``: every process writes its shards into ``checkpoint.dcp/`` (:mod:`attmask.engine.sharded`).
 Whichever is written last replaces the other, so a run may switch ``train.parallel`` between
-resumes; resuming reads either into a sharded or a whole model.
+resumes; resuming reads either into a sharded or a whole model. A run folder without a
+checkpoint is started (:func:`start_run_dir`), one with a checkpoint resumed (:func:`resume_run`).
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from attmask.config import Config, save_config, to_dict
 from attmask.core.checkpoint import CHECKPOINT_NAME, save_atomic
 from attmask.core.dcp import remove_sharded
 from attmask.engine.parallel import is_sharded
+from attmask.engine.resume import Progress, drop_rows_after, read_resumable, resume_record, tidy_run_dir
 from attmask.engine.sharded import load_sharded, load_whole, save_sharded
 from attmask.methods import PretrainingMethod
 
@@ -88,3 +92,68 @@ def restore(path: Path, state: dict[str, Any], method: PretrainingMethod, optimi
     else:
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
+
+
+def start_run_dir(run_dir: Path, config: Config) -> None:
+    """Start a run folder that has no checkpoint (rank 0): stale temporaries removed, the folder
+    made, ``config.yaml`` written, log rows of an earlier start killed before its first checkpoint
+    dropped."""
+    tidy_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    drop_rows_after(run_dir, 0)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where a resumed run goes on from, besides the weights, optimizer and scaler restored in place.
+
+    Attributes:
+        progress: position in the run.
+        epoch_loss_sum: sum of the losses of the current epoch's steps done so far.
+        finished_epoch_loss: mean loss of the last finished epoch (None: none finished, or an
+            older checkpoint).
+        record: the resume's log row (repairs, dropped rows, changed settings); empty except on rank 0.
+    """
+
+    progress: Progress
+    epoch_loss_sum: float
+    finished_epoch_loss: float | None
+    record: dict[str, Any]
+
+
+def resume_run(
+    path: Path,
+    config: Config,
+    allow_change: bool,
+    train: tuple[PretrainingMethod, torch.optim.Optimizer, torch.amp.GradScaler],
+    notes: list[str],
+    world_size: int,
+    is_main: bool,
+) -> Resumed:
+    """Resume from the checkpoint at ``path`` (every process): check its settings against
+    ``config`` (:func:`~attmask.engine.resume.read_resumable`), tidy the run folder (rank 0),
+    restore ``train`` = (method, optimizer, scaler) in place, and rewrite ``config.yaml`` when
+    an allowed change of settings was made (rank 0).
+
+    Args:
+        notes: repairs made already (of a killed sharded save), for the log row.
+
+    Raises:
+        TrainingError: as :func:`~attmask.engine.resume.read_resumable`.
+    """
+    method, optimizer, scaler = train
+    device = next(method.parameters()).device
+    state, changes = read_resumable(path, device, to_dict(config), allow_change)
+    notes = notes + (tidy_run_dir(path.parent) if is_main else [])
+    restore(path, state, method, optimizer)
+    if state["scaler"]:  # empty: saved without fp16 (or converted from such an original run)
+        scaler.load_state_dict(state["scaler"])
+    record: dict[str, Any] = {}
+    if is_main:
+        record = resume_record(state, path, notes, changes, world_size)
+        if changes:
+            save_config(config, path.parent / "config.yaml")
+    return Resumed(
+        Progress(**state["progress"]), state.get("epoch_loss_sum", 0.0), state.get("finished_epoch_loss"), record
+    )

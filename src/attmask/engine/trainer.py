@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from attmask.config import Config, save_config, to_dict
+from attmask.config import Config, to_dict
 from attmask.core.callbacks import Callback, EpochEnd
 from attmask.core.checkpoint import FORMAT
 from attmask.core.dcp import latest_checkpoint, tidy_sharded
@@ -34,17 +34,8 @@ from attmask.engine.logging import CollapseWatch, RunLogger
 from attmask.engine.optim import run_schedules, weight_norm
 from attmask.engine.parallel import parallelize
 from attmask.engine.precision import resolve_precision
-from attmask.engine.resume import (
-    Progress,
-    TrainingError,
-    drop_rows_after,
-    epoch_logged,
-    nonfinite_message,
-    read_resumable,
-    resume_record,
-    tidy_run_dir,
-)
-from attmask.engine.run_checkpoint import keep_copy, restore, write_checkpoint
+from attmask.engine.resume import Progress, TrainingError, epoch_logged, nonfinite_message
+from attmask.engine.run_checkpoint import keep_copy, resume_run, start_run_dir, write_checkpoint
 from attmask.engine.step import compile_backbones, configured_step
 from attmask.methods import build_method
 
@@ -318,22 +309,13 @@ class Trainer:
         path = latest_checkpoint(self.run_dir)
         if path is None:
             if self.ctx.is_main:
-                tidy_run_dir(self.run_dir)
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_config(self.config, self.run_dir / "config.yaml")
-                drop_rows_after(self.run_dir, 0)  # rows of an earlier start killed before its first checkpoint
+                start_run_dir(self.run_dir, self.config)
             return
-        state, changes = read_resumable(path, self.device, to_dict(self.config), self.allow_config_change)
-        notes += tidy_run_dir(self.run_dir) if self.ctx.is_main else []
-        restore(path, state, self.method, self.optimizer)
-        if state["scaler"]:  # empty: saved without fp16 (or converted from such an original run)
-            self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**state["progress"])
-        self._loss_sum.fill_(state.get("epoch_loss_sum", 0.0))
-        self._finished_epoch_loss = state.get("finished_epoch_loss")
+        train = (self.method, self.optimizer, self.scaler)
+        world_size, is_main = self.ctx.world_size, self.ctx.is_main
+        resumed = resume_run(path, self.config, self.allow_config_change, train, notes, world_size, is_main)
+        self.progress, self._finished_epoch_loss = resumed.progress, resumed.finished_epoch_loss
+        self._loss_sum.fill_(resumed.epoch_loss_sum)
         norm = weight_norm(self.method.student)  # a collective when sharded; = the save's checkpoint_weight_norm
         if self.ctx.is_main:
-            record = resume_record(state, path, notes, changes, self.ctx.world_size)
-            if changes:
-                save_config(self.config, self.run_dir / "config.yaml")
-            self.logger.log({**record, **dataclasses.asdict(self.progress), "resumed_weight_norm": norm})
+            self.logger.log({**resumed.record, **dataclasses.asdict(self.progress), "resumed_weight_norm": norm})
