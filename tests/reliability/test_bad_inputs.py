@@ -20,7 +20,7 @@ from attmask.cli.main import main
 from attmask.core.checkpoint import save_atomic
 from attmask.data.images import load_image
 from attmask.engine.logging import read_log
-from tests.engine.tiny import TINY
+from tests.engine.tiny import TINY, TINY_MAE
 
 
 def _sets(*extra: str) -> list[str]:
@@ -190,6 +190,15 @@ def test_config_file_that_is_not_a_mapping(tmp_path, capsys, text, message) -> N
         ("optim.clip_grad=-1", "optim.clip_grad must be >= 0"),
         ("train.save_every_steps=-5", "train.save_every_steps must be >= 0"),
         ("data.subset=50", "data.subset must be a fraction in .* use data.per_class"),
+        (
+            "model.patch_size=5",
+            r"data.global_size \(16\) is not a multiple of model.patch_size \(5\); set it to 15 or 20",
+        ),
+        (
+            "data.local_size=10",
+            r"data.local_size \(10\) is not a multiple of model.patch_size \(4\); set it to 8 or 12",
+        ),
+        ("data.local_size=3", r"data.local_size \(3\) is not a multiple of model.patch_size \(4\); set it to 4,"),
     ],
 )
 def test_bad_values_are_one_line_and_leave_no_files(tmp_path, capsys, override, message) -> None:
@@ -206,6 +215,18 @@ def test_subset_one_means_every_image_and_per_class_is_a_count() -> None:
     assert len(everything) == 1500  # scikit-learn digits' training split, not one image per class
     two, _, _ = build_pretraining_data(load_config(None, [*TINY, "data.per_class=2"]).data, "ibot")
     assert len(two) == 20
+
+
+def test_local_crops_that_patches_do_not_tile_are_fine_without_local_crops(tmp_path, capsys) -> None:
+    """MAE uses only global crops, and iBOT with ``num_local=0`` none: data.local_size is not checked."""
+    for name, extra in (("mae", [*TINY_MAE]), ("no_local", ["data.num_local=0"])):
+        run = [
+            "pretrain",
+            "--out",
+            str(tmp_path / name),
+            *_sets(*extra, "data.local_size=10", "train.max_steps_per_epoch=1"),
+        ]
+        assert main(run) == 0, capsys.readouterr().err
 
 
 def test_zero_heads_is_refused(tmp_path, capsys) -> None:

@@ -159,8 +159,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out is required (the run folder), except with --data-bench")
     from attmask.core.distributed import shutdown
     from attmask.core.lock import folder_lock
+    from attmask.engine.data import check_patch_fit, crop_config
     from attmask.engine.trainer import Trainer
     from attmask.runs.monitors import build_monitors
+
+    check_patch_fit(crop_config(config.data), config.model.patch_size, config.train.method)  # before the folder
 
     # rank 0 alone holds the lock: the other ranks of this job write into the same folder
     lock = folder_lock(args.out, "attmask pretrain") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()

@@ -71,6 +71,28 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
     return dataset, transform, crops
 
 
+def check_patch_fit(crops: MultiCropConfig, patch_size: int, method: str) -> None:
+    """Refuse crop sizes that the patches do not tile, before anything is built or written (the
+    ViT would refuse them only at its construction or at the first forward of a local crop).
+    Called by :func:`pretraining_loader` and, before the run folder is made, by ``attmask pretrain``.
+
+    Raises:
+        ConfigError: ``data.global_size``, or ``data.local_size`` of a multi-crop method with local
+            crops, not a multiple of ``model.patch_size``; names the two nearest sizes that are.
+    """
+    sizes = {"data.global_size": crops.global_size}
+    if method_spec(method).views == "multicrop" and crops.num_local > 0:
+        sizes["data.local_size"] = crops.local_size
+    for key, size in sizes.items():
+        if size % patch_size:
+            below, above = size - size % patch_size, size - size % patch_size + patch_size
+            nearest = f"{below} or {above}" if below > 0 else f"{above}"
+            raise ConfigError(
+                f"{key} ({size}) is not a multiple of model.patch_size ({patch_size}); "
+                f"set it to {nearest}, or change model.patch_size"
+            )
+
+
 def decode_size(data: DataConfig, crops: MultiCropConfig) -> int:
     """Side of the squares the workers decode with ``augment_on=device``: ``data.decode_size``,
     default the larger crop size (no crop is upsampled from a smaller square than it needs).
@@ -127,8 +149,9 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
 
     Raises:
         DatasetError: missing or unreadable data.
-        ConfigError: bad crop settings.
+        ConfigError: bad crop settings, or crops the patches do not tile (:func:`check_patch_fit`).
     """
+    check_patch_fit(crop_config(config.data), config.model.patch_size, config.train.method)
     base, transform, _ = build_pretraining_data(config.data, config.train.method)
     collate = collate_images if config.data.augment_on == "device" else collate_multicrop
     dataset = SeededTransformDataset(base, transform, config.train.seed)
