@@ -191,6 +191,22 @@ def test_config_file_set_and_the_written_config(run_dir: Path, tmp_path: Path, c
     assert _json(again)["results"] == result["results"]  # the written config reproduces the run
 
 
+def test_without_data_the_checkpoint_pretraining_data_is_evaluated(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """The run was pretrained on digits: no --data evaluates digits (not the fashion-mnist default),
+    says so, and writes the resolved source into the config file."""
+    out_file = tmp_path / "k.json"
+    arguments = ["--checkpoint", str(run_dir), "--num-workers", "0", "--no-progress", "--k", "20"]
+    code, _, err = _eval("knn", *arguments, "--out", str(out_file), capsys=capsys)
+    assert code == 0, err
+    assert err == "evaluating on digits (the checkpoint's pretraining data); --data chooses other images"
+    result = _json(out_file)
+    assert result["session"]["data"] == "digits"
+    assert result["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir))
+    assert "source: digits" in (tmp_path / "k.config.yaml").read_text()
+    code, _, err = _eval("knn", *arguments, "--data", "digits", "--out", str(out_file), capsys=capsys)
+    assert code == 0 and err == ""  # chosen: nothing to say
+
+
 def test_help_lists_the_keys_and_the_shorthands(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["eval", "finetune", "--help"])

@@ -14,7 +14,7 @@ from attmask.eval.davis import PropagationSettings
 from attmask.eval.finetune import FinetuneConfig
 from attmask.eval.linear import LinearProbeConfig
 from attmask.eval.revisited_run import RevisitedSettings
-from attmask.eval.session import DataOptions
+from attmask.eval.session import DEFAULT_SOURCE, DataOptions, with_source
 from tests.conftest import REPO_ROOT
 
 
@@ -105,3 +105,15 @@ def test_the_presets_load() -> None:
     assert presets
     for path in presets:
         load_eval_config(path)
+
+
+def test_a_null_source_is_the_pretraining_data_else_the_default() -> None:
+    pretrained = {"data": {"source": "/images/train", "data_dir": "/cache"}}
+    unset = DataOptions(batch_size=8)
+    inherited = with_source(unset, pretrained)
+    assert (inherited.source, inherited.data_dir, inherited.batch_size) == ("/images/train", "/cache", 8)
+    assert unset.source is None  # a new object
+    assert with_source(DataOptions(data_dir="/mine"), pretrained).data_dir == "/mine"  # set: kept
+    assert with_source(DataOptions(source="digits"), pretrained) == DataOptions(source="digits")  # set: as is
+    for pretraining in (None, {}, {"data": {}}, {"data": {"source": None}}):  # converted, timm, safetensors
+        assert with_source(unset, pretraining).source == DEFAULT_SOURCE == "fashion-mnist"

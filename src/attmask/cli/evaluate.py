@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import re
+import sys
 import textwrap
 import time
 import typing
@@ -98,7 +99,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="checkpoint file or run folder (attmask, DINO/iBOT/AttMask, timm, .safetensors)",
     )
     parser.add_argument(
-        "--data", help="fashion-mnist, digits, or a labelled folder (sets data.source; default fashion-mnist)"
+        "--data",
+        help="fashion-mnist, digits, or a labelled folder (sets data.source; default: the data the "
+        "checkpoint was pretrained on, or fashion-mnist when it does not say)",
     )
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
     parser.add_argument("--test-data", help="separate labelled folder for the test split (sets data.test_source)")
@@ -187,6 +190,12 @@ def _write(result: dict[str, Any], out: Path) -> None:
     write_atomic(out, lambda stream: stream.write(text))
 
 
+def data_note(session: EvalSession) -> str:
+    """The line that says which data an evaluation without ``--data`` runs on, and why."""
+    why = "the checkpoint's pretraining data" if session.loaded.config else "the default; the checkpoint does not say"
+    return f"evaluating on {session.data.source} ({why}); --data chooses other images"
+
+
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, load the backbone, run the protocol, write the JSON and the config, print
     the summary (rank 0)."""
@@ -202,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
             Path(args.cache_dir) if args.cache_dir else None,
             progress=config.session.progress and ctx.is_main,
         )
+        if config.data.source is None and ctx.is_main:
+            print(data_note(session), file=sys.stderr)
+        config = dataclasses.replace(config, data=session.data)  # the resolved source goes into the config file
         outcome = eval_protocols.PROTOCOLS[args.protocol].run(session, config, args)
     finally:
         shutdown()

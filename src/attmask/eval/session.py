@@ -8,7 +8,7 @@ the gathered features (the disk cache is then not used).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ class DataOptions:
 
     Attributes:
         source: fashion-mnist, digits, or a labelled image folder (one subfolder per class); the
-            data root for revisited and davis.
-        data_dir: folder holding a built-in data set's files.
+            data root for revisited and davis. Null (default): the checkpoint's pretraining data
+            (its ``data.source``), or :data:`DEFAULT_SOURCE` for a checkpoint without a
+            pretraining config (converted original, timm, safetensors); see :func:`with_source`.
+        data_dir: folder holding a built-in data set's files (null with an inherited ``source``:
+            the pretraining's ``data.data_dir``).
         test_source: separate labelled folder for the test split (null: the source's own test
             split, or a hold-out of an unsplit folder).
         subset: the first fraction of each class's training images (null = all).
@@ -41,7 +44,7 @@ class DataOptions:
         num_workers: loader worker processes of the feature extraction.
     """
 
-    source: str = "fashion-mnist"
+    source: str | None = None
     data_dir: str | None = None
     test_source: str | None = None
     subset: float | None = None
@@ -55,6 +58,23 @@ class DataOptions:
         """What :func:`~attmask.data.splits.labelled_splits` keeps of the train split: the count
         ``per_class`` when set, else the fraction ``subset``."""
         return self.per_class if self.per_class is not None else self.subset
+
+
+#: Evaluation data of a checkpoint that does not say what it was pretrained on (the embedded default).
+DEFAULT_SOURCE = "fashion-mnist"
+
+
+def with_source(data: DataOptions, pretraining: dict[str, Any] | None) -> DataOptions:
+    """``data`` with its ``source`` resolved (a new object): as set; else the pretraining config's
+    ``data.source`` (with its ``data.data_dir`` unless ``data_dir`` is set), so a run pretrained on
+    digits or on a folder is evaluated on the same images by default; else :data:`DEFAULT_SOURCE`."""
+    if data.source is not None:
+        return data
+    pretrained_on = (pretraining or {}).get("data") or {}
+    if not pretrained_on.get("source"):
+        return replace(data, source=DEFAULT_SOURCE)
+    data_dir = data.data_dir if data.data_dir is not None else pretrained_on.get("data_dir")
+    return replace(data, source=str(pretrained_on["source"]), data_dir=data_dir)
 
 
 def shard(dataset: Dataset) -> Dataset:
@@ -71,7 +91,7 @@ class EvalSession:
 
     Attributes:
         loaded: the backbone and its provenance.
-        data: data options.
+        data: data options; a null ``source`` is resolved from ``loaded.config`` (:func:`with_source`).
         device: where forward passes run.
         cache_dir: feature cache folder, or None.
         progress: show progress bars.
@@ -86,6 +106,7 @@ class EvalSession:
     _memory: dict[tuple[str, str], tuple[Tensor, Tensor]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.data = with_source(self.data, self.loaded.config)  # a new object: the caller's is not changed
         self.loaded.model.to(self.device)
 
     @property
