@@ -84,3 +84,29 @@ def test_unknown_or_missing_tracker_is_one_line(tmp_path, capsys, monkeypatch) -
     sets = [a for s in (*TINY, "optim.epochs=1", "train.loggers=[jsonl, wandb]") for a in ("--set", s)]
     assert main(["pretrain", "--out", str(tmp_path / "run2"), *sets]) == 2
     assert "names wandb, which is not installed: pip install wandb" in capsys.readouterr().err
+
+
+def test_a_tracker_that_cannot_start_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """No W&B login (what wandb.init raises without an API key) or a tracking URI MLflow cannot use:
+    one line naming the ways out, not the tracker's traceback."""
+    wandb = pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+
+    def no_login(*args, **kwargs):
+        raise wandb.errors.UsageError("No API key configured. Use `wandb login` to log in.\nmore detail")
+
+    monkeypatch.setattr(wandb, "init", no_login)
+    sets = [a for s in (*TINY, "optim.epochs=1", "train.loggers=[jsonl, wandb]") for a in ("--set", s)]
+    assert main(["pretrain", "--out", str(tmp_path / "run"), *sets]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "more detail" not in err
+    assert (
+        "wandb could not start a run (No API key configured. Use `wandb login` to log in.); "
+        "log in (wandb login, or WANDB_API_KEY), run offline with WANDB_MODE=offline" in err
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
+    sets = [a for s in (*TINY, "optim.epochs=1", "train.loggers=[jsonl, mlflow]") for a in ("--set", s)]
+    assert main(["pretrain", "--out", str(tmp_path / "run2"), *sets]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "mlflow could not start a run in bogus://nowhere (" in err
+    assert "fix MLFLOW_TRACKING_URI" in err

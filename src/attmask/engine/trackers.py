@@ -6,7 +6,8 @@ at the row's global step, exactly as written to ``log.jsonl`` (which is always w
 package to install; TensorBoard, on by default, is skipped quietly when missing.
 
 * ``wandb``: ``wandb.init(project="attmask", name=<run folder>, dir=<run folder>, config=<config>)``;
-  ``WANDB_MODE=offline`` (or ``WANDB_PROJECT`` etc.) work as usual.
+  ``WANDB_MODE=offline`` (or ``WANDB_PROJECT`` etc.) work as usual. No login (or no network)
+  is one line naming the ways out, not wandb's traceback.
 * ``mlflow``: one MLflow run named after the run folder, the config as parameters; the tracking
   URI is ``MLFLOW_TRACKING_URI`` if set, else a file store in ``<run folder>/mlruns``.
 """
@@ -20,6 +21,16 @@ from typing import Any
 from attmask.core.typed_yaml import flatten
 
 LOGGERS = ("jsonl", "tensorboard", "wandb", "mlflow")
+
+
+class TrackerError(ValueError):
+    """A tracker named in ``train.loggers`` cannot start (not installed, no login, bad address): one line."""
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    """The first line of a tracker's error message, cut at ``limit`` characters."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, float]:
@@ -49,13 +60,19 @@ class WandbTracker:
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "attmask"),
-            name=run_dir.name,
-            dir=str(run_dir),
-            config=config,
-            reinit="finish_previous",
-        )
+        try:
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "attmask"),
+                name=run_dir.name,
+                dir=str(run_dir),
+                config=config,
+                reinit="finish_previous",
+            )
+        except wandb.errors.Error as error:  # no login, no network, a bad project: one line, not wandb's traceback
+            raise TrackerError(
+                f"wandb could not start a run ({_first_line(error)}); log in (wandb login, or WANDB_API_KEY), "
+                "run offline with WANDB_MODE=offline, or drop wandb from train.loggers"
+            ) from None
 
     def log(self, record: dict[str, Any], step: int) -> None:
         self.run.log(_numbers(record), step=step)
@@ -75,10 +92,16 @@ class MLflowTracker:
         if not uri:  # a file store beside the run (MLflow >= 3.7 wants it allowed explicitly)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             uri = (run_dir / "mlruns").resolve().as_uri()
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment("attmask")
-        self.run = mlflow.start_run(run_name=run_dir.name)
-        mlflow.log_params({k: str(v)[:250] for k, v in flatten(config).items()})
+        try:
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_experiment("attmask")
+            self.run = mlflow.start_run(run_name=run_dir.name)
+            mlflow.log_params({k: str(v)[:250] for k, v in flatten(config).items()})
+        except mlflow.exceptions.MlflowException as error:  # a bad or unreachable tracking URI
+            raise TrackerError(
+                f"mlflow could not start a run in {uri} ({_first_line(error)}); fix MLFLOW_TRACKING_URI, "
+                "unset it for a file store in the run folder, or drop mlflow from train.loggers"
+            ) from None
 
     def log(self, record: dict[str, Any], step: int) -> None:
         self.mlflow.log_metrics(_numbers(record), step=step)
@@ -91,7 +114,8 @@ def build_trackers(names: list[str], run_dir: Path, config: dict[str, Any]) -> l
     """The trackers ``names`` asks for (``jsonl`` is the log file itself, not a tracker here).
 
     Raises:
-        ValueError: an unknown name, or wandb / mlflow named but not installed (one line).
+        ValueError: an unknown name.
+        TrackerError: wandb / mlflow named but not installed, or unable to start a run (one line).
     """
     unknown = sorted(set(names) - set(LOGGERS))
     if unknown:
@@ -107,7 +131,7 @@ def build_trackers(names: list[str], run_dir: Path, config: dict[str, Any]) -> l
             try:
                 trackers.append(cls(run_dir, config))
             except ImportError:
-                raise ValueError(
+                raise TrackerError(
                     f"train.loggers names {name}, which is not installed: pip install {package} "
                     "(or pip install 'attmask[trackers]')"
                 ) from None
