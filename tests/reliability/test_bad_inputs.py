@@ -198,6 +198,11 @@ def test_config_file_that_is_not_a_mapping(tmp_path, capsys, text, message) -> N
             "data.local_size=10",
             r"data.local_size \(10\) is not a multiple of model.patch_size \(4\); set it to 8 or 12",
         ),
+        (
+            "model.num_heads=5",
+            r"model.embed_dim 192 \(of vit_tiny\) does not split into model.num_heads=5 heads; "
+            r"set model.num_heads to one of 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, or model.embed_dim to a multiple of 5",
+        ),
         ("data.local_size=3", r"data.local_size \(3\) is not a multiple of model.patch_size \(4\); set it to 4,"),
     ],
 )

@@ -161,9 +161,11 @@ def run(args: argparse.Namespace) -> int:
     from attmask.core.lock import folder_lock
     from attmask.engine.data import check_patch_fit, crop_config
     from attmask.engine.trainer import Trainer
+    from attmask.methods.build import check_heads
     from attmask.runs.monitors import build_monitors
 
-    check_patch_fit(crop_config(config.data), config.model.patch_size, config.train.method)  # before the folder
+    check_heads(config)  # these two before the run folder is made
+    check_patch_fit(crop_config(config.data), config.model.patch_size, config.train.method)
 
     # rank 0 alone holds the lock: the other ranks of this job write into the same folder
     lock = folder_lock(args.out, "attmask pretrain") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()

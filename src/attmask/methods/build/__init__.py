@@ -6,7 +6,7 @@ SimMIM, LUT, LUT-SimMIM); ``parts`` builds what they share (backbone, masking st
 attention teacher of pixel methods).
 """
 
-from attmask.methods.build.parts import original_numerics
+from attmask.methods.build.parts import check_heads, original_numerics
 from attmask.methods.build.registry import METHODS, MethodSpec, build_method, method_spec
 
-__all__ = ["METHODS", "MethodSpec", "build_method", "method_spec", "original_numerics"]
+__all__ = ["METHODS", "MethodSpec", "build_method", "check_heads", "method_spec", "original_numerics"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from attmask.config import FIDELITIES, Config, ConfigError
 from attmask.masking import MaskingStrategy, build_masking
 from attmask.methods.base import BackboneOnly
-from attmask.models import VisionTransformer, build_vit
+from attmask.models import VIT_ARCHITECTURES, VisionTransformer, build_vit
 
 
 def original_numerics(config: Config) -> bool:
@@ -29,9 +29,26 @@ def build_backbone(config: Config, img_size: int, drop_path_rate: float) -> Visi
     for name in ("depth", "embed_dim", "num_heads"):
         if getattr(model, name) is not None:
             overrides[name] = getattr(model, name)
+    check_heads(config)
     backbone = build_vit(model.arch, drop_path_rate=drop_path_rate, **overrides)
     backbone.set_grad_checkpointing(config.train.activation_checkpointing)
     return backbone
+
+
+def check_heads(config: Config) -> None:
+    """Refuse a width that the heads do not split evenly, naming the config keys and the head counts
+    that would (the attention layer's own error names neither)."""
+    model, spec = config.model, VIT_ARCHITECTURES.get(config.model.arch)
+    if spec is None:  # an unknown architecture: build_vit names the known ones
+        return
+    width, heads = model.embed_dim or spec["embed_dim"], model.num_heads or spec["num_heads"]
+    if width % heads:
+        whose = f" (of {model.arch})" if model.embed_dim is None else ""
+        fitting = ", ".join(str(n) for n in range(1, min(width, 32) + 1) if width % n == 0)
+        raise ConfigError(
+            f"model.embed_dim {width}{whose} does not split into model.num_heads={heads} heads; "
+            f"set model.num_heads to one of {fitting}, or model.embed_dim to a multiple of {heads}"
+        )
 
 
 def masking_strategy(config: Config) -> MaskingStrategy:
