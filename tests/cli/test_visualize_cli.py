@@ -88,14 +88,18 @@ def test_attention_figure_from_a_checkpoint_and_data_set(tmp_path, capsys) -> No
         (["--images", str(PHOTO), "--img-size", "100"], "must be divisible by patch_size"),
         (["--images", str(PHOTO), "--checkpoint", "nothing.pth"], "checkpoint not found"),
         (["--data", "digits", "--num-images", "0"], "--num-images must be >= 1"),
+        ([], "pass --images or --data: a randomly initialised ViT was pretrained on nothing"),
+        (["--checkpoint", "PLAIN"], "pass --images or --data: PLAIN does not say what it was pretrained on"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, arguments, message) -> None:
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"not an image")
-    arguments = [str(corrupt) if a == "CORRUPT" else a for a in arguments]
+    plain = tmp_path / "plain.pth"
+    torch.save(VisionTransformer(img_size=16, patch_size=4, embed_dim=64, depth=1, num_heads=4).state_dict(), plain)
+    arguments = [{"CORRUPT": str(corrupt), "PLAIN": str(plain)}.get(a, a) for a in arguments]
     code = main(["visualize", "masks", *arguments, "--out", str(tmp_path / "x"), "--arch", "vit_tiny"])
-    error = capsys.readouterr().err.strip()
+    error = capsys.readouterr().err.strip().replace(str(plain), "PLAIN")
     assert code == 2
     assert message in error and len(error.splitlines()) == 1, error
     assert not (tmp_path / "x").exists()
@@ -122,6 +126,13 @@ def test_reconstruction_figure_of_a_mae_run(tmp_path, capsys) -> None:
     assert code == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'figs' / 'reconstruction.png'}"
     assert _size(tmp_path / "figs" / "reconstruction.png") == (600, 860)  # 3 columns x 4 images of 200 px + title
+    arguments = ["--checkpoint", str(tmp_path / "run"), "--num-images", "4", "--out", str(tmp_path / "own")]
+    assert main(["visualize", "reconstruction", *arguments, "--seed", "3"]) == 0  # no --data: the run's (digits)
+    err = capsys.readouterr().err.strip()
+    assert err == "drawing test images of digits (the checkpoint's pretraining data); --data or --images choose others"
+    assert (tmp_path / "own" / "reconstruction.png").read_bytes() == (
+        tmp_path / "figs" / "reconstruction.png"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ then says. A reconstruction needs the whole method: a run folder of a pixel meth
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -17,9 +18,13 @@ from attmask.models import VIT_ARCHITECTURES
 
 
 def _image_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", nargs="+", help="image files")
-    source.add_argument("--data", help="draw test images of a data set instead (fashion-mnist, digits, folder)")
+    source.add_argument(
+        "--data",
+        help="draw test images of a data set instead (fashion-mnist, digits, folder; default: the data "
+        "the checkpoint was pretrained on)",
+    )
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files")
     parser.add_argument("--num-images", type=int, default=4, help="with --data: images drawn, one per class")
     parser.add_argument("--out", required=True, help=out_help)
@@ -91,8 +96,29 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
     return model, size, f"{args.arch}/{args.patch_size}, RANDOMLY INITIALISED (attention is meaningless)"
 
 
+def _data(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``(source, data_dir)`` of the test images to draw: ``--data``, else the checkpoint's
+    pretraining data (said on stderr)."""
+    from attmask.models.checkpoints import pretraining_config
+
+    if args.data:
+        return args.data, args.data_dir
+    if not args.checkpoint:
+        raise ValueError("pass --images or --data: a randomly initialised ViT was pretrained on nothing")
+    data = (pretraining_config(args.checkpoint) or {}).get("data") or {}
+    if not data.get("source"):
+        raise ValueError(f"pass --images or --data: {args.checkpoint} does not say what it was pretrained on")
+    print(
+        f"drawing test images of {data['source']} (the checkpoint's pretraining data); "
+        "--data or --images choose others",
+        file=sys.stderr,
+    )
+    return str(data["source"]), args.data_dir if args.data_dir is not None else data.get("data_dir")
+
+
 def _images(args: argparse.Namespace) -> list:
-    """``(name, RGB image)`` pairs of ``--images`` or ``--data`` (a bad file fails before any work)."""
+    """``(name, RGB image)`` pairs of ``--images``, or of ``--data`` / the checkpoint's pretraining
+    data (a bad file fails before any work)."""
     from attmask.data import load_image
     from attmask.viz.figures import sample_images
 
@@ -100,7 +126,8 @@ def _images(args: argparse.Namespace) -> list:
         return [(Path(p).stem, load_image(p)) for p in args.images]
     if args.num_images < 1:
         raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
-    return sample_images(args.data, args.num_images, args.data_dir)
+    source, data_dir = _data(args)
+    return sample_images(source, args.num_images, data_dir)
 
 
 def _reconstruction(args: argparse.Namespace) -> int:

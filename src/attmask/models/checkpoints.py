@@ -109,6 +109,14 @@ def read_checkpoint(path: str | Path) -> Any:
         raise ValueError(checkpoint_read_error(path, error)) from None
 
 
+def pretraining_config(path: str | Path) -> dict[str, Any] | None:
+    """The pretraining config (nested dict) a project checkpoint or run folder holds; None for
+    other files (converted originals keep theirs too; timm / safetensors files have none)."""
+    checkpoint = read_checkpoint(path)
+    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    return config if isinstance(config, dict) else None
+
+
 def _strip(state: dict[str, Any]) -> dict[str, Any]:
     """Remove wrapper prefixes; keep only ``backbone.`` keys when a head sits beside them."""
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
