@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from attmask.eval.knn_monitor import KNNMonitor
@@ -70,8 +71,10 @@ def test_unlabelled_data_gives_no_scores_without_reading_features(tmp_path) -> N
     for index in range(12):
         Image.fromarray(np.full((16, 16, 3), index * 20, dtype=np.uint8)).save(tmp_path / f"{index}.png")
     monitor = KNNMonitor(tiny_config(f"data.source={tmp_path}", "train.knn_k=3"), 16)
-    assert monitor.evaluate(build_vit("vit_tiny", img_size=16, patch_size=4, depth=2)) == {}
-    assert monitor.pixel_baseline() == {}
+    with pytest.warns(UserWarning, match="has no class labels .* so the online k-NN .* is skipped") as caught:
+        assert monitor.evaluate(build_vit("vit_tiny", img_size=16, patch_size=4, depth=2)) == {}
+        assert monitor.pixel_baseline() == {}
+    assert len([w for w in caught if "no class labels" in str(w.message)]) == 1  # once per run, not per epoch
 
 
 def test_as_a_callback_it_scores_when_due_and_adds_baselines_at_the_end(tmp_path) -> None:

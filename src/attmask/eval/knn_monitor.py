@@ -11,6 +11,7 @@ same bank and queries, the level a pretrained backbone has to beat. As a trainin
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -95,7 +96,8 @@ class KNNMonitor:
 
     def _load_splits(self) -> tuple[Dataset, Dataset, int]:
         """Bank and queries (:func:`attmask.data.splits.labelled_splits`), each capped at its
-        ``knn_*_samples`` by a fixed random subset; unlabelled data gives empty sets and 0 classes."""
+        ``knn_*_samples`` by a fixed random subset; unlabelled data gives empty sets and 0 classes
+        (and one warning)."""
         if self._splits is None:
             data, train = self.config.data, self.config.train
             try:
@@ -108,6 +110,12 @@ class KNNMonitor:
                     validation=data.val_images,
                 )
             except UnlabelledError:
+                warnings.warn(
+                    f"{data.source} has no class labels (one subfolder per class), so the online k-NN "
+                    "(train.knn_*) is skipped; set train.knn_every_epochs=0 and train.knn_baseline=false, "
+                    "or pretrain on a labelled folder",
+                    stacklevel=2,
+                )
                 self._splits = (Subset([], []), Subset([], []), 0)  # type: ignore[arg-type]
                 return self._splits
             queries = splits.test if data.val_images > 0 else _first_random(splits.test, train.knn_test_samples, 1)
