@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
 from attmask.data.datasets import build_dataset
+from attmask.eval.classifier import topk_accuracy
 from attmask.eval.features import extract_features
-from attmask.eval.linear import LinearProbeConfig, linear_probe, linear_probe_on_features, topk_accuracy
+from attmask.eval.linear import LinearProbeConfig, linear_probe, linear_probe_on_features
 from attmask.models import VisionTransformer
 
 CLASSES = 10

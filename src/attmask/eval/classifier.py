@@ -1,12 +1,16 @@
 """The model that fine-tuning trains: a ViT with a linear head on [CLS] or the mean patch token,
 with the layer ids and no-decay names that layer-wise learning-rate decay needs
 (:func:`layer_decay_groups`, BEiT's rule through :func:`timm.optim.param_groups_layer_decay`),
-and DeiT's stochastic depth rule (:func:`with_drop_path`)."""
+and DeiT's stochastic depth rule (:func:`with_drop_path`); and what linear probing and fine-tuning
+share: top-k accuracy, seeded global generators, a backbone frozen in eval mode."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from timm.layers import DropPath
 from timm.optim import param_groups_layer_decay
@@ -85,3 +89,36 @@ def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float
     return param_groups_layer_decay(
         model, weight_decay=weight_decay, no_weight_decay_list=tuple(model.no_weight_decay()), layer_decay=layer_decay
     )
+
+
+def topk_accuracy(logits: Tensor, labels: Tensor) -> tuple[float, float]:
+    """Top-1 and top-``min(5, C)`` accuracy in percent of ``logits (M, C)`` for ``labels (M,)``."""
+    ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (M, k)
+    hits = ranked == labels.reshape(-1, 1)
+    return (hits[:, 0].float().mean().item() * 100.0, hits.any(dim=1).float().mean().item() * 100.0)
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's (and numpy's, for timm's Mixup) global generators inside, restore them after."""
+    devices = [device] if device.type == "cuda" else []
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
+@contextmanager
+def frozen(backbone: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside (gradients are the caller's ``no_grad``); train flags restored after."""
+    modes = [(module, module.training) for module in backbone.modules()]
+    backbone.eval()
+    try:
+        yield backbone
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -30,8 +30,15 @@ from tqdm import tqdm
 
 from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
-from attmask.eval.classifier import POOLS, Classifier, layer_decay_groups, with_drop_path
-from attmask.eval.linear import frozen, seeded_rng, topk_accuracy
+from attmask.eval.classifier import (
+    POOLS,
+    Classifier,
+    frozen,
+    layer_decay_groups,
+    seeded_rng,
+    topk_accuracy,
+    with_drop_path,
+)
 from attmask.models.vit import VisionTransformer
 
 

@@ -17,10 +17,8 @@ epoch's step. Accuracies are in percent, like :mod:`attmask.eval.knn`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from attmask.core.schedules import cosine_schedule
 from attmask.data.augment import crop_flip_transform, eval_transform, with_transform
+from attmask.eval.classifier import frozen, seeded_rng, topk_accuracy
 from attmask.eval.features import FEATURE_KINDS, batch_features, extract_features
 
 #: Feature width of each kind, in units of the backbone's ``embed_dim``.
@@ -118,39 +117,6 @@ def linear_classifier(in_features: int, num_classes: int, generator: torch.Gener
     nn.init.normal_(classifier.weight, mean=0.0, std=0.01, generator=generator)
     nn.init.zeros_(classifier.bias)
     return classifier
-
-
-def topk_accuracy(logits: Tensor, labels: Tensor) -> tuple[float, float]:
-    """Top-1 and top-``min(5, C)`` accuracy in percent of ``logits (M, C)`` for ``labels (M,)``."""
-    ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (M, k)
-    hits = ranked == labels.reshape(-1, 1)
-    return (hits[:, 0].float().mean().item() * 100.0, hits.any(dim=1).float().mean().item() * 100.0)
-
-
-@contextmanager
-def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's (and numpy's, for timm's Mixup) global generators inside, restore them after."""
-    devices = [device] if device.type == "cuda" else []
-    numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            yield
-        finally:
-            np.random.set_state(numpy_state)
-
-
-@contextmanager
-def frozen(backbone: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode inside (gradients are the caller's ``no_grad``); train flags restored after."""
-    modes = [(module, module.training) for module in backbone.modules()]
-    backbone.eval()
-    try:
-        yield backbone
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _fit(
