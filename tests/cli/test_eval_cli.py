@@ -338,3 +338,20 @@ def test_linear_fast_matches_the_library_full_and_finetune_run(run_dir: Path, tm
     )
     assert code == 0, err
     assert _json(tmp_path / "rob.json")["occlusion"]["0.0"] == pytest.approx(expected.top1)
+
+
+@pytest.mark.parametrize(
+    ("pretraining", "why"),
+    [
+        ({"data": {"source": "digits"}}, "the checkpoint's pretraining data"),
+        ({"model": {}}, "the default; the checkpoint does not say"),  # a config without data
+        (None, "the default; the checkpoint does not say"),  # timm, safetensors, converted
+    ],
+)
+def test_the_data_note_says_where_the_data_came_from(pretraining, why) -> None:
+    from types import SimpleNamespace
+
+    from attmask.cli.evaluate import data_note
+
+    session = SimpleNamespace(loaded=SimpleNamespace(config=pretraining), data=SimpleNamespace(source="fashion-mnist"))
+    assert data_note(session) == f"evaluating on fashion-mnist ({why}); --data chooses other images"

@@ -192,7 +192,8 @@ def _write(result: dict[str, Any], out: Path) -> None:
 
 def data_note(session: EvalSession) -> str:
     """The line that says which data an evaluation without ``--data`` runs on, and why."""
-    why = "the checkpoint's pretraining data" if session.loaded.config else "the default; the checkpoint does not say"
+    pretrained_on = ((session.loaded.config or {}).get("data") or {}).get("source")
+    why = "the checkpoint's pretraining data" if pretrained_on else "the default; the checkpoint does not say"
     return f"evaluating on {session.data.source} ({why}); --data chooses other images"
 
 
