@@ -84,6 +84,10 @@ def test_pretrain_on_an_image_folder_with_a_corrupt_file(tmp_path, capsys) -> No
     assert (tmp_path / "run" / "checkpoint.pth").is_file()
     epochs = [r for r in read_log(tmp_path / "run") if r.get("epoch_done")]
     assert epochs[-1]["skipped_images"] == 1
+    code, again, err = _run(["--data", str(folder), *_sets("train.max_steps_per_epoch=2")], tmp_path, capsys)
+    assert code == 0, err
+    assert again.startswith(f"{tmp_path / 'run'} had finished already: nothing trained")
+    assert again.splitlines()[1:] == out.splitlines()  # the same summary, from the log
 
 
 @pytest.mark.parametrize(

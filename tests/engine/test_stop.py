@@ -79,8 +79,8 @@ class _Monitor:
     """A monitor that records the epochs it ran for; with ``kill`` the process "dies" while it runs
     at the end of epoch 1 (as a SIGKILL during a long k-NN pass would end it)."""
 
-    def __init__(self, kill: bool = False) -> None:
-        self.kill, self.epochs = kill, []
+    def __init__(self, kill: bool = False, kill_at_end: bool = False) -> None:
+        self.kill, self.kill_at_end, self.epochs, self.ends = kill, kill_at_end, [], 0
 
     def on_epoch_end(self, event: EpochEnd) -> dict[str, float]:
         if self.kill and event.epoch == 0:
@@ -89,7 +89,10 @@ class _Monitor:
         return {"monitored": float(event.epoch)}
 
     def on_train_end(self, event: EpochEnd) -> dict[str, float]:
-        return {}
+        if self.kill_at_end:
+            raise KeyboardInterrupt("killed while the last monitors ran")
+        self.ends += 1
+        return {"final_score": 42.0}
 
 
 def test_a_kill_during_the_epoch_end_monitors_loses_no_training_and_the_resume_runs_them(tmp_path: Path) -> None:
@@ -109,3 +112,27 @@ def test_a_kill_during_the_epoch_end_monitors_loses_no_training_and_the_resume_r
     again = _Monitor()
     Trainer(tiny_config(), tmp_path / "run", callbacks=[again]).fit()  # finished, every record logged
     assert again.epochs == []
+
+
+def test_a_finished_run_run_again_trains_and_monitors_nothing_and_returns_its_summary(tmp_path: Path) -> None:
+    """The same command run again on a finished run (a requeue, a retry loop): no step, no monitor
+    pass, no log row; the summary is the one the finishing process returned. A run killed while its
+    end-of-training monitors ran gets them on the next run, once."""
+    first = _Monitor()
+    summary = Trainer(tiny_config(), tmp_path / "run", callbacks=[first]).fit()
+    assert first.ends == 1 and summary["final_score"] == 42.0 and summary["train_done"] is True
+    assert summary["epoch_done"] is True and summary["monitored"] == 1.0  # the last epoch's record too
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    again = _Monitor()
+    assert Trainer(tiny_config(), tmp_path / "run", callbacks=[again]).fit() == summary
+    assert (again.epochs, again.ends) == ([], 0)
+    resumed_rows = [r for r in read_log(tmp_path / "run") if "resumed_from" in r]
+    assert (tmp_path / "run" / "log.jsonl").read_text().startswith(log) and len(
+        resumed_rows
+    ) == 1  # only the resume's row
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(), tmp_path / "cut", callbacks=[_Monitor(kill_at_end=True)]).fit()
+    late = _Monitor()
+    assert Trainer(tiny_config(), tmp_path / "cut", callbacks=[late]).fit()["final_score"] == 42.0
+    assert (late.epochs, late.ends) == ([], 1)
+    assert len([r for r in read_log(tmp_path / "cut") if r.get("train_done")]) == 1

@@ -177,11 +177,17 @@ def run(args: argparse.Namespace) -> int:
                 allow_config_change=args.allow_config_change,
                 callbacks=build_monitors(config, args.out),
             )
+            done_before = trainer.progress.epoch >= config.optim.epochs
             summary = trainer.fit()
     finally:
         shutdown()
     if trainer.ctx.is_main:
         minutes = trainer.progress.train_seconds / 60
+        if done_before:
+            print(
+                f"{args.out} had finished already: nothing trained (a larger optim.epochs, with "
+                "--allow-config-change, trains on)"
+            )
         print(f"finished {config.optim.epochs} epochs in {args.out} ({minutes:.1f} min of training)")
         print("\n".join(summary_lines(summary, config.train.knn_k)))
     return 0

@@ -163,6 +163,19 @@ def epoch_logged(run_dir: Path, epoch: int) -> bool:
     return any(r.get("epoch_done") and r.get("epoch") == epoch for r in read_log(run_dir))
 
 
+def logged_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary a finished run's :meth:`~attmask.engine.trainer.Trainer.fit` returned: its last
+    end-of-epoch record updated with its end-of-training record (``train_done``); None when the
+    log has no end-of-training record (the run is unfinished, or was killed while its last
+    monitors ran)."""
+    records = read_log(run_dir)
+    ended = [r for r in records if r.get("train_done")]
+    if not ended:
+        return None
+    epochs = [r for r in records if r.get("epoch_done")]
+    return {**(epochs[-1] if epochs else {}), **ended[-1]}
+
+
 def drop_rows_after(run_dir: Path, global_step: int) -> int:
     """Remove the log rows of steps after ``global_step`` (trained again after a resume); returns how many."""
     log = run_dir / LOG_NAME

@@ -34,7 +34,7 @@ from attmask.engine.logging import CollapseWatch, RunLogger
 from attmask.engine.optim import run_schedules, weight_norm
 from attmask.engine.parallel import parallelize
 from attmask.engine.precision import resolve_precision
-from attmask.engine.resume import Progress, TrainingError, epoch_logged, nonfinite_message
+from attmask.engine.resume import Progress, TrainingError, epoch_logged, logged_summary, nonfinite_message
 from attmask.engine.run_checkpoint import keep_copy, resume_run, start_run_dir, write_checkpoint
 from attmask.engine.step import compile_backbones, configured_step
 from attmask.methods import build_method
@@ -101,6 +101,10 @@ class Trainer:
         Raises:
             TrainingStopped: a SIGTERM arrived; the checkpoint of the last finished step is written.
         """
+        finished = self._finished_summary()
+        if finished is not None:  # run again after it finished: nothing to train, no monitor run twice
+            self.logger.close()
+            return finished
         summary: dict[str, float] = {}
         with self._stop:
             self._catch_up_epoch_end()
@@ -109,18 +113,23 @@ class Trainer:
                 summary = self._end_epoch(epoch, epoch_loss)
                 if epoch + 1 < self.config.optim.epochs:  # a signal during the epoch's monitors
                     self._stop_if_asked(meet=True)
-        record: dict = {}
+        record: dict = {"epoch": self.progress.epoch - 1, "step": self.progress.global_step}
         for callback in self.callbacks:
             record.update(callback.on_train_end(self._event(self.progress.epoch - 1)))
-        if record:
-            summary.update(
-                self.logger.log(
-                    {"epoch": self.progress.epoch - 1, "step": self.progress.global_step, **record},
-                    step=self.progress.global_step,
-                )
-            )
+        summary.update(self.logger.log({**record, "train_done": True}, step=self.progress.global_step))
         self.logger.close()
         return summary
+
+    def _finished_summary(self) -> dict[str, float] | None:
+        """For a run that had finished, monitors included, before this process: the summary its
+        log holds (the main process's; ``{}`` on the others). None when there is work left."""
+        if self.progress.epoch < self.config.optim.epochs:
+            return None
+        summary = logged_summary(self.run_dir) if self.ctx.is_main else None
+        ended = summary is not None
+        if self.ctx.world_size > 1:  # every process follows the main one's reading of the log
+            ended = bool(all_reduce_mean(torch.tensor(float(ended), device=self.device)) > 0)
+        return (summary or {}) if ended else None
 
     def _train_epoch(self, epoch: int) -> torch.Tensor:
         batch, accumulation = self.config.data.batch_size, self.config.optim.accumulation_steps
