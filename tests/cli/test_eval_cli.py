@@ -341,6 +341,14 @@ def test_linear_fast_matches_the_library_full_and_finetune_run(run_dir: Path, tm
 
 
 @pytest.mark.parametrize(
+    ("protocol", "root"), [("davis", "the DAVIS 2017 root (JPEGImages/480p"), ("revisited", "gnd_<dataset>.pkl")]
+)
+def test_benchmark_protocols_have_no_default_data(run_dir: Path, capsys, protocol: str, root: str) -> None:
+    code, _, err = _eval(protocol, "--checkpoint", str(run_dir), "--no-progress", capsys=capsys)
+    assert code == 2 and err.startswith(f"attmask eval: error: eval {protocol} needs --data: ") and root in err
+
+
+@pytest.mark.parametrize(
     ("pretraining", "why"),
     [
         ({"data": {"source": "digits"}}, "the checkpoint's pretraining data"),

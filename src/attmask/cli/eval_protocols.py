@@ -149,12 +149,15 @@ class Protocol:
         run: runs it on a session with the resolved config and the parsed (path) arguments.
         aliases: its shorthand flags besides :data:`COMMON_ALIASES` (a flag of both: this one).
         paths: registers its path arguments, if any.
+        data_root: what ``--data`` must name when the protocol reads a benchmark's own folder
+            rather than labelled images (then it has no default); None for the others.
     """
 
     help: str
     run: Runner
     aliases: tuple[Alias, ...] = ()
     paths: Callable[[argparse.ArgumentParser], None] | None = None
+    data_root: str | None = None
 
     def all_aliases(self) -> list[Alias]:
         """Its shorthands and the common ones it does not redefine."""
@@ -243,6 +246,7 @@ PROTOCOLS: dict[str, Protocol] = {
             _alias("--scales", "revisited.scales", many=True),
             _alias("--k", "revisited.ks", many=True),
         ),
+        data_root="the folder holding gnd_<dataset>.pkl and jpg/ (e.g. /data/datasets/roxford5k)",
     ),
     "davis": Protocol(
         "DAVIS 2017 video object segmentation by label propagation: J&F (--data the DAVIS root)",
@@ -252,5 +256,6 @@ PROTOCOLS: dict[str, Protocol] = {
             _alias("--sequences", "davis.sequences", many=True),
         ),
         _davis_paths,
+        data_root="the DAVIS 2017 root (JPEGImages/480p, Annotations/480p, ImageSets/2017/val.txt)",
     ),
 }

@@ -101,7 +101,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         help="fashion-mnist, digits, or a labelled folder (sets data.source; default: the data the "
-        "checkpoint was pretrained on, or fashion-mnist when it does not say)",
+        "checkpoint was pretrained on, or fashion-mnist when it does not say); revisited and davis: "
+        "the benchmark's root, required",
     )
     parser.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
     parser.add_argument("--test-data", help="separate labelled folder for the test split (sets data.test_source)")
@@ -201,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config, load the backbone, run the protocol, write the JSON and the config, print
     the summary (rank 0)."""
     config = resolve_config(args)
+    root = eval_protocols.PROTOCOLS[args.protocol].data_root
+    if root is not None and config.data.source is None:  # no default: the pretraining data is not a benchmark root
+        raise ValueError(f"eval {args.protocol} needs --data: {root}")
     start = time.perf_counter()
     loaded = load_backbone(args.checkpoint, "student" if config.session.student else None, config.session.num_heads)
     ctx = init_distributed(config.session.device)
