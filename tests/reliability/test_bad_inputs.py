@@ -349,3 +349,13 @@ def test_a_cut_off_log_line_is_repaired_on_resume_and_named_when_read(tmp_path, 
     assert any("partial last line" in note for note in resumed["repairs"])
     assert resumed["config_changed"] == "optim.epochs 1 -> 2"
     assert "epochs: 2" in (run / "config.yaml").read_text()
+
+
+def test_the_trainer_refuses_crops_the_patches_do_not_tile_before_building(tmp_path) -> None:
+    """The library path (no CLI) checks too, before the loader, the model or the folder exist."""
+    from attmask.config import ConfigError, load_config
+    from attmask.engine.trainer import Trainer
+
+    with pytest.raises(ConfigError, match=r"data.local_size \(10\) is not a multiple of model.patch_size \(4\)"):
+        Trainer(load_config(None, [*TINY, "data.local_size=10"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -74,7 +74,8 @@ def build_pretraining_data(data: DataConfig, method: str = "ibot") -> tuple[Data
 def check_patch_fit(crops: MultiCropConfig, patch_size: int, method: str) -> None:
     """Refuse crop sizes that the patches do not tile, before anything is built or written (the
     ViT would refuse them only at its construction or at the first forward of a local crop).
-    Called by :func:`pretraining_loader` and, before the run folder is made, by ``attmask pretrain``.
+    Called by the trainer before it builds anything and, before the run folder is made, by
+    ``attmask pretrain`` (not by the data bench, which builds no model).
 
     Raises:
         ConfigError: ``data.global_size``, or ``data.local_size`` of a multi-crop method with local
@@ -149,9 +150,8 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
 
     Raises:
         DatasetError: missing or unreadable data.
-        ConfigError: bad crop settings, or crops the patches do not tile (:func:`check_patch_fit`).
+        ConfigError: bad crop settings.
     """
-    check_patch_fit(crop_config(config.data), config.model.patch_size, config.train.method)
     base, transform, _ = build_pretraining_data(config.data, config.train.method)
     collate = collate_images if config.data.augment_on == "device" else collate_multicrop
     dataset = SeededTransformDataset(base, transform, config.train.seed)

@@ -29,7 +29,14 @@ from attmask.core.dcp import latest_checkpoint, tidy_sharded
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
 from attmask.core.stop import StopSignal, TrainingStopped
 from attmask.data.resumable import mix_seed
-from attmask.engine.data import augmentation_seed, batch_augmentation, crop_config, pretraining_loader, steps_per_epoch
+from attmask.engine.data import (
+    augmentation_seed,
+    batch_augmentation,
+    check_patch_fit,
+    crop_config,
+    pretraining_loader,
+    steps_per_epoch,
+)
 from attmask.engine.logging import CollapseWatch, RunLogger
 from attmask.engine.optim import run_schedules, weight_norm
 from attmask.engine.parallel import parallelize
@@ -69,6 +76,7 @@ class Trainer:
             torch.set_num_threads(config.train.num_threads)
         self.device = self.ctx.device
         self.precision = resolve_precision(config.train.precision, self.device)
+        check_patch_fit(crop_config(config.data), config.model.patch_size, config.train.method)
         self.loader = pretraining_loader(config, self.device, self.ctx.world_size, self.ctx.rank)  # errors first
         self.dataset, self.sampler = self.loader.dataset, self.loader.sampler
         self.images, self.crops = self.dataset.dataset, crop_config(config.data)
