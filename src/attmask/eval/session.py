@@ -30,9 +30,10 @@ class DataOptions:
 
     Attributes:
         source: fashion-mnist, digits, or a labelled image folder (one subfolder per class); the
-            data root for revisited and davis. Null (default): the checkpoint's pretraining data
-            (its ``data.source``), or :data:`DEFAULT_SOURCE` for a checkpoint without a
-            pretraining config (converted original, timm, safetensors); see :func:`with_source`.
+            data root for revisited and davis (which ``attmask eval`` requires). Null (default):
+            the checkpoint's pretraining data (its ``data.source``), or :data:`DEFAULT_SOURCE` for
+            a checkpoint without a pretraining config (converted original, timm, safetensors); see
+            :func:`with_source`.
         data_dir: folder holding a built-in data set's files (null with an inherited ``source``:
             the pretraining's ``data.data_dir``).
         test_source: separate labelled folder for the test split (null: the source's own test
