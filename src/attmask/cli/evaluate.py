@@ -30,7 +30,7 @@ from attmask.core.distributed import init_distributed, shutdown
 from attmask.core.files import write_atomic
 from attmask.eval.config import CHOICES, RULES, EvalConfig, load_eval_config, save_eval_config, sections_of
 from attmask.eval.session import EvalSession
-from attmask.models.checkpoints import load_backbone
+from attmask.models.checkpoints import load_backbone, pretraining_data
 
 _RANGES = {key: words for key, _, words in RULES}
 
@@ -193,7 +193,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
 
 def data_note(session: EvalSession) -> str:
     """The line that says which data an evaluation without ``--data`` runs on, and why."""
-    pretrained_on = ((session.loaded.config or {}).get("data") or {}).get("source")
+    pretrained_on = pretraining_data(session.loaded.config)
     why = "the checkpoint's pretraining data" if pretrained_on else "the default; the checkpoint does not say"
     return f"evaluating on {session.data.source} ({why}); --data chooses other images"
 

@@ -99,21 +99,21 @@ def _model(args: argparse.Namespace) -> tuple[torch.nn.Module, int, str]:
 def _data(args: argparse.Namespace) -> tuple[str, str | None]:
     """``(source, data_dir)`` of the test images to draw: ``--data``, else the checkpoint's
     pretraining data (said on stderr)."""
-    from attmask.models.checkpoints import pretraining_config
+    from attmask.models.checkpoints import pretraining_config, pretraining_data
 
     if args.data:
         return args.data, args.data_dir
     if not args.checkpoint:
         raise ValueError("pass --images or --data: a randomly initialised ViT was pretrained on nothing")
-    data = (pretraining_config(args.checkpoint) or {}).get("data") or {}
-    if not data.get("source"):
+    pretrained_on = pretraining_data(pretraining_config(args.checkpoint))
+    if pretrained_on is None:
         raise ValueError(f"pass --images or --data: {args.checkpoint} does not say what it was pretrained on")
+    source, data_dir = pretrained_on
     print(
-        f"drawing test images of {data['source']} (the checkpoint's pretraining data); "
-        "--data or --images choose others",
+        f"drawing test images of {source} (the checkpoint's pretraining data); --data or --images choose others",
         file=sys.stderr,
     )
-    return str(data["source"]), args.data_dir if args.data_dir is not None else data.get("data_dir")
+    return source, args.data_dir if args.data_dir is not None else data_dir
 
 
 def _images(args: argparse.Namespace) -> list:

@@ -21,7 +21,7 @@ from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
 from attmask.eval.cache import cached_features, file_fingerprint
 from attmask.eval.features import extract_features
-from attmask.models.checkpoints import LoadedBackbone
+from attmask.models.checkpoints import LoadedBackbone, pretraining_data
 
 
 @dataclass
@@ -71,11 +71,11 @@ def with_source(data: DataOptions, pretraining: dict[str, Any] | None) -> DataOp
     digits or on a folder is evaluated on the same images by default; else :data:`DEFAULT_SOURCE`."""
     if data.source is not None:
         return data
-    pretrained_on = (pretraining or {}).get("data") or {}
-    if not pretrained_on.get("source"):
+    pretrained_on = pretraining_data(pretraining)
+    if pretrained_on is None:
         return replace(data, source=DEFAULT_SOURCE)
-    data_dir = data.data_dir if data.data_dir is not None else pretrained_on.get("data_dir")
-    return replace(data, source=str(pretrained_on["source"]), data_dir=data_dir)
+    source, data_dir = pretrained_on
+    return replace(data, source=source, data_dir=data.data_dir if data.data_dir is not None else data_dir)
 
 
 def shard(dataset: Dataset) -> Dataset:

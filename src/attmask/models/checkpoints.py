@@ -117,6 +117,13 @@ def pretraining_config(path: str | Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def pretraining_data(config: dict[str, Any] | None) -> tuple[str, str | None] | None:
+    """``(data.source, data.data_dir)`` of a pretraining config (nested dict), or None when it
+    names no data source (no config, or one without a ``data`` section)."""
+    data = (config or {}).get("data") or {}
+    return (str(data["source"]), data.get("data_dir")) if data.get("source") else None
+
+
 def _strip(state: dict[str, Any]) -> dict[str, Any]:
     """Remove wrapper prefixes; keep only ``backbone.`` keys when a head sits beside them."""
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
