@@ -7,7 +7,9 @@ import importlib
 import os
 import select
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 
 from attmask.core.stop import TrainingStopped
@@ -63,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = next((item for item in argv if not item.startswith("-")), None)
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
+    formatter = warnings.formatwarning
+    if not args.debug:  # --debug keeps Python's form (file, line and source line)
+        warnings.formatwarning = warning_line(f"attmask {args.command}")
     try:
         code = int(command_module(args.command).run(args) or 0)
         sys.stdout.flush()  # a closed reader shows up here, not at interpreter exit
@@ -82,6 +87,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"attmask {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatter
+
+
+#: The installed ``attmask`` package: warnings pointing inside it need no location for a user.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def warning_line(prefix: str) -> Callable[..., str]:
+    """A ``warnings.formatwarning`` writing ``PREFIX: warning: MESSAGE`` on one line.
+
+    Python's default form is two lines (``file:line: Category: message`` and the source line that
+    warned), which reads like a crash to a CLI user. A warning pointing outside attmask (torch,
+    timm, a user's script) keeps its category and location at the end of the line.
+    """
+
+    def format_warning(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+    ) -> str:
+        text = " ".join(str(message).split())
+        path = Path(filename)
+        if not path.resolve().is_relative_to(PACKAGE_DIR):
+            parts = path.parts
+            where = "/".join(parts[parts.index("site-packages") + 1 :]) if "site-packages" in parts else path.name
+            text += f" ({category.__name__} at {where}:{lineno})"
+        return f"{prefix}: warning: {text}\n"
+
+    return format_warning
 
 
 def stdout_reader_gone() -> bool:
