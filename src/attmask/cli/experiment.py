@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             "the experiment runs its cells one after another in one process (one GPU); "
             "start it without torchrun (torchrun is for attmask pretrain)"
         )
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # --status would list every cell pending
+        raise ValueError(f"--out {args.out} is a file; pass the experiment's folder (made if missing)")
     overrides = list(args.overrides)
     if args.seeds:
         overrides.append(f"seeds=[{', '.join(str(s) for s in args.seeds)}]")

@@ -134,12 +134,36 @@ def one_line(error: BaseException) -> str:
     process N. Original Traceback ...``: only its last line (the original message, without the
     exception's module path) is kept.
     """
+    if isinstance(error, OSError) and (known := file_error(error)):
+        return known
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
     if "Original Traceback" in text:
         last = [line for line in text.strip().splitlines() if line.strip()][-1]
         head, _, rest = last.partition(": ")
         text = rest if rest and " " not in head else last
     return " ".join(text.split())
+
+
+def file_error(error: OSError) -> str | None:
+    """What a file-system error means for the path a user passed, and the fix; None for others.
+
+    Python's own text (``[Errno 17] File exists: 'runs/a'``) names neither: ``--out`` naming a file
+    where a folder is made is the usual cause.
+    """
+    path = error.filename
+    if path is None:
+        return None
+    if isinstance(error, FileExistsError):
+        if Path(path).is_dir():
+            return f"{path} exists already; pass another path or remove it"
+        return f"{path} is a file where a folder is needed; pass a folder path or move the file away"
+    if isinstance(error, NotADirectoryError):
+        return f"{path}: a part of this path is a file, not a folder; pass another path"
+    if isinstance(error, IsADirectoryError):
+        return f"{path} is a folder where a file is needed; pass a file path"
+    if isinstance(error, PermissionError):
+        return f"permission denied on {path}; pass a path you may read and write, or change its permissions"
+    return None
 
 
 if __name__ == "__main__":
