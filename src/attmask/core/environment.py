@@ -11,6 +11,7 @@ import functools
 import os
 import platform
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,34 @@ def device_name(device: torch.device, threads: int | None = None) -> str:
     processor = cpu_model()
     threads = threads or torch.get_num_threads()
     return f"cpu ({processor}, {os.cpu_count()} cores, {threads} thread{'' if threads == 1 else 's'})"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (a container's, ``taskset``'s or SLURM's
+    cpuset, what PyTorch's DataLoader checks too), else every CPU of the machine (macOS, Windows)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def loader_workers(requested: int, key: str = "data.num_workers") -> int:
+    """``requested`` DataLoader workers, at most :func:`usable_cpus` (with one warning naming ``key``).
+
+    More worker processes than CPUs only compete with the training process for the same cores,
+    and PyTorch warns about it in two lines on every loader it builds; a config written for a
+    16-core machine (``num_workers: 10``) should still run as well as it can on a 2-core laptop.
+    In pretraining the cap changes speed only: a sample's augmentation is seeded by the run's
+    seed, the epoch and its index, not by the worker that loads it; evaluation loaders do not
+    augment.
+    """
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested
+    warnings.warn(
+        f"{key}={requested} is more than the {cpus} CPUs this process may use; using {cpus} loader workers",
+        stacklevel=2,
+    )
+    return cpus
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attmask.config import Config, ConfigError, DataConfig
+from attmask.core.environment import loader_workers
 from attmask.core.stop import shield_from_stop_signals
 from attmask.data.augment import MULTICROP_PRESETS, CropFlipViews, MultiCropAugmentation, MultiCropConfig, decode_square
 from attmask.data.batched import BatchAugmentation, BatchedCropFlip, BatchedMultiCrop
@@ -160,7 +161,7 @@ def pretraining_loader(config: Config, device: torch.device, world_size: int = 1
         dataset,
         batch_size=config.data.batch_size,
         sampler=sampler,
-        num_workers=config.data.num_workers,
+        num_workers=loader_workers(config.data.num_workers),
         collate_fn=collate,
         drop_last=True,
         pin_memory=device.type == "cuda",

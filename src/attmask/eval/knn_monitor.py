@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from attmask.config import Config
 from attmask.core.callbacks import EpochEnd
 from attmask.core.distributed import is_distributed
+from attmask.core.environment import loader_workers
 from attmask.core.schedules import epoch_due
 from attmask.data.augment import eval_transform
 from attmask.data.resumable import EpochSampler
@@ -126,13 +127,16 @@ class KNNMonitor:
         world = torch.distributed.get_world_size() if is_distributed() else 1
         rank = torch.distributed.get_rank() if is_distributed() else 0
         sampler = EpochSampler(len(dataset), world, rank, shuffle=False)  # type: ignore[arg-type]
-        loader = DataLoader(dataset, batch_size=256, sampler=sampler, num_workers=self.config.data.num_workers)
         device = self.device or next(backbone.parameters()).device
-        return extract_features(backbone, loader, device, kind=kind)
+        return extract_features(backbone, self._loader(dataset, sampler), device, kind=kind)
 
     def _pixels(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened normalised images ``(M, C*H*W)`` and labels (every rank reads all)."""
-        return flattened_images(DataLoader(dataset, batch_size=256, num_workers=self.config.data.num_workers))
+        return flattened_images(self._loader(dataset))
+
+    def _loader(self, dataset: Dataset, sampler: EpochSampler | None = None) -> DataLoader:
+        workers = loader_workers(self.config.data.num_workers)
+        return DataLoader(dataset, batch_size=256, sampler=sampler, num_workers=workers)
 
     def _score(
         self,

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attmask.core.environment import loader_workers
 from attmask.data.augment import eval_transform
 from attmask.data.datasets import DatasetError, build_dataset
 from attmask.eval.config import (
@@ -155,7 +156,7 @@ def _variant_sets(session: EvalSession, variants: dict[str, str]) -> dict[str, A
 def _loader(session: EvalSession, dataset: Any) -> torch.utils.data.DataLoader:
     """A plain sequential loader (every rank reads the whole data set)."""
     return torch.utils.data.DataLoader(
-        dataset, batch_size=session.data.batch_size, num_workers=session.data.num_workers
+        dataset, batch_size=session.data.batch_size, num_workers=loader_workers(session.data.num_workers)
     )
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from attmask.core.distributed import is_distributed
+from attmask.core.environment import loader_workers
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
 from attmask.eval.cache import cached_features, file_fingerprint
@@ -139,7 +140,7 @@ class EvalSession:
             shard(dataset),
             batch_size=self.data.batch_size,
             shuffle=False,
-            num_workers=self.data.num_workers,
+            num_workers=loader_workers(self.data.num_workers),
             pin_memory=self.device.type == "cuda",
         )
 

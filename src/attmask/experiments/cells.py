@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from attmask.config import Config, ConfigError, to_dict
 from attmask.core.checkpoint import CHECKPOINT_NAME
-from attmask.core.environment import device_name, running_commit
+from attmask.core.environment import device_name, loader_workers, running_commit
 from attmask.core.files import write_atomic
 from attmask.core.typed_yaml import flatten
 from attmask.data.augment import eval_transform
@@ -113,8 +113,7 @@ class Evaluator:
         return cls(spec, labelled_splits(source, eval_transform(img_size), data_dir, subset), device)
 
     def _features(self, backbone: torch.nn.Module, dataset: Any, kind: str) -> tuple[Tensor, Tensor]:
-        loader = DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers)
-        return extract_features(backbone, loader, self.device, kind)
+        return extract_features(backbone, self._loader(dataset), self.device, kind)
 
     def evaluate(self, backbone: torch.nn.Module) -> dict[str, Any]:
         """:func:`evaluate_features` of ``backbone``'s features of each kind of
@@ -133,7 +132,11 @@ class Evaluator:
         return metrics
 
     def _pixels(self, dataset: Any) -> tuple[Tensor, Tensor]:
-        return flattened_images(DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=self.spec.num_workers))
+        return flattened_images(self._loader(dataset))
+
+    def _loader(self, dataset: Any) -> DataLoader:
+        workers = loader_workers(self.spec.num_workers, "eval.num_workers")
+        return DataLoader(dataset, batch_size=self.spec.batch_size, num_workers=workers)
 
     def evaluate_pixels(self) -> dict[str, Any]:
         """:func:`evaluate_features` of the raw pixels: every image of the splits as it enters
