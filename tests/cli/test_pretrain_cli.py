@@ -149,3 +149,12 @@ def test_a_closed_reader_ends_the_command_quietly(tmp_path) -> None:
     done = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
     os.close(write)
     assert done.stderr == "" and done.returncode == 141, done.stderr
+
+
+def test_a_run_of_another_model_names_its_own_config_as_the_way_out(tmp_path, capsys) -> None:
+    assert _run(_sets(), tmp_path, capsys)[0] == 0
+    code, _, err = _run(_sets("model.depth=1"), tmp_path, capsys)  # the settings of another run
+    saved = tmp_path / "run" / "config.yaml"
+    assert code == 2 and err.endswith(f"resume it with --config {saved}, or use a new --out folder"), err
+    code, out, _ = _run(["--config", str(saved)], tmp_path, capsys)  # the way out works
+    assert code == 0 and "had finished already: nothing trained" in out, out

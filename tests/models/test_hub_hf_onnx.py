@@ -50,7 +50,7 @@ def test_hugging_face_folder_loads_offline_in_timm(run, tmp_path, monkeypatch) -
 
 def test_onnx_export_matches_pytorch(run, tmp_path, capsys) -> None:
     pytest.importorskip("onnxruntime")  # the onnx extra; make venv installs it, so CI runs this
-    assert main(["export", "--checkpoint", str(run), "--format", "onnx", "--out", str(tmp_path / "vit.onnx")]) == 0
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "vit.onnx")]) == 0  # format from suffix
     out = capsys.readouterr().out
     difference = float(out.rsplit("max abs difference ", 1)[1].split(")")[0])
     assert difference < 1e-4
@@ -84,3 +84,15 @@ def test_hf_export_refuses_a_convolutional_stem(tmp_path) -> None:
     }
     with pytest.raises(ValueError, match="convolutional stem cannot be rebuilt by timm"):
         export_hf(model, kwargs, tmp_path / "hf")
+
+
+@pytest.mark.parametrize(
+    ("out", "hint"),
+    [("vit.pth", "pass --format mmseg for mmsegmentation"), ("hf/vit", "pass --format hf for a Hugging Face folder")],
+)
+def test_an_out_suffix_naming_no_format_is_one_line_before_loading(tmp_path, capsys, out: str, hint: str) -> None:
+    missing = tmp_path / "no_such_run"  # never read: the path is checked first
+    assert main(["export", "--checkpoint", str(missing), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = f"--out {tmp_path / out}: name a FILE.safetensors (timm) or FILE.onnx, or {hint}"
+    assert err == f"attmask export: error: {expected}"

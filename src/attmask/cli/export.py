@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+#: ``--out`` suffix -> the format it names, when ``--format`` is not given.
+FORMAT_OF_SUFFIX = {".safetensors": "timm", ".onnx": "onnx"}
 
 
 def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
@@ -17,7 +21,11 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         ),
     )
     parser.add_argument("--checkpoint", required=True, help="checkpoint file or pretraining run folder")
-    parser.add_argument("--out", required=True, help="destination FILE.safetensors")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="destination: FILE.safetensors, FILE.onnx, or with --format a FOLDER (hf) or FILE.pth (mmseg)",
+    )
     parser.add_argument(
         "--student",
         action="store_true",
@@ -26,9 +34,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--num-heads", type=int, help="attention heads, if the checkpoint cannot tell")
     parser.add_argument(
         "--format",
-        default="timm",
         choices=("timm", "hf", "onnx", "mmseg"),
-        help="timm: FILE.safetensors + FILE.json (default); hf: a FOLDER (config.json + "
+        help="default: from --out's suffix (.safetensors: timm, .onnx: onnx). "
+        "timm: FILE.safetensors + FILE.json; hf: a FOLDER (config.json + "
         "model.safetensors) that timm.create_model('local-dir:FOLDER' or 'hf-hub:...') loads; "
         "onnx: FILE.onnx with a dynamic batch, checked against PyTorch with onnxruntime; "
         "mmseg: FILE.pth in mmsegmentation's VisionTransformer key layout + FILE.py config snippet",
@@ -41,22 +49,38 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     )
 
 
+def export_format(out: str, chosen: str | None) -> str:
+    """``--format``, or the format ``out``'s suffix names.
+
+    Raises:
+        ValueError: no ``--format`` and a suffix that names none (one line with the choices).
+    """
+    suffix = Path(out).suffix.lower()
+    if chosen is not None:
+        return chosen
+    if suffix in FORMAT_OF_SUFFIX:
+        return FORMAT_OF_SUFFIX[suffix]
+    hint = "--format mmseg for mmsegmentation" if suffix == ".pth" else "--format hf for a Hugging Face folder"
+    raise ValueError(f"--out {out}: name a FILE.safetensors (timm) or FILE.onnx, or pass {hint}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, export, print where the files went."""
+    chosen = export_format(args.out, args.format)  # before the checkpoint is read
     from attmask.models.checkpoints import load_backbone
     from attmask.models.export import export_backbone
 
     loaded = load_backbone(args.checkpoint, "student" if args.student else None, args.num_heads)
     source = {"checkpoint": str(loaded.path), "layout": loaded.layout, "which": loaded.which}
     kwargs = loaded.kwargs
-    if args.format == "hf":
+    if chosen == "hf":
         from attmask.models.export_hf import export_hf
 
         folder = export_hf(loaded.model, kwargs, args.out)
         load = f"timm.create_model('local-dir:{folder}', pretrained=True)"
         print(f"exported {loaded.which or 'backbone'} to {folder}: {load}")
         return 0
-    if args.format == "onnx":
+    if chosen == "onnx":
         from attmask.models.export_onnx import export_onnx
 
         check = export_onnx(loaded.model, args.out, args.img_size or int(kwargs["img_size"]))
@@ -65,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             f"{check.size}); onnxruntime vs PyTorch max abs difference {check.max_abs_diff:.2e})"
         )
         return 0
-    if args.format == "mmseg":
+    if chosen == "mmseg":
         from attmask.models.export_dense import export_mmseg
 
         weights, sidecar = export_mmseg(loaded.model, kwargs, args.out, args.img_size or int(kwargs["img_size"]))

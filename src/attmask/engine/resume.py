@@ -211,6 +211,12 @@ def nonfinite_message(run_dir: Path, epoch: int, step: int, checkpoint_written: 
     )
 
 
+def ways_out(path: Path) -> str:
+    """What to do about a checkpoint that the requested model cannot continue: the run's own
+    settings (``config.yaml`` next to it) resume it; a new folder starts another run."""
+    return f"resume it with --config {path.parent / 'config.yaml'}, or use a new --out folder"
+
+
 def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
     """Refuse to resume a run whose model differs from the requested one."""
     for section in ("model", "head"):
@@ -220,7 +226,7 @@ def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
             key = changed[0]
             raise ValueError(
                 f"{path} holds a checkpoint of another architecture ({section}.{key}: "
-                f"{saved.get(key)!r} vs {wanted.get(key)!r}); use a new --out folder or the same config"
+                f"{saved.get(key)!r} vs {wanted.get(key)!r}); {ways_out(path)}"
             )
     for section, keys in (
         ("recon", ("decoder_dim", "decoder_depth", "decoder_heads")),
@@ -231,9 +237,7 @@ def check_compatible(saved_config: dict, config: dict, path: Path) -> None:
         if changed:
             raise ValueError(
                 f"{path} holds a checkpoint with {section}.{changed[0]}={saved.get(changed[0])!r}, "
-                f"not {wanted.get(changed[0])!r}; use a new --out folder or the same config"
+                f"not {wanted.get(changed[0])!r}; {ways_out(path)}"
             )
     if saved_config.get("train", {}).get("method") != config.get("train", {}).get("method"):
-        raise ValueError(
-            f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; use a new --out folder"
-        )
+        raise ValueError(f"{path} holds a checkpoint of method {saved_config['train']['method']!r}; {ways_out(path)}")
