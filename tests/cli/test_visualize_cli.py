@@ -138,7 +138,7 @@ def test_reconstruction_figure_of_a_mae_run(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("ibot", "IBOT does not reconstruct pixels; use mae, simmim, mst or lut"),
+        ("ibot", "iBOT does not reconstruct pixels; use mae, simmim, mst or lut"),
         (
             "plain",
             "is not an attmask pretraining checkpoint; reconstruction figures need a run folder of mae/simmim/mst/lut",

@@ -63,10 +63,12 @@ class PretrainingMethod(nn.Module):
         evaluated_branch: ``teacher`` or ``student``: whose backbone k-NN, figures, export and
             evaluation use (DINO / iBOT evaluate the teacher, MAE / SimMIM the encoder).
         reconstructs: True when :meth:`reconstruct` is implemented (pixel methods).
+        title: the method's name as its paper writes it, for messages (``iBOT``).
     """
 
     evaluated_branch = "teacher"
     reconstructs: bool = False
+    title = "this method"
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, masking: MaskingStrategy, seed: int = 0) -> None:
         super().__init__()
@@ -180,7 +182,7 @@ class PretrainingMethod(nn.Module):
 
     def reconstruct(self, images: torch.Tensor) -> Reconstruction:
         """Masks, then reconstructs ``images`` ``(B, C, H, W)`` (pixel methods only)."""
-        raise ValueError(f"{type(self).__name__} does not reconstruct pixels; use mae, simmim, mst or lut")
+        raise ValueError(f"{self.title} does not reconstruct pixels; use mae, simmim, mst or lut")
 
 
 class BackboneOnly(nn.Module):

@@ -50,6 +50,8 @@ class IBOT(SelfDistillation):
     teacher's runs on all: the patch centre is their mean); see :meth:`student_patch_index`.
     """
 
+    title = "iBOT"
+
     def __init__(
         self,
         student: Encoder,
@@ -104,6 +106,8 @@ class DINO(SelfDistillation):
     Args:
         loss: an :class:`attmask.losses.DINOLoss`.
     """
+
+    title = "DINO"
 
     def __init__(
         self, student: Encoder, teacher: Encoder, masking: MaskingStrategy, loss: nn.Module, seed: int = 0
