@@ -102,6 +102,18 @@ def test_read_finished_reads_only_the_experiments_own_cells(tmp_path: Path) -> N
     assert finished.pixels == {"metrics": {"knn_top1": 3.0}} and finished.failed == {}
     assert read_finished(folder, plan, inits, pixels=False).pixels is None, "the pixel row switched off"
     assert read_finished(tmp_path / "none", plan, inits, pixels=True).results == {}
+    assert read_finished(tmp_path / "none", plan, inits, pixels=True).empty and not finished.empty
+
+
+def test_report_only_of_a_folder_without_results_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    preset, out = _experiment_file(tmp_path), tmp_path / "mistyped"
+    assert main(["experiment", "masking", "--preset", str(preset), "--out", str(out), "--report-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"attmask experiment: error: {out} holds no finished cell of this experiment; check --out and --preset, "
+        "or run the experiment first (--status lists its cells)"
+    )
+    assert not out.exists(), "no empty report written"
 
 
 def test_stalled_seconds_are_the_time_beyond_the_usual_pace_in_slow_stretches() -> None:

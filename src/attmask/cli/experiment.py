@@ -128,7 +128,13 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         import torch
 
-        experiment.report(experiment.finished(), torch.device("cpu"))
+        finished = experiment.finished()
+        if finished.empty:  # a mistyped --out would get a report of empty tables
+            raise ValueError(
+                f"{args.out} holds no finished cell of this experiment; check --out and --preset, "
+                "or run the experiment first (--status lists its cells)"
+            )
+        experiment.report(finished, torch.device("cpu"))
         print(f"wrote {Path(args.out) / 'results.md'}")
         return 0
     failed = experiment.run()["progress"]["failed"]

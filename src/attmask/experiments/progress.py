@@ -175,6 +175,11 @@ class Finished:
     plan: CellPlan
     failed: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def empty(self) -> bool:
+        """No result on disk at all (a report would be tables of dashes)."""
+        return self.pixels is None and not any(self.inits.values()) and not self.results
+
 
 def read_finished(folder: Path, plan: CellPlan, inits: list[InitCell], pixels: bool) -> Finished:
     """The results stored in ``folder`` (an experiment's ``cells/``) of the cells of ``plan``, the
