@@ -36,7 +36,7 @@ def test_a_cell_another_process_holds_is_skipped_shown_running_and_done_later(
         assert f"skipped, attmask experiment (pid {holder.pid}) is computing it" in text, text
         assert text.count("done in") == 3, "pixels, init, block-wise: the held cell is left to its holder"
         assert "(median of 1 timed cell, on this device); about 0 min of wall time in 2 lanes" in text, text
-        assert text.count("expected time left") == 1, "after block-wise only: a skipped cell brings no news"
+        assert text.count("expected pretraining time left") == 1, "after block-wise only: a skipped cell brings no news"
         assert not (out / "cells" / "attmask_high-s0-d0.5.json").exists()
         report = (out / "results.md").read_text()
         assert "**Partial results: 3 of 4 cells finished.** Left: `attmask_high-s0-d0.5`." in report

@@ -600,7 +600,7 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     assert main(arguments) == 0
     text = capsys.readouterr().out
     assert text.count("done in") == 6, text  # pixels, 2 inits, 3 cells
-    assert re.search(r"expected time left: about \d+ min for 1 cell \(", text), text
+    assert re.search(r"expected pretraining time left: about \d+ min for 1 cell \(", text), text
     assert "random init of dino, seed 0" in text
     first_line = "6 cells in all; pretraining left: 3 cells, not yet timed (known after the first one)"
     assert text.splitlines()[0] == first_line
@@ -618,7 +618,7 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     assert main([*arguments, "--status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines[:3]] == ["pixels", "init-s0", "init-dino-s0"]
-    assert lines[-1] == "left: about 0 min for 0 cells (median of 3 timed cells, on this device)"
+    assert lines[-1] == "pretraining left: about 0 min for 0 cells (median of 3 timed cells, on this device)"
 
 
 def test_curves_figure_marks_where_an_arm_reaches_the_reference(tmp_path) -> None:

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             else:  # only a cell in progress needs its config (its number of epochs)
                 epochs = experiment.pretrain_config(cells[name]).optim.epochs
                 print(f"{state:8s} {name}  ({position.text(epochs)})")
-        print(f"left: {experiment.time_left().text()}")
+        print(f"pretraining left: {experiment.time_left().text()}")
         return 0
     if args.report_only:
         import torch

@@ -251,7 +251,7 @@ class MaskingExperiment:
                 failed[cell.name] = str(error)
                 log(f"{label}: FAILED, going on with the next cell: {error}")
             if computed and (left := self.time_left(computing=True)).pending:  # news after a timed cell only
-                log(f"expected time left: {left.text()}")
+                log(f"expected pretraining time left: {left.text()}")
         return failed
 
     def _cell(

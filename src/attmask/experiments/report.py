@@ -110,7 +110,7 @@ def progress_text(progress: dict[str, Any]) -> list[str]:
     failed = [f"**Failed in this run:** `{name}`: {error}" for name, error in progress.get("failed", {}).items()]
     return [
         f"**Partial results: {progress['done']} of {progress['total']} cells finished.** Left: {left}. "
-        f"Expected time left: {progress['time_left']}. Running the same command again continues the "
+        f"Expected pretraining time left: {progress['time_left']}. Running the same command again continues the "
         "run (a failed cell from its last checkpoint); `--status` lists what is left.",
         "",
         *[line for message in failed for line in (message, "")],
