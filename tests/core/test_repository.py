@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from attmask.core.repository import REPOSITORY, find_file, preset_names
+from attmask.core.repository import REPOSITORY, find_file, portable_path, preset_names
 
 
 def test_repository_holds_the_experiment_presets() -> None:
@@ -38,3 +38,12 @@ def test_preset_names_merge_working_folder_and_repository(tmp_path: Path, monkey
     (tmp_path / "configs" / "experiments" / "other_x.yaml").write_text("{}")
     names = preset_names("configs/experiments", "masking_")
     assert names == sorted({*shipped, "mine"})
+
+
+def test_portable_path_is_relative_inside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """results.json records the preset so that another clone finds it: not /work/main/configs/..."""
+    monkeypatch.chdir(tmp_path)
+    preset = REPOSITORY / "configs" / "fashion_mnist_ibot_attmask_small.yaml"
+    assert portable_path(preset) == "configs/fashion_mnist_ibot_attmask_small.yaml"
+    outside = tmp_path / "mine.yaml"
+    assert portable_path(outside) == str(outside)

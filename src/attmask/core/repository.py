@@ -30,3 +30,12 @@ def preset_names(folder: str | Path, prefix: str) -> list[str]:
         for path in root.glob(f"{prefix}*.yaml")
     }
     return sorted(names)
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` as a results file should record it: relative to :data:`REPOSITORY` when the
+    file lies in it (``configs/x.yaml``, the same on every clone), else as given."""
+    try:
+        return Path(path).resolve().relative_to(REPOSITORY).as_posix()
+    except ValueError:  # outside the checkout: the only name that finds it
+        return str(path)

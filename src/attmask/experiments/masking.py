@@ -31,6 +31,7 @@ from attmask.core.distributed import resolve_device
 from attmask.core.environment import device_name, environment, running_commit
 from attmask.core.files import write_atomic
 from attmask.core.lock import FolderBusyError, file_lock, folder_lock, lock_holder
+from attmask.core.repository import portable_path
 from attmask.engine.data import crop_config
 from attmask.engine.resume import TrainingError
 from attmask.experiments.cells import (
@@ -287,7 +288,7 @@ class MaskingExperiment:
         summary = summarize(self.config, finished.inits, finished.results, finished.plan, finished.pixels)
         summary["environment"] = environment(device)
         summary["experiment"] = asdict(self.config)
-        summary["pretrain_preset"] = str(self.preset)
+        summary["pretrain_preset"] = portable_path(self.preset)
         summary["pretrain_preset_name"] = self.preset.name
         summary["pretrain_shared"] = recipe(shared)
         summary["notes"] = recipe_notes(self.config, shared)
