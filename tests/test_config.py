@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from attmask.config import Config, ConfigError, load_config, save_config, to_dict
+from attmask.core.typed_yaml import dotted_keys
 from attmask.engine.data import crop_config
 from attmask.methods import METHODS, build_method
 
@@ -54,14 +55,44 @@ def test_round_trip_through_yaml(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("override", "meant"),
+    [
+        ("train.epochs=3", "optim.epochs"),  # the same name in another section
+        ("train.batch_size=8", "data.batch_size"),
+        ("train.seeed=1", "train.seed"),  # a typo in its own section
+        ("data.img_size=32", "data.global_size"),
+        ("lr=0.1", "optim.lr"),  # no section
+        ("batch_size_per_gpu=64", "data.batch_size"),  # the original DINO / iBOT names
+        ("masking.pred_ratio=0.3", "masking.ratio"),
+        ("momentum_teacher=0.99", "optim.teacher_momentum"),
+    ],
+)
+def test_an_unknown_key_names_the_key_it_likely_meant(override: str, meant: str) -> None:
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"^unknown config key {key} \(did you mean {meant}\?\); valid keys"):
+        load_config(overrides=[override])
+
+
+def test_no_guess_for_a_key_like_none_and_every_alias_is_a_key() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=["model.unknwn=1"])
+    assert "did you mean" not in str(error.value)
+    keys = set(dotted_keys(Config))
+    assert set(Config.KEY_ALIASES.values()) <= keys and not set(Config.KEY_ALIASES) & keys
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["optim.lrr=1"], "unknown config key optim.lrr; valid keys under optim: epochs, schedule_epochs, lr"),
+        (
+            ["optim.lrr=1"],
+            r"unknown config key optim.lrr \(did you mean optim.lr\?\); valid keys under optim: epochs, ",
+        ),
         (["optim.lr=fast"], "config key optim.lr expects float, got 'fast'"),
         (["model.depth=deep"], "config key model.depth expects int"),
         (["masking.ratio=1.5"], r"masking.ratio must satisfy 0 <= low <= high <= 1"),
         (["masking.strategy=attmask_top"], "unknown masking strategy"),
-        (["bogus.key=1"], "unknown config key bogus"),
+        (["bogus.key=1"], "unknown config key bogus; valid keys: model, head"),
         (["optim"], "must look like section.key=value"),
         (["train.progress=maybe"], "expects bool"),
     ],

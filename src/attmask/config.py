@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -296,6 +296,24 @@ class TrainConfig:
 @dataclass
 class Config:
     """The whole pretraining configuration."""
+
+    #: The original DINO / iBOT scripts' argument names whose key here is spelled otherwise: an
+    #: unknown key names its counterpart (``--set batch_size_per_gpu=64`` -> data.batch_size).
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "batch_size_per_gpu": "data.batch_size",
+        "img_size": "data.global_size",
+        "local_crops_number": "data.num_local",
+        "momentum_teacher": "optim.teacher_momentum",
+        "lambda1": "loss.lambda_cls",
+        "lambda2": "loss.lambda_patch",
+        "pred_ratio": "masking.ratio",
+        "pred_ratio_var": "masking.ratio",
+        "pred_shape": "masking.strategy",
+        "pred_start_epoch": "loss.mim_start_epoch",
+        "use_fp16": "train.precision",
+        "saveckp_freq": "train.keep_every_epochs",
+        "data_path": "data.source",
+    }
 
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)

@@ -233,7 +233,10 @@ def _folder(root: Path, classes: tuple[str, ...]) -> Path:
         (["--data", "UNLABELLED"], "has no class labels"),
         (["--variant", "odd=OTHER"], "variant 'odd'"),
         (["--batch-size", "0"], "config key data.batch_size must be >= 1, got 0"),
-        (["--set", "knn.kz=3"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
+        (
+            ["--set", "knn.kz=3"],
+            "unknown config key knn.kz (did you mean knn.ks?); valid keys under knn: ks, temperature",
+        ),
         (["--set", "knn.ks=[0]"], "config key knn.ks must be one or more counts >= 1"),
         (["--config", "/nonexistent.yaml"], "eval config file not found: /nonexistent.yaml"),
     ],

@@ -62,8 +62,9 @@ def test_yaml_then_overrides_with_coercion(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["knn.kz=1"], "unknown config key knn.kz; valid keys under knn: ks, temperature, features"),
-        (["epochs=3"], "unknown config key epochs; keys are section.key with the sections data, session"),
+        (["knn.kz=1"], "unknown config key knn.kz (did you mean knn.ks?); valid keys under knn: ks, temperature"),
+        (["knn.tau=1"], "unknown config key knn.tau; valid keys under knn: ks, temperature, features"),
+        (["ks=[20]"], "unknown config key ks (did you mean knn.ks?); keys are section.key with the sections data"),
         (["knn.ks=x"], "config key knn.ks expects int, got 'x'"),
         (["knn.features=pixels"], "config key knn.features must be one of cls, gap"),
         (["data.subset=10"], "config key data.subset must be a fraction in (0, 1]"),

@@ -5,6 +5,7 @@ dataclasses from mappings, ``a.b=c`` overrides. Every unknown key or bad value i
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -74,25 +75,68 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return _coerce_scalar(value, hint, key)
 
 
-def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a (nested) mapping, checking every key and type."""
+def dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every leaf key of dataclass ``cls`` as ``section.key`` (``optim.epochs``, ...)."""
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for field in dataclasses.fields(cls):
+        key = f"{prefix}{field.name}"
+        hint = hints[field.name]
+        keys += dotted_keys(hint, f"{key}.") if dataclasses.is_dataclass(hint) else [key]
+    return keys
+
+
+def closest_key(key: str, keys: list[str], aliases: dict[str, str] | None = None) -> str | None:
+    """The key that ``key`` most likely meant: its entry in ``aliases`` (another program's name,
+    e.g. ``batch_size_per_gpu``), a close spelling in its own section (``knn.ks`` for ``knn.k``),
+    the same name in another section (``optim.epochs`` for ``train.epochs``), else the closest
+    spelling of the whole key or of its last name."""
+    section, _, leaf = key.rpartition(".")
+    if leaf in (aliases or {}):
+        return (aliases or {})[leaf]
+    leaves = {k: k.rpartition(".")[2] for k in keys}
+    siblings = [name for k, name in leaves.items() if section and k.rpartition(".")[0] == section]
+    near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
+    if near:
+        return f"{section}.{near[0]}"
+    same_name = [k for k, name in leaves.items() if name == leaf]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    if same_name or close:
+        return (same_name or close)[0]
+    near = difflib.get_close_matches(leaf, list(leaves.values()), n=1, cutoff=0.8)
+    return next((k for k, name in leaves.items() if near and name == near[0]), None)
+
+
+def _unknown_key(cls: type, prefix: str, name: str, root: type) -> ConfigError:
+    key = f"{prefix}.{name}" if prefix else name
+    guess = closest_key(key, dotted_keys(root), getattr(root, "KEY_ALIASES", None))
+    names = ", ".join(f.name for f in dataclasses.fields(cls))
+    return ConfigError(
+        f"unknown config key {key}{f' (did you mean {guess}?)' if guess else ''}; "
+        f"valid keys{' under ' + prefix if prefix else ''}: {names}"
+    )
+
+
+def from_dict(cls: type, values: dict[str, Any], prefix: str = "", root: type | None = None) -> Any:
+    """Build dataclass ``cls`` from a (nested) mapping, checking every key and type.
+
+    ``root`` is the outermost config class (default ``cls``): an unknown key is reported with
+    the key of ``root`` it most likely meant, looked up first in ``root.KEY_ALIASES`` (a
+    ``ClassVar`` mapping other programs' names to keys) when it has one.
+    """
     if not isinstance(values, dict):
         raise ConfigError(f"config section {prefix or 'root'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(
-            f"unknown config key {where}{unknown[0]}; valid keys{' under ' + prefix if prefix else ''}: "
-            f"{', '.join(names)}"
-        )
+        raise _unknown_key(cls, prefix, unknown[0], root or cls)
     kwargs = {}
     for name, value in values.items():
         key = f"{prefix}.{name}" if prefix else name
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = from_dict(hint, value, key)
+            kwargs[name] = from_dict(hint, value, key, root or cls)
         else:
             kwargs[name] = _coerce(value, hint, key)
     try:

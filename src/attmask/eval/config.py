@@ -19,7 +19,15 @@ import yaml
 
 from attmask.config_checks import check_one_subset, check_rules
 from attmask.core.files import write_atomic
-from attmask.core.typed_yaml import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
+from attmask.core.typed_yaml import (
+    ConfigError,
+    apply_overrides,
+    closest_key,
+    dotted_keys,
+    from_dict,
+    read_yaml,
+    to_dict,
+)
 from attmask.eval.classifier import POOLS
 from attmask.eval.davis import PropagationSettings
 from attmask.eval.features import FEATURE_KINDS
@@ -254,7 +262,7 @@ def _section(name: str, hint: type, values: Any) -> Any:
     """Section ``name`` built from its mapping; a check of the section's own class (its
     ``__post_init__``) is reported with the section's name."""
     try:
-        return from_dict(hint, values, name)
+        return from_dict(hint, values, name, EvalConfig)
     except ConfigError as error:
         message = str(error)
         if f"{name}." in message or message.startswith("config section"):
@@ -273,8 +281,10 @@ def load_eval_config(path: str | Path | None = None, overrides: Sequence[str] = 
     hints = typing.get_type_hints(EvalConfig)
     unknown = sorted(set(values) - set(hints))
     if unknown:
+        guess = closest_key(unknown[0], dotted_keys(EvalConfig))
         raise ConfigError(
-            f"unknown config key {unknown[0]}; keys are section.key with the sections "
+            f"unknown config key {unknown[0]}{f' (did you mean {guess}?)' if guess else ''}; "
+            "keys are section.key with the sections "
             f"{', '.join(hints)}, e.g. knn.ks=[20]"
         )
     config = EvalConfig(**{name: _section(name, hints[name], section) for name, section in values.items()})
