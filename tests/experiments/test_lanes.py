@@ -81,3 +81,4 @@ def test_estimate_text_gives_the_wall_time_of_several_lanes() -> None:
         "about 14 h 00 min for 17 cells (median of 3 timed cells, none on this device); "
         "about 7 h 00 min of wall time in 2 lanes"
     )
+    assert Estimate(0.0, 0, 15).text() == "none, every cell is finished"  # not "about 0 min for 0 cells"

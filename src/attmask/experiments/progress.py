@@ -51,8 +51,11 @@ class Estimate:
 
     def text(self) -> str:
         """E.g. ``about 14 h 05 min for 17 cells (median of 3 timed cells, on this device)``, with
-        ``; about 7 h 03 min of wall time in 2 lanes`` when several processes compute cells."""
+        ``; about 7 h 03 min of wall time in 2 lanes`` when several processes compute cells;
+        ``none, every cell is finished`` when no cell is left."""
         cells = f"{self.pending} cell{'s' if self.pending != 1 else ''}"
+        if self.pending == 0:
+            return "none, every cell is finished"
         if self.seconds is None:
             return f"{cells}, not yet timed (known after the first one)"
         where = "on this device" if self.this_device else "none on this device"
