@@ -24,6 +24,7 @@ FLOORS = {
     "data": 1,
     "config": 2,
     "config_checks": 2,
+    "config_sections": 2,
     "models": 3,
     "heads": 4,
     "methods": 5,
@@ -35,7 +36,7 @@ FLOORS = {
     "cli": 9,
 }
 #: Modules that form one unit (may import each other).
-UNITS = {"config_checks": "config"}
+UNITS = {"config_checks": "config", "config_sections": "config"}
 #: Packages allowed to import lazily (inside functions).
 LAZY = {"cli"}
 
