@@ -618,7 +618,7 @@ def test_cli_runs_extra_tables_with_gap_features(tmp_path, capsys) -> None:
     assert main([*arguments, "--status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines[:3]] == ["pixels", "init-s0", "init-dino-s0"]
-    assert lines[-1] == "pretraining left: about 0 min for 0 cells (median of 3 timed cells, on this device)"
+    assert lines[-1] == "pretraining left: none, every cell is finished"
 
 
 def test_curves_figure_marks_where_an_arm_reaches_the_reference(tmp_path) -> None:
