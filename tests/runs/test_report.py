@@ -69,6 +69,8 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
     from attmask.runs.report import CAPTIONS
 
     assert all(html.escape(caption) in page for caption in CAPTIONS.values())  # a sentence under every figure
+    assert html.escape("the total, the [CLS] term L_[CLS], the masked-patch term L_MIM.") in page  # iBOT's terms
+    assert "grey lines: the same architecture at random initialisation (dashed) and the raw pixels (dotted)" in page
     for name in ("losses.png", "schedules.png", "monitors.png", "knn.png"):
         with Image.open(run / "report" / name) as image:
             assert image.size[0] >= 400 and image.size[1] >= 300
@@ -89,6 +91,20 @@ def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructio
     from attmask.runs.report import _loss_keys
 
     assert _loss_keys(read_log(run)) == ["loss", "loss_bc", "loss_mae"]
+    assert "the total, LUT&#x27;s broader-context term L_BC, the pixel loss on hidden patches (MAE)." in page
+
+
+def test_captions_name_only_what_the_figures_draw() -> None:
+    """A DINO run logs no loss term and a run without ``train.knn_baseline`` no reference line:
+    the captions do not describe curves that are not there (they named iBOT's terms for every run)."""
+    from attmask.runs.report import knn_caption, losses_caption
+
+    dino = [{"step": 1, "loss": 2.0}, {"epoch": 0, "knn_top1": 70.0}]
+    assert losses_caption(dino) == "Training loss at every logged step: the total."
+    assert "grey" not in knn_caption(dino)
+    assert losses_caption([{"step": 1, "loss": 2.0, "loss_new": 1.0}]).endswith("the total, loss_new.")
+    pixels_only = [*dino, {"epoch": 0, "knn_pixels_top1": 80.0}]
+    assert knn_caption(pixels_only).endswith("; grey lines: the raw pixels (dotted).")
 
 
 def test_report_without_a_log_is_one_line(tmp_path: Path, capsys) -> None:

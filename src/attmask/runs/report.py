@@ -37,16 +37,44 @@ PANELS = {
 }
 #: A sentence under each figure saying what it shows.
 CAPTIONS = {
-    "losses": "Training losses at every logged step (iBOT: total, [CLS] term L_[CLS] and masked-patch term L_MIM).",
     "schedules": "Per-step schedules: the learning rate actually used (lr x global batch / 256), weight decay, "
     "EMA momentum of the teacher and the teacher temperature.",
     "monitors": "Collapse monitors: a teacher entropy near log K (uniform targets) or a batch entropy near 0 "
     "(one prototype for every image) means collapse; the mask fraction is the share of hidden patches.",
-    "knn": "Weighted k-NN top-1 of the teacher's features on the monitor's bank and queries, against training "
-    "images seen; grey lines: the same architecture at random initialisation (dashed) and the raw pixels (dotted).",
     "figures": "The evaluated backbone's last-block [CLS] attention on fixed images, and the masks each "
     "strategy draws from it.",
 }
+
+#: What each logged loss term is, for the losses caption (a term not listed is named by its key).
+LOSS_TERMS = {
+    "loss_cls": "the [CLS] term L_[CLS]",
+    "loss_patch": "the masked-patch term L_MIM",
+    "loss_mae": "the pixel loss on hidden patches (MAE)",
+    "loss_simmim": "the pixel loss on hidden patches (SimMIM)",
+    "loss_bc": "LUT's broader-context term L_BC",
+}
+#: The k-NN figure's grey reference lines: (log key, line style, what it is).
+KNN_REFERENCES = (
+    ("knn_random_init_top1", "dashed", "the same architecture at random initialisation"),
+    ("knn_pixels_top1", "dotted", "the raw pixels"),
+)
+
+
+def losses_caption(records: list[dict]) -> str:
+    """Names the curves the losses figure draws: the total, then each term the run logged
+    (none for DINO, [CLS] and MIM terms for iBOT, ...)."""
+    terms = [LOSS_TERMS.get(key, key) for key in _loss_keys(records)[1:]]
+    return "Training loss at every logged step: the total" + (f", {', '.join(terms)}." if terms else ".")
+
+
+def knn_caption(records: list[dict]) -> str:
+    """Names the reference lines only when the run logged them (``train.knn_baseline``)."""
+    lines = [f"{what} ({style})" for key, style, what in KNN_REFERENCES if any(key in r for r in records)]
+    text = (
+        "Weighted k-NN top-1 of the evaluated backbone's features on the monitor's bank and queries, "
+        "against training images seen"
+    )
+    return text + (f"; grey lines: {' and '.join(lines)}." if lines else ".")
 
 
 def _embed(path: Path) -> str:
@@ -109,13 +137,14 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
     out = run_dir / "report"
     sections = [f"<h1>Pretraining run {html.escape(str(run_dir))}</h1><p>{html.escape(_summary(records))}</p>"]
     panels_by_file = dict(PANELS, **{"losses.png": [("loss", _loss_keys(records))]})
+    captions = dict(CAPTIONS, losses=losses_caption(records), knn=knn_caption(records))
     for name, panels in panels_by_file.items():
         path = plot_panels(records, panels, out / name)
         if path is not None:
-            sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}<p>{html.escape(CAPTIONS[name[:-4]])}</p>")
+            sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}<p>{html.escape(captions[name[:-4]])}</p>")
     knn = plot_knn(records, out / "knn.png")
     if knn is not None:
-        sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}<p>{html.escape(CAPTIONS['knn'])}</p>")
+        sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}<p>{html.escape(captions['knn'])}</p>")
     if figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file():
         which, drawn = _figures(run_dir, out, num_images)
         sections.append(
