@@ -46,7 +46,7 @@ def test_sample_images_one_per_class_and_safe_names() -> None:
         sample_images("digits", 0)
 
 
-def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
+def test_report_of_a_real_run(tmp_path: Path, capsys, monkeypatch) -> None:
     run = tmp_path / "run"
     monitored_trainer(
         tiny_config(
@@ -57,7 +57,17 @@ def test_report_of_a_real_run(tmp_path: Path, capsys) -> None:
         ),
         run,
     ).fit()
+    import attmask.viz.curves as curves
+
+    knn_calls: list[str | None] = []
+
+    def plot_knn(records, path, backbone=None):
+        knn_calls.append(backbone)
+        return curves.plot_knn(records, path, backbone)
+
+    monkeypatch.setattr("attmask.runs.report.plot_knn", plot_knn)
     assert main(["report", str(run), "--num-images", "2"]) == 0
+    assert knn_calls == ["teacher"]  # the k-NN legend names the backbone the figures were drawn from
     page = (run / "report" / "index.html").read_text()
     assert capsys.readouterr().out.startswith("wrote")
     for title in ("losses", "schedules", "monitors", "k-NN accuracy", "attention and masks (teacher)", "config"):
@@ -92,6 +102,24 @@ def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructio
 
     assert _loss_keys(read_log(run)) == ["loss", "loss_bc", "loss_mae"]
     assert "the total, LUT&#x27;s broader-context term L_BC, the pixel loss on hidden patches (MAE)." in page
+
+
+def test_knn_legend_names_the_evaluated_backbone_only_when_known(tmp_path: Path, monkeypatch) -> None:
+    """An MAE run's monitor evaluates its encoder: the legend said "teacher [CLS]" for every run."""
+    import attmask.viz.curves as curves
+
+    legends: list[list[str]] = []
+    save = curves.save_figure
+
+    def keep_labels(figure, path, dpi=110):
+        legends.append(figure.axes[0].get_legend_handles_labels()[1])
+        return save(figure, path, dpi)
+
+    monkeypatch.setattr(curves, "save_figure", keep_labels)
+    records = [{"epoch": 0, "images_seen": 640, "knn_top1": 60.0, "knn_gap_top1": 61.0, "knn_pixels_top1": 70.0}]
+    curves.plot_knn(records, tmp_path / "a.png", backbone="encoder")
+    curves.plot_knn(records, tmp_path / "b.png")
+    assert legends == [["encoder [CLS]", "encoder GAP", "raw pixels 70.00%"], ["[CLS]", "GAP", "raw pixels 70.00%"]]
 
 
 def test_captions_name_only_what_the_figures_draw() -> None:

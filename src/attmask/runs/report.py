@@ -103,6 +103,13 @@ def _figures(run_dir: Path, out: Path, num_images: int) -> tuple[str, list[Path]
     return name, paths + ([reconstruction] if reconstruction else [])
 
 
+def _figure_section(run_dir: Path, out: Path, num_images: int) -> tuple[str, str]:
+    """The evaluated backbone's name (``teacher``, ``encoder``) and the HTML of its figures."""
+    which, drawn = _figures(run_dir, out, num_images)
+    section = f"<h2>attention and masks ({which})</h2><p>{html.escape(CAPTIONS['figures'])}</p>"
+    return which, section + "".join(_embed(p) for p in drawn)
+
+
 def _summary(records: list[dict]) -> str:
     steps = [r for r in records if "loss" in r and "step" in r]
     epochs = [r for r in records if r.get("epoch_done")]
@@ -142,15 +149,12 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
         path = plot_panels(records, panels, out / name)
         if path is not None:
             sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}<p>{html.escape(captions[name[:-4]])}</p>")
-    knn = plot_knn(records, out / "knn.png")
+    drawn = figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file()
+    which, figure_section = _figure_section(run_dir, out, num_images) if drawn else (None, "")
+    knn = plot_knn(records, out / "knn.png", backbone=which)  # which backbone, known from the checkpoint
     if knn is not None:
         sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}<p>{html.escape(captions['knn'])}</p>")
-    if figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file():
-        which, drawn = _figures(run_dir, out, num_images)
-        sections.append(
-            f"<h2>attention and masks ({which})</h2><p>{html.escape(CAPTIONS['figures'])}</p>"
-            + "".join(_embed(p) for p in drawn)
-        )
+    sections += [figure_section] if figure_section else []
     if (run_dir / "config.yaml").is_file():
         sections.append(f"<h2>config</h2><pre>{html.escape((run_dir / 'config.yaml').read_text())}</pre>")
     last = next((r for r in reversed(records) if "loss" in r), {})

@@ -48,14 +48,18 @@ def plot_panels(
 
 
 #: The k-NN curves (feature: log key) and the levels drawn as horizontal lines.
-KNN_CURVES = {"teacher [CLS]": "knn_top1", "teacher GAP": "knn_gap_top1", "teacher [CLS]+GAP": "knn_clsgap_top1"}
+KNN_CURVES = {"[CLS]": "knn_top1", "GAP": "knn_gap_top1", "[CLS]+GAP": "knn_clsgap_top1"}
 KNN_LEVELS = {"random init [CLS]": "knn_random_init_top1", "raw pixels": "knn_pixels_top1"}
 
 
-def plot_knn(records: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+def plot_knn(records: Sequence[dict[str, Any]], path: str | Path, backbone: str | None = None) -> Path | None:
     """Weighted k-NN top-1 against images seen (thousands), with the random-init and raw-pixel
-    levels of the same bank and queries as dashed lines; None when the run logged no k-NN."""
-    curves = {label: series(records, key, "images_seen") for label, key in KNN_CURVES.items()}
+    levels of the same bank and queries as dashed lines; None when the run logged no k-NN.
+    ``backbone`` (``teacher``, ``encoder``) prefixes the curves' labels when it is known."""
+    curves = {
+        f"{backbone} {feature}" if backbone else feature: series(records, key, "images_seen")
+        for feature, key in KNN_CURVES.items()
+    }
     curves = {label: points for label, points in curves.items() if points[0]}
     if not curves:
         return None
