@@ -55,9 +55,9 @@ def export_format(out: str, chosen: str | None) -> str:
     Raises:
         ValueError: no ``--format`` and a suffix that names none (one line with the choices).
     """
-    suffix = Path(out).suffix.lower()
     if chosen is not None:
         return chosen
+    suffix = Path(out).suffix.lower()
     if suffix in FORMAT_OF_SUFFIX:
         return FORMAT_OF_SUFFIX[suffix]
     hint = "--format mmseg for mmsegmentation" if suffix == ".pth" else "--format hf for a Hugging Face folder"

@@ -17,7 +17,7 @@ import yaml
 from attmask.engine.logging import read_log
 from attmask.models.checkpoints import load_backbone
 from attmask.runs.figures import run_reconstruction
-from attmask.viz.curves import plot_knn, plot_panels
+from attmask.viz.curves import KNN_LEVELS, plot_knn, plot_panels
 from attmask.viz.figures import draw_figures, sample_images
 
 PANELS = {
@@ -53,11 +53,6 @@ LOSS_TERMS = {
     "loss_simmim": "the pixel loss on hidden patches (SimMIM)",
     "loss_bc": "LUT's broader-context term L_BC",
 }
-#: The k-NN figure's grey reference lines: (log key, line style, what it is).
-KNN_REFERENCES = (
-    ("knn_random_init_top1", "dashed", "the same architecture at random initialisation"),
-    ("knn_pixels_top1", "dotted", "the raw pixels"),
-)
 
 
 def losses_caption(records: list[dict]) -> str:
@@ -69,7 +64,7 @@ def losses_caption(records: list[dict]) -> str:
 
 def knn_caption(records: list[dict]) -> str:
     """Names the reference lines only when the run logged them (``train.knn_baseline``)."""
-    lines = [f"{what} ({style})" for key, style, what in KNN_REFERENCES if any(key in r for r in records)]
+    lines = [f"{what} ({style})" for _, key, style, what in KNN_LEVELS if any(key in r for r in records)]
     text = (
         "Weighted k-NN top-1 of the evaluated backbone's features on the monitor's bank and queries, "
         "against training images seen"

@@ -47,9 +47,13 @@ def plot_panels(
     return save_figure(figure, path, dpi=100)
 
 
-#: The k-NN curves (feature: log key) and the levels drawn as horizontal lines.
+#: The k-NN curves (feature: log key).
 KNN_CURVES = {"[CLS]": "knn_top1", "GAP": "knn_gap_top1", "[CLS]+GAP": "knn_clsgap_top1"}
-KNN_LEVELS = {"random init [CLS]": "knn_random_init_top1", "raw pixels": "knn_pixels_top1"}
+#: The levels drawn as grey horizontal lines: (legend label, log key, line style, what the line is).
+KNN_LEVELS = (
+    ("random init [CLS]", "knn_random_init_top1", "dashed", "the same architecture at random initialisation"),
+    ("raw pixels", "knn_pixels_top1", "dotted", "the raw pixels"),
+)
 
 
 def plot_knn(records: Sequence[dict[str, Any]], path: str | Path, backbone: str | None = None) -> Path | None:
@@ -66,7 +70,7 @@ def plot_knn(records: Sequence[dict[str, Any]], path: str | Path, backbone: str 
     figure, axis = plt.subplots(figsize=(6.4, 3.6))
     for label, (xs, ys) in curves.items():
         axis.plot([x / 1000 for x in xs], ys, marker="o", markersize=4, label=label)
-    for (label, key), style in zip(KNN_LEVELS.items(), ("--", ":")):
+    for label, key, style, _ in KNN_LEVELS:
         values = [r[key] for r in records if isinstance(r.get(key), (int, float))]
         if values:
             axis.axhline(values[-1], linestyle=style, color="grey", label=f"{label} {values[-1]:.2f}%")
