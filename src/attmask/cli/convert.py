@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from attmask.cli.options import add_set_option
 from attmask.config import load_config
 
 
@@ -33,14 +34,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
         help="the original checkpoint.pth (main_dino / main_ibot / main_attmask), or a sharded checkpoint.dcp",
     )
     parser.add_argument("--config", help="YAML preset of the same architecture and method (ibot or dino)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set model.arch=vit_small (repeatable)",
-    )
+    add_set_option(parser, "config value", "model.arch=vit_small")
     parser.add_argument("--out", required=True, help="new run folder")
 
 

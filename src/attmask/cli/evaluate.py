@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from attmask.cli import eval_protocols
-from attmask.cli.pretrain import field_docs
+from attmask.cli.options import add_set_option, field_docs
 from attmask.core.distributed import init_distributed, shutdown
 from attmask.core.files import write_atomic
 from attmask.eval.config import CHOICES, RULES, EvalConfig, load_eval_config, save_eval_config, sections_of
@@ -117,14 +117,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="evaluation config YAML (sections as listed below), e.g. "
         "configs/eval/quick.yaml or a <name>.config.yaml written by an earlier run",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set knn.ks=[20] (repeatable)",
-    )
+    add_set_option(parser, "config key", "knn.ks=[20]")
     parser.add_argument("--subset", type=parse_subset, help=argparse.SUPPRESS)
 
 

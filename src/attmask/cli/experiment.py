@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from attmask.cli.options import add_set_option
 from attmask.core.repository import find_file, preset_names
 
 PRESET_FOLDER = "configs/experiments"
@@ -41,14 +42,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     masking.add_argument("--data", help="data set name or labelled image folder (sets data.source)")
     masking.add_argument("--data-dir", help="folder holding a built-in data set's files (sets data.data_dir)")
     masking.add_argument("--seeds", type=int, nargs="+", help="seeds of the main table (default: the preset's)")
-    masking.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override an experiment key, e.g. --set eval.linear_epochs=50 (repeatable)",
-    )
+    add_set_option(masking, "experiment key", "eval.linear_epochs=50")
     masking.add_argument(
         "--pretrain-set",
         dest="pretrain_overrides",

@@ -9,6 +9,7 @@ import textwrap
 import typing
 from contextlib import nullcontext
 
+from attmask.cli.options import add_set_option, field_docs
 from attmask.config import FIDELITIES, Config, load_config
 from attmask.config_checks import RULES
 from attmask.data.augment import MULTICROP_PRESETS
@@ -39,28 +40,6 @@ def _accepted(key: str) -> str:
     if key in CHOICES:
         return "one of " + ", ".join(CHOICES[key])
     return _RANGES.get(key, "")
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field: description}`` from the ``Attributes:`` section of a config dataclass's docstring
-    (``name: text`` lines and their indented continuations; ``a, b: text`` documents both)."""
-    docs: dict[str, str] = {}
-    lines = (cls.__doc__ or "").splitlines()
-    if not any(line.strip() == "Attributes:" for line in lines):
-        return docs
-    start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:") + 1
-    names: list[str] = []
-    for line in lines[start:]:
-        text = line.strip()
-        head, sep, rest = text.partition(": ")
-        if sep and all(part.strip().isidentifier() for part in head.split(",")):
-            names = [part.strip() for part in head.split(",")]
-            for name in names:
-                docs[name] = rest
-        elif text and names:
-            for name in names:
-                docs[name] += " " + text
-    return docs
 
 
 def _config_reference(cls: type = Config, prefix: str = "") -> list[str]:
@@ -111,14 +90,7 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument(
         "--out", help="run folder (created; resumed when it has a checkpoint); required unless --data-bench"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)",
-    )
+    add_set_option(parser, "config key", "optim.lr=1e-3")
     parser.add_argument(
         "--allow-config-change",
         action="store_true",
