@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from attmask.cli.main import main
+from attmask.engine.logging import read_log
 from attmask.viz.curves import plot_panels, series
 from attmask.viz.figures import sample_images
 from tests.engine.tiny import TINY_MAE, monitored_trainer, tiny_config
@@ -85,6 +86,9 @@ def test_report_of_a_real_run(tmp_path: Path, capsys, monkeypatch) -> None:
         with Image.open(run / "report" / name) as image:
             assert image.size[0] >= 400 and image.size[1] >= 300
     assert len(list((run / "report" / "figures").glob("*.png"))) == 4
+    assert [r["knn_backbone"] for r in read_log(run) if "knn_top1" in r] == ["teacher", "teacher"]
+    assert main(["report", str(run), "--no-figures"]) == 0
+    assert knn_calls[-1] == "teacher", "without figures: the backbone the monitor logged"
 
 
 def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructions(tmp_path: Path) -> None:
@@ -97,7 +101,6 @@ def test_report_of_a_pixel_method_shows_its_loss_terms_encoder_and_reconstructio
     assert "<h2>attention and masks (encoder)</h2>" in page
     assert (run / "report" / "figures" / "reconstruction.png").is_file()
     assert page.count("data:image/png;base64,") == 3 + 2 * 2 + 1  # no k-NN panel; + reconstructions
-    from attmask.engine.logging import read_log
     from attmask.runs.report import _loss_keys
 
     assert _loss_keys(read_log(run)) == ["loss", "loss_bc", "loss_mae"]

@@ -78,10 +78,11 @@ class KNNMonitor:
         return "validation" if self.config.data.val_images > 0 else "test"
 
     def on_epoch_end(self, event: EpochEnd) -> dict[str, float]:
-        """``knn_*`` of the evaluated branch when due ."""
+        """``knn_*`` of the evaluated branch when due, and ``knn_backbone`` (``teacher`` or
+        ``encoder``): which backbone that was, for reports drawn without loading the checkpoint."""
         if not self.due(event.epoch):
             return {}
-        return self.evaluate(event.method.eval_backbone, prefix="knn")
+        return {**self.evaluate(event.method.eval_backbone, prefix="knn"), "knn_backbone": event.method.eval_name}
 
     def on_train_end(self, event: EpochEnd) -> dict[str, float]:
         """With ``train.knn_baseline``: random-init and raw-pixel k-NN on the same bank and queries."""

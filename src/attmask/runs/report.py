@@ -146,7 +146,8 @@ def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True)
             sections.append(f"<h2>{name[:-4]}</h2>{_embed(path)}<p>{html.escape(captions[name[:-4]])}</p>")
     drawn = figures and (run_dir / "checkpoint.pth").is_file() and (run_dir / "config.yaml").is_file()
     which, figure_section = _figure_section(run_dir, out, num_images) if drawn else (None, "")
-    knn = plot_knn(records, out / "knn.png", backbone=which)  # which backbone, known from the checkpoint
+    logged = next((r["knn_backbone"] for r in reversed(records) if "knn_backbone" in r), None)
+    knn = plot_knn(records, out / "knn.png", backbone=which or logged)  # the checkpoint's, else the log's
     if knn is not None:
         sections.append(f"<h2>k-NN accuracy</h2>{_embed(knn)}<p>{html.escape(captions['knn'])}</p>")
     sections += [figure_section] if figure_section else []
