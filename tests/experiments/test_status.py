@@ -12,7 +12,7 @@ import pytest
 
 from attmask.cli.main import main
 from attmask.experiments import ExperimentConfig, plan_cells
-from attmask.experiments.config import Cell
+from attmask.experiments.plan import Cell
 from attmask.experiments.progress import InitCell, read_finished
 from attmask.experiments.report import stalled_text
 from attmask.experiments.run_log import Position, duration_text, logged_position, stalled_seconds

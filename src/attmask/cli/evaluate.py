@@ -28,7 +28,8 @@ from attmask.cli import eval_protocols
 from attmask.cli.options import add_set_option, field_docs
 from attmask.core.distributed import init_distributed, shutdown
 from attmask.core.files import write_atomic
-from attmask.eval.config import CHOICES, RULES, EvalConfig, load_eval_config, save_eval_config, sections_of
+from attmask.eval.config import EvalConfig, load_eval_config, save_eval_config, sections_of
+from attmask.eval.config_checks import CHOICES, RULES
 from attmask.eval.session import EvalSession
 from attmask.models.checkpoints import load_backbone, pretraining_data
 

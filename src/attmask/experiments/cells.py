@@ -34,7 +34,8 @@ from attmask.eval.fewshot import few_shot_knn
 from attmask.eval.knn import weighted_knn
 from attmask.eval.knn_monitor import KNNMonitor
 from attmask.eval.linear import LinearProbeConfig, linear_probe_on_features
-from attmask.experiments.config import Cell, EvalSpec
+from attmask.experiments.config import EvalSpec
+from attmask.experiments.plan import Cell
 from attmask.experiments.run_log import json_records, stalled_seconds
 from attmask.methods import build_method
 from attmask.runs.monitors import build_monitors

@@ -43,8 +43,9 @@ from attmask.experiments.cells import (
     pretrain_and_evaluate,
     settings_key,
 )
-from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, plan_cells, table_specs
+from attmask.experiments.config import ExperimentConfig
 from attmask.experiments.figures import draw_experiment_figures
+from attmask.experiments.plan import Cell, CellPlan, plan_cells, table_specs
 from attmask.experiments.progress import (
     PIXELS,
     CellSelection,

@@ -12,7 +12,7 @@ from typing import Any
 
 from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.lock import lock_holder
-from attmask.experiments.config import Cell, CellPlan
+from attmask.experiments.plan import Cell, CellPlan
 from attmask.experiments.run_log import duration_text
 
 

@@ -11,7 +11,8 @@ from scipy import stats as scipy_stats
 
 from attmask.config import Config
 from attmask.engine.data import crop_config
-from attmask.experiments.config import Cell, CellPlan, ExperimentConfig, arm_notes, main_fraction, table_specs
+from attmask.experiments.config import ExperimentConfig, arm_notes
+from attmask.experiments.plan import Cell, CellPlan, main_fraction, table_specs
 
 #: How feature kinds are named in column titles.
 KIND_LABEL = {"cls": "[CLS]", "gap": "GAP", "cls+gap": "[CLS]+GAP"}
