@@ -18,16 +18,10 @@ from attmask.config import ConfigError, load_config
 from attmask.engine.logging import read_log
 from attmask.engine.trainer import Trainer
 from attmask.experiments import ARMS, Cell, ExperimentConfig, load_experiment, plan_cells
-from attmask.experiments.cells import (
-    Evaluator,
-    cached_result,
-    evaluate_features,
-    evaluate_pixels,
-    initial_backbone,
-    standardize,
-)
+from attmask.experiments.cells import Evaluator, evaluate_features, evaluate_pixels, initial_backbone, standardize
 from attmask.experiments.config import EvalSpec, TableSpec, arm_notes
 from attmask.experiments.report import data_text, main_table_markdown, progress_text
+from attmask.experiments.stored import cached_result
 from attmask.experiments.summary import stats, summarize
 from tests.engine.tiny import TINY, tiny_config
 
@@ -182,7 +176,7 @@ def test_cached_result_computes_once_and_refuses_other_settings(tmp_path) -> Non
 
 
 def test_result_changes_ignore_only_how_a_cell_ran() -> None:
-    from attmask.experiments.cells import result_changes
+    from attmask.experiments.stored import result_changes
 
     stored = {"train": {"num_threads": 2, "seed": 0, "knn_k": 20}, "data": {"data_dir": "/a", "num_workers": 1}}
     moved = {"train": {"num_threads": 1, "seed": 0, "knn_k": 20}, "data": {"data_dir": "/b", "num_workers": 0}}
@@ -452,7 +446,7 @@ def test_gap_columns_read_the_nested_metrics() -> None:
 
 
 def test_settings_key_of_the_first_run_is_unchanged_by_the_features_setting() -> None:
-    from attmask.experiments.cells import settings_key
+    from attmask.experiments.stored import settings_key
 
     config = tiny_config()
     assert "features" not in settings_key(config, EvalSpec())["eval"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,16 +17,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from attmask.config import Config, ConfigError, to_dict
+from attmask.config import Config
 from attmask.core.checkpoint import CHECKPOINT_NAME
 from attmask.core.environment import device_name, loader_workers, running_commit
-from attmask.core.files import write_atomic
-from attmask.core.typed_yaml import flatten
 from attmask.data.augment import eval_transform
 from attmask.data.splits import LabelledSplits, labelled_splits
 from attmask.engine.data import crop_config
 from attmask.engine.logging import LOG_NAME, read_log
-from attmask.engine.resume import MACHINE_KEYS
 from attmask.engine.trainer import Trainer
 from attmask.eval.features import extract_features, flattened_images
 from attmask.eval.fewshot import few_shot_knn
@@ -252,55 +248,3 @@ def evaluate_initial(config: Config, evaluator: Evaluator) -> dict[str, Any]:
         "device": device_name(evaluator.device),
         "commit": running_commit(),
     }
-
-
-def settings_key(config: Config, spec: EvalSpec) -> dict[str, Any]:
-    """Everything a cell's result depends on: the pretraining config and the eval settings.
-
-    ``eval.features`` is left out while it is the default ``[cls]``, so results stored before
-    that setting existed (the first CPU run) stay valid.
-    """
-    evaluation = asdict(spec)
-    if evaluation["features"] == ["cls"]:
-        del evaluation["features"]
-    return {**to_dict(config), "eval": evaluation}
-
-
-#: Settings a stored cell may differ in and still be read: where and how it ran (threads, loader
-#: workers, device, data folder, logging, checkpoint frequency), not what it trained or measured.
-#: So an experiment can move to another machine, or run two ``--cells`` selections side by side
-#: on one thread each, without recomputing what is done.
-MACHINE_SETTINGS = MACHINE_KEYS | {"eval.num_workers"}
-
-
-def result_changes(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    """Dotted keys (sorted) whose values differ between two settings dicts, a key missing on one
-    side included, apart from :data:`MACHINE_SETTINGS`."""
-    old, new = flatten(previous), flatten(settings)
-    return sorted(k for k in set(old) | set(new) if k not in MACHINE_SETTINGS and old.get(k, ...) != new.get(k, ...))
-
-
-def cached_result(
-    path: Path, settings: dict[str, Any], compute: Callable[[], dict[str, Any]]
-) -> tuple[dict[str, Any], bool]:
-    """``(result, computed)``: the stored result at ``path`` if it was made with ``settings`` (up to
-    :data:`MACHINE_SETTINGS`), else ``compute()`` written there atomically together with the settings.
-
-    Raises:
-        ConfigError: ``path`` holds a result of other settings.
-    """
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-        except ValueError:
-            raise ConfigError(f"{path} is not valid JSON; delete it to recompute that cell") from None
-        changed = result_changes(stored.get("settings", {}), settings)
-        if changed:
-            raise ConfigError(
-                f"{path} was computed with other settings (changed: {', '.join(changed)}); "
-                "use a new --out folder or delete that file to recompute it"
-            )
-        return stored, False
-    result = {**compute(), "settings": settings}
-    write_atomic(path, lambda stream: stream.write(json.dumps(result, indent=1).encode()))
-    return result, True

@@ -36,12 +36,10 @@ from attmask.engine.data import crop_config
 from attmask.engine.resume import TrainingError
 from attmask.experiments.cells import (
     Evaluator,
-    cached_result,
     evaluate_initial,
     evaluate_pixels,
     pixel_settings,
     pretrain_and_evaluate,
-    settings_key,
 )
 from attmask.experiments.config import ExperimentConfig
 from attmask.experiments.figures import draw_experiment_figures
@@ -61,6 +59,7 @@ from attmask.experiments.progress import (
 )
 from attmask.experiments.report import write_markdown
 from attmask.experiments.run_log import logged_position
+from attmask.experiments.stored import cached_result, settings_key
 from attmask.experiments.summary import recipe, recipe_notes, summarize
 
 
