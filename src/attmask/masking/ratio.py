@@ -12,6 +12,8 @@ move a product that should be an integer just below it.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 Ratio = float | torch.Tensor
@@ -24,10 +26,10 @@ def grid_shape(grid: Grid) -> tuple[int, int]:
     Raises:
         ValueError: if a side is not a positive integer.
     """
-    height, width = (grid, grid) if isinstance(grid, int) else tuple(grid)
-    if int(height) != height or int(width) != width or height < 1 or width < 1:
+    sides = [grid, grid] if isinstance(grid, numbers.Real) else list(grid) if isinstance(grid, (tuple, list)) else []
+    if len(sides) != 2 or not all(isinstance(side, numbers.Real) and side >= 1 and int(side) == side for side in sides):
         raise ValueError(f"patch grid must be positive integers (height, width), got {grid!r}")
-    return int(height), int(width)
+    return int(sides[0]), int(sides[1])
 
 
 def ratio_tensor(ratio: Ratio, batch_size: int, name: str = "ratio") -> torch.Tensor:
