@@ -51,3 +51,29 @@ def test_architecture_mismatch_is_one_clear_error(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"another architecture \(model.arch: 'vit_small' vs 'vit_tiny'\)"):
         check_compatible(saved, wanted, tmp_path)
     check_compatible(saved, saved, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train": {"method": "dino"}}, r"holds a checkpoint of method 'ibot'; resume it with --config"),
+        ({"recon": {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 4}},
+         r"holds a checkpoint with recon.decoder_dim=32, not 64; resume it with --config"),
+        ({"lut": {"hidden_dim": 32, "out_dim": 8}}, r"holds a checkpoint with lut.out_dim=16, not 8"),
+        ({"model": {"arch": "vit_tiny", "patch_size": 16, "drop_path_rate": 0.1}}, None),  # regularisation may change
+    ],
+)  # fmt: skip
+def test_method_decoder_and_projector_changes_are_refused_and_drop_path_is_not(tmp_path, change, message) -> None:
+    saved = {
+        "model": {"arch": "vit_tiny", "patch_size": 16, "drop_path_rate": 0.0},
+        "head": {},
+        "recon": {"decoder_dim": 32, "decoder_depth": 2, "decoder_heads": 4},
+        "lut": {"hidden_dim": 32, "out_dim": 16},
+        "train": {"method": "ibot"},
+    }
+    wanted = {**saved, **change}
+    if message is None:
+        check_compatible(saved, wanted, tmp_path / "checkpoint.pth")
+        return
+    with pytest.raises(ValueError, match=message):
+        check_compatible(saved, wanted, tmp_path / "checkpoint.pth")

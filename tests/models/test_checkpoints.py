@@ -201,3 +201,16 @@ def test_inferred_kwargs_and_heads_check() -> None:
     assert vit_kwargs_from_state_dict(state, num_heads=1) == KWARGS
     with pytest.raises(ValueError, match="not divisible by num_heads 3"):
         vit_kwargs_from_state_dict(state, num_heads=3)
+
+
+def test_shapes_that_fit_no_vit_and_a_wrong_branch_name_are_one_line(tmp_path: Path) -> None:
+    state = _vit(0).state_dict()
+    odd = {**state, "blocks.1.mlp.fc1.weight": torch.zeros(100, 64)}  # hidden width differs from block 0's
+    torch.save(odd, tmp_path / "odd.pth")
+    with pytest.raises(ValueError, match=r"odd.pth does not fit the inferred ViT: size mismatch for blocks.1.mlp.fc1"):
+        load_backbone(tmp_path / "odd.pth", num_heads=1)
+    with pytest.raises(ValueError, match=r"pos_embed holds 16 tokens, not 1 \+ a square"):
+        vit_kwargs_from_state_dict({**state, "pos_embed": torch.zeros(1, 16, 64)}, num_heads=1)
+    torch.save(state, tmp_path / "plain.pth")
+    with pytest.raises(ValueError, match=r"which must be 'teacher' or 'student', got 'ema'"):
+        load_backbone(tmp_path / "plain.pth", "ema")
