@@ -43,7 +43,7 @@ LAZY = {"cli"}
 
 def _package(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "attmask"
+    return parts[1] if len(parts) > 1 and parts[1] != "__init__" else "attmask"
 
 
 def _target(path: Path, node: ast.ImportFrom | ast.Import) -> list[str]:
@@ -84,8 +84,13 @@ def violations() -> list[str]:
         for target, line, lazy in _imports(path):
             where = f"{path.relative_to(SRC.parent)}:{line} imports {target}"
             wanted = _package(target)
-            if source == "attmask":
-                continue  # the package's own __init__
+            if source == "attmask":  # the root __init__ (the version) sits below every floor
+                problems.append(
+                    f"{where}: attmask/__init__.py imports nothing of attmask (every package may import it)"
+                )
+                continue
+            if wanted == "attmask":
+                continue  # the root __init__: below every floor
             if wanted not in FLOORS:
                 problems.append(f"{where}: package {wanted!r} has no floor in tests/test_layers.py")
                 continue
@@ -113,6 +118,7 @@ def test_imports_only_go_down() -> None:
         ("eval/bad.py", "from attmask.viz import figures\n", "goes up or sideways"),
         ("core/bad.py", "def f():\n    from attmask.core import files\n", "inside a function"),
         ("masking/bad.py", "from ..losses import center\n", "goes up or sideways"),
+        ("__init__.py", "from attmask.core import files\n", "imports nothing of attmask"),
     ],
 )
 def test_the_walker_catches_a_bad_import(tmp_path, monkeypatch, source: str, text: str, expected: str) -> None:

@@ -22,7 +22,7 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH")
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["pretrian"], [], ["experiment", "masking", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["pretrian"], [], ["experiment", "masking", "--help"]])
 def test_help_and_argument_errors_do_not_import_torch(argv) -> None:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
@@ -34,6 +34,14 @@ def test_help_and_argument_errors_do_not_import_torch(argv) -> None:
     assert done.stdout.strip().splitlines()[-1] == "NO-TORCH", done.stdout + done.stderr
     if argv == ["--help"]:
         assert all(name in done.stdout for name in SUBCOMMANDS)
+    if argv == ["--version"]:  # the installed versions, from metadata
+        import importlib.metadata
+
+        import attmask
+
+        torch_version = importlib.metadata.version("torch")
+        assert attmask.__version__ == importlib.metadata.version("attmask")
+        assert done.stdout.startswith(f"attmask {attmask.__version__} (torch {torch_version}, python 3."), done.stdout
     if argv[:1] == ["experiment"]:  # the presets shipped in configs/experiments/, read from there
         help_text = " ".join(done.stdout.split())
         for path in (REPO_ROOT / "configs" / "experiments").glob("masking_*.yaml"):

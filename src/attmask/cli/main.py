@@ -10,9 +10,11 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
+from attmask import __version__
 from attmask.core.stop import TrainingStopped
 
 #: subcommand -> (module under attmask.cli, one line for ``attmask --help``). A module is imported
@@ -40,6 +42,17 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(f"attmask.cli.{SUBCOMMANDS[name][0]}")
 
 
+def version_line() -> str:
+    """``attmask 0.1.0 (torch 2.5.1, python 3.11.7)``, read from the installed packages' metadata
+    (importing torch would take seconds)."""
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"attmask {__version__} (torch {torch_version}, python {python})"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s own arguments are built (every other subcommand is
     listed with its one line)."""
@@ -47,6 +60,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="attmask", description="Attention-guided masked image modeling (AttMask) for Vision Transformers."
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=version_line(), help="show the versions and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary) in SUBCOMMANDS.items():
         if name == command:
