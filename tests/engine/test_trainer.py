@@ -80,6 +80,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch) -> None:
     Trainer(tiny_config(*overrides), tmp_path / "resumed").fit()
     resumed = losses_by_step(read_log(tmp_path / "resumed"))
     assert resumed == expected
+    starts = [r["step"] for r in read_log(tmp_path / "resumed") if r.get("process_start")]
+    assert starts == [0, 4], "each process logs where it started, with its versions and device"
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, monkeypatch) -> None:

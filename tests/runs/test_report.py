@@ -77,6 +77,11 @@ def test_report_of_a_real_run(tmp_path: Path, capsys, monkeypatch) -> None:
     assert "random init" in page and "finished epochs" in page
     assert f"<h1>Pretraining run {run}</h1>" in page  # the folder as given, not "Run run"
     assert "4 optimizer steps (" in page and "min of training" in page and "images seen" in page
+    started = [r for r in read_log(run) if r.get("process_start")]
+    assert len(started) == 1 and started[0]["step"] == 0 and started[0]["world_size"] == 1
+    assert set(started[0]["versions"]) == {"attmask", "torch", "timm", "python"} and started[0]["commit"]
+    assert f"Ran with attmask {started[0]['versions']['attmask']}, torch " in page
+    assert f"1 process on {html.escape(started[0]['device'])}.</p>" in page
     from attmask.runs.report import CAPTIONS
 
     assert all(html.escape(caption) in page for caption in CAPTIONS.values())  # a sentence under every figure

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from attmask import __version__
+
 
 def git_commit(where: str | Path | None = None) -> str:
     """Short hash of ``HEAD`` of the repository holding ``where`` (default: this package),
@@ -104,12 +106,17 @@ def loader_workers(requested: int, key: str = "data.num_workers") -> int:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """``{date, commit, device, versions}`` of this process."""
+    """``{date, commit, device, versions}`` of this process (versions of attmask, torch, timm, Python)."""
     import timm
 
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "device": device_name(device),
-        "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()},
+        "versions": {
+            "attmask": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "python": platform.python_version(),
+        },
     }

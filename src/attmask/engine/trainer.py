@@ -27,6 +27,7 @@ from attmask.core.callbacks import Callback, EpochEnd
 from attmask.core.checkpoint import FORMAT
 from attmask.core.dcp import latest_checkpoint, tidy_sharded
 from attmask.core.distributed import DistributedContext, all_reduce_mean, barrier, init_distributed
+from attmask.core.environment import environment
 from attmask.core.stop import StopSignal, TrainingStopped
 from attmask.data.resumable import mix_seed
 from attmask.engine.data import (
@@ -114,6 +115,9 @@ class Trainer:
             self.logger.close()
             return finished
         summary: dict[str, float] = {}
+        if self.ctx.is_main:  # what this segment of the run ran on: versions, commit, device
+            where = {"step": self.progress.global_step, "process_start": True, "world_size": self.ctx.world_size}
+            self.logger.log({**where, **environment(self.device)})
         with self._stop:
             self._catch_up_epoch_end()
             for epoch in range(self.progress.epoch, self.config.optim.epochs):

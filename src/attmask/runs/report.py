@@ -123,7 +123,23 @@ def _summary(records: list[dict]) -> str:
         baseline = [r for r in records if key in r]
         if baseline:
             parts.append(f"{label} {baseline[-1][key]:.2f}%")
-    return ", ".join(parts)
+    return ", ".join(parts) + _software(records)
+
+
+def _software(records: list[dict]) -> str:
+    """``. Ran on ...`` from the processes' start records: each distinct (versions, commit,
+    device, processes), oldest first (a run resumed elsewhere names both)."""
+    seen: list[str] = []
+    for record in (r for r in records if r.get("process_start")):
+        versions, processes = record.get("versions", {}), record.get("world_size", 1)
+        text = (
+            f"attmask {versions.get('attmask', '?')}, torch {versions.get('torch', '?')} (commit "
+            f"{record.get('commit', '?')}), {processes} process{'es' if processes > 1 else ''} "
+            f"on {record.get('device', '?')}"
+        )
+        if text not in seen:
+            seen.append(text)
+    return f". Ran with {'; then '.join(seen)}." if seen else ""
 
 
 def build_report(run_dir: str | Path, num_images: int = 4, figures: bool = True) -> Path:
