@@ -68,6 +68,8 @@ def test_knn_matches_the_library_and_uses_the_cache(run_dir: Path, tmp_path: Pat
     assert result["results"]["20"]["top1"] == pytest.approx(_direct_knn(run_dir))
     assert result["session"]["which"] == "teacher" and result["session"]["data"] == "digits"
     assert list(result["results"]) == ["20", "200"]
+    assert set(result["versions"]) == {"attmask", "torch", "timm", "python"} and result["commit"] and result["date"]
+    assert result["device"].startswith("cpu (") and result["world_size"] == 1  # the processor, not just "cpu"
     assert out.startswith("weighted 20-NN top-1") and len(out.splitlines()) == 1
     cached = sorted(cache.iterdir())
     assert len(cached) == 2  # train and test features

@@ -22,11 +22,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from attmask.cli import eval_protocols
 from attmask.cli.options import add_set_option, field_docs
 from attmask.core.distributed import init_distributed, shutdown
+from attmask.core.environment import environment
 from attmask.core.files import write_atomic
 from attmask.eval.config import EvalConfig, load_eval_config, save_eval_config, sections_of
 from attmask.eval.config_checks import CHOICES, RULES
@@ -221,8 +220,7 @@ def run(args: argparse.Namespace) -> int:
             **outcome.record,
             "session": session.describe(),
             "seconds": time.perf_counter() - start,
-            "torch": torch.__version__,
-            "device": str(ctx.device),
+            **environment(ctx.device),  # date, commit, device (processor or GPU), versions
             "world_size": ctx.world_size,
         }
         out = Path(args.out) if args.out else _default_out(args)
