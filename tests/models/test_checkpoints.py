@@ -11,6 +11,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+import attmask
 from attmask.models import VisionTransformer
 from attmask.models.checkpoints import load_backbone, read_checkpoint, vit_kwargs_from_state_dict
 from attmask.models.export import export_backbone
@@ -135,6 +136,7 @@ def test_export_round_trip_into_timm(tmp_path: Path) -> None:
         model, KWARGS, tmp_path / "out" / "backbone.safetensors", source={"checkpoint": "x"}
     )
     info = json.loads(sidecar.read_text())
+    assert info["source"] == {"checkpoint": "x"} and info["attmask_version"] == attmask.__version__
     timm_model = timm.create_model(info["timm_model"], pretrained=False, **info["timm_kwargs"]).eval()
     timm_model.load_state_dict(load_file(str(weights)), strict=True)
     images = _images()
