@@ -6,7 +6,6 @@ import argparse
 import importlib
 import os
 import select
-import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from attmask import __version__
+from attmask.cli.argument_checks import check_checkpoint_option, check_order
 from attmask.core.stop import TrainingStopped
 
 #: subcommand -> (module under attmask.cli, one line for ``attmask --help``). A module is imported
@@ -70,37 +70,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def subcommand_action(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
-    """``parser``'s subcommands (names -> parsers in ``.choices``, their word in ``.metavar``)."""
-    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-
-
-def check_order(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Exit with one line when an option comes before a command's second word
-    (``attmask eval --checkpoint C knn``): argparse would call the option's value an invalid
-    protocol, naming neither the mistake nor the fix.
-
-    Raises:
-        SystemExit: 2, after the command's usage and ``attmask CMD: error: ...`` (argparse's form).
-    """
-    command = next((item for item in argv if not item.startswith("-")), None)
-    top = subcommand_action(parser)
-    if command not in SUBCOMMANDS or top is None or command not in top.choices:
-        return
-    inner = subcommand_action(top.choices[command])
-    rest = argv[argv.index(command) + 1 :]
-    if inner is None or not rest or not rest[0].startswith("-") or rest[0] in ("-h", "--help"):
-        return
-    kind = str(inner.metavar).lower()
-    word = next((item for item in rest if item in inner.choices), None)
-    if word is None:
-        fix = f"name the {kind} first ({', '.join(inner.choices)}), then its options"
-    else:
-        moved = [word, *rest[: rest.index(word)], *rest[rest.index(word) + 1 :]]
-        fix = f"the {kind} comes first, then its options: {shlex.join(['attmask', command, *moved])}"
-    top.choices[command].error(fix)
-
-
 #: Exit code of a command whose output's reader went away (128 + SIGPIPE, as a shell reports it).
 SIGPIPE_EXIT = 141
 
@@ -110,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((item for item in argv if not item.startswith("-")), None)
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
-    check_order(parser, argv)
+    check_order(parser, argv, SUBCOMMANDS)
+    check_checkpoint_option(parser, argv, SUBCOMMANDS)
     args = parser.parse_args(argv)
     formatter = warnings.formatwarning
     if not args.debug:  # --debug keeps Python's form (file, line and source line)
