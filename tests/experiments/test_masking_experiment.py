@@ -733,3 +733,23 @@ def test_cells_option_splits_an_experiment_across_folders(tmp_path, capsys) -> N
     report = (out / "results.md").read_text()
     assert "Partial results" not in report
     assert "| AttMask-High | 1 |" in report and "| Random init (no pretraining) | 1 |" in report
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.linear_epochs=-5", "eval.linear_epochs must be >= 1, got -5"),
+        ("eval.temperature=0", "eval.temperature must be > 0, got 0.0"),
+        ("eval.shots=[0, 5]", r"eval.shots must be counts >= 1 of images per class, e.g. \[1, 5\], got \[0, 5\]"),
+        ("eval.knn_k=0", "eval.knn_k must be >= 1, got 0"),
+        ("eval.train_per_class=-1", "eval.train_per_class must be >= 0 images per class"),
+        ("eval.batch_size=0", "eval.batch_size must be >= 1, got 0"),
+    ],
+)
+def test_evaluation_settings_out_of_range_fail_when_the_experiment_is_read(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    """Before: a negative linear_epochs or a zero temperature passed, and the first cell failed
+    after its whole pretraining."""
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(_experiment_file(tmp_path), [override])

@@ -7,10 +7,13 @@ differ only in which tokens the student does not see.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from attmask.config import ConfigError, apply_overrides, from_dict, read_yaml
+from attmask.config_checks import check_rules
 from attmask.core.repository import find_file
 
 #: The arms of AttMask Table 1: ``name -> (label, masking strategy, ratio range)``.
@@ -66,6 +69,21 @@ class EvalSpec:
     batch_size: int = 256
     num_workers: int = 1
     features: list[str] = field(default_factory=lambda: ["cls"])
+
+
+#: (dotted key, accepted(value), the accepted range in words) of the evaluation settings, checked
+#: when the experiment is read: a value the evaluation would refuse fails before hours of pretraining.
+EVAL_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("eval.train_per_class", lambda v: v >= 0, ">= 0 images per class (0 = all)"),
+    ("eval.knn_k", lambda v: v >= 1, ">= 1"),
+    ("eval.temperature", lambda v: v > 0, "> 0"),
+    ("eval.shots", lambda v: all(nu >= 1 for nu in v), "counts >= 1 of images per class, e.g. [1, 5]"),
+    ("eval.fewshot_repeats", lambda v: v >= 1, ">= 1"),
+    ("eval.linear_epochs", lambda v: v >= 1, ">= 1"),
+    ("eval.linear_lr", lambda v: v > 0, "> 0"),
+    ("eval.batch_size", lambda v: v >= 1, ">= 1"),
+    ("eval.num_workers", lambda v: v >= 0, ">= 0"),
+)
 
 
 @dataclass
@@ -158,8 +176,7 @@ class ExperimentConfig:
             raise ConfigError(f"fractions must lie in (0, 1], got {bad[0]}")
         if self.fraction_seeds < 1:
             raise ConfigError(f"fraction_seeds must be >= 1, got {self.fraction_seeds}")
-        if self.eval.train_per_class < 0 or self.eval.knn_k < 1 or self.eval.fewshot_repeats < 1:
-            raise ConfigError("eval needs train_per_class >= 0, knn_k >= 1 and fewshot_repeats >= 1")
+        check_rules(self, EVAL_RULES)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
