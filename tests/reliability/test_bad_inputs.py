@@ -334,13 +334,15 @@ def test_nan_before_the_first_checkpoint_says_none_was_written(tmp_path, capsys)
     assert "no checkpoint was written yet" in _one_line(capsys)
 
 
-def test_a_cut_off_log_line_is_repaired_on_resume_and_named_when_read(tmp_path, capsys) -> None:
+def test_a_cut_off_log_line_is_skipped_when_read_and_repaired_on_resume(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["pretrain", "--out", str(run), *_sets()]) == 0
+    complete = read_log(run)
     with (run / "log.jsonl").open("a") as stream:
         stream.write('{"epoch": 0, "step": 9, "loss": 1.')
-    with pytest.raises(ValueError, match=r"log.jsonl line \d+ is not valid JSON"):
-        read_log(run)
+    assert read_log(run) == complete, "a line being written (or cut off) is not a record yet"
+    assert main(["report", str(run), "--no-figures"]) == 0  # beside a running or killed run
+    capsys.readouterr()
     assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2")]) == 2  # a longer schedule: refused
     assert "optim.epochs 1 -> 2" in _one_line(capsys)
     assert main(["pretrain", "--out", str(run), *_sets("optim.epochs=2"), "--allow-config-change"]) == 0
@@ -348,7 +350,17 @@ def test_a_cut_off_log_line_is_repaired_on_resume_and_named_when_read(tmp_path, 
     resumed = next(r for r in rows if "resumed_from" in r)
     assert any("partial last line" in note for note in resumed["repairs"])
     assert resumed["config_changed"] == "optim.epochs 1 -> 2"
+    assert (run / "log.jsonl").read_text().endswith("\n") and '"loss": 1.\n' not in (run / "log.jsonl").read_text()
     assert "epochs: 2" in (run / "config.yaml").read_text()
+
+
+def test_a_damaged_log_line_before_the_last_is_named_when_read(tmp_path) -> None:
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"log.jsonl line 2 is not valid JSON .*delete or repair that line"):
+        read_log(tmp_path)
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\n{"step": 2, "lo\n')  # ended by its newline: damage
+    with pytest.raises(ValueError, match=r"line 2 is not valid JSON"):
+        read_log(tmp_path)
 
 
 def test_the_trainer_refuses_crops_the_patches_do_not_tile_before_building(tmp_path) -> None:

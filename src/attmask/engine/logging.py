@@ -94,22 +94,29 @@ class CollapseWatch:
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """All records of a run's JSONL log.
 
+    A last line without its newline that is not JSON yet (the run is writing it, or was killed
+    while it did) is not a record: a report or a status read beside a running or killed run shows
+    the rows written so far; resuming the run removes that line from the file.
+
     Raises:
-        ValueError: a line that is not JSON, naming the file and the line (a resumed run repairs
-            a partial last line itself; other damage is the user's to fix).
+        ValueError: another line that is not JSON, naming the file and the line (damage the user
+            must repair).
     """
     path = Path(run_dir) / LOG_NAME
     if not path.is_file():
         return []
+    text = path.read_text()
+    lines = text.splitlines()
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
+            if number == len(lines) and not text.endswith("\n"):
+                break  # being written, or cut off
             raise ValueError(
-                f"{path} line {number} is not valid JSON ({error.msg}); delete or repair that "
-                "line (a cut-off last line is repaired by resuming the run)"
+                f"{path} line {number} is not valid JSON ({error.msg}); delete or repair that line"
             ) from None
     return records
