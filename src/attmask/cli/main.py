@@ -9,11 +9,10 @@ import select
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from attmask import __version__
+import attmask
 from attmask.cli.argument_checks import check_checkpoint_option, check_order
 from attmask.core.stop import TrainingStopped
 
@@ -45,12 +44,26 @@ def command_module(name: str) -> ModuleType:
 def version_line() -> str:
     """``attmask 0.1.0 (torch 2.5.1, python 3.11.7)``, read from the installed packages' metadata
     (importing torch would take seconds)."""
+    from importlib import metadata  # only for --version: importing it costs about 35 ms of start-up
+
     try:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch_version = "not installed"
     python = ".".join(str(part) for part in sys.version_info[:3])
-    return f"attmask {__version__} (torch {torch_version}, python {python})"
+    return f"attmask {attmask.__version__} (torch {torch_version}, python {python})"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: prints :func:`version_line` and exits; computed only when asked, not each
+    time the parser is built (argparse's own ``version`` action takes the text up front)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: object, values: object, option: str | None = None):
+        print(version_line())  # on stdout, as argparse's version action prints
+        parser.exit()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -60,7 +73,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="attmask", description="Attention-guided masked image modeling (AttMask) for Vision Transformers."
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--version", action="version", version=version_line(), help="show the versions and exit")
+    parser.add_argument("--version", action=VersionAction, help="show the versions and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary) in SUBCOMMANDS.items():
         if name == command:

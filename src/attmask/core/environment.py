@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from attmask import __version__
+import attmask
 
 
 def git_commit(where: str | Path | None = None) -> str:
@@ -114,7 +114,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "commit": git_commit(),
         "device": device_name(device),
         "versions": {
-            "attmask": __version__,
+            "attmask": attmask.__version__,
             "torch": torch.__version__,
             "timm": timm.__version__,
             "python": platform.python_version(),

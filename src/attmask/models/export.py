@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from attmask import __version__
+import attmask
 from attmask.core.files import write_atomic
 from attmask.models.convert import to_timm_state_dict
 
@@ -40,7 +40,7 @@ def export_info(kwargs: dict[str, Any], source: dict[str, Any] | None = None) ->
         "timm_model": _TIMM_NAMES.get(int(kwargs["embed_dim"]), "vit_base_patch16_224"),
         "timm_kwargs": timm_kwargs,
         "source": source or {},
-        "attmask_version": __version__,
+        "attmask_version": attmask.__version__,
     }
     if stem_channels:
         info["embed_layer"] = {"class": "attmask.models.conv_stem.ConvStemPatchEmbed", "stem_channels": stem_channels}
