@@ -15,6 +15,18 @@ def subcommand_action(parser: argparse.ArgumentParser) -> argparse._SubParsersAc
     return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
 
+def _command(
+    parser: argparse.ArgumentParser, argv: list[str], commands: Collection[str]
+) -> tuple[str, argparse._SubParsersAction] | None:
+    """The command ``argv`` names (its first bare word) and the top-level subcommands action that
+    holds its parser; None when the first bare word is no command."""
+    command = next((item for item in argv if not item.startswith("-")), None)
+    top = subcommand_action(parser)
+    if command not in commands or top is None or command not in top.choices:
+        return None
+    return command, top
+
+
 def check_order(parser: argparse.ArgumentParser, argv: list[str], commands: Collection[str]) -> None:
     """Exit with one line when an option comes before a command's second word
     (``attmask eval --checkpoint C knn``): argparse would call the option's value an invalid
@@ -23,10 +35,10 @@ def check_order(parser: argparse.ArgumentParser, argv: list[str], commands: Coll
     Raises:
         SystemExit: 2, after the command's usage and ``attmask CMD: error: ...`` (argparse's form).
     """
-    command = next((item for item in argv if not item.startswith("-")), None)
-    top = subcommand_action(parser)
-    if command not in commands or top is None or command not in top.choices:
+    found = _command(parser, argv, commands)
+    if found is None:
         return
+    command, top = found
     inner = subcommand_action(top.choices[command])
     rest = argv[argv.index(command) + 1 :]
     if inner is None or not rest or not rest[0].startswith("-") or rest[0] in ("-h", "--help"):
@@ -46,10 +58,10 @@ def _leaf(
 ) -> tuple[argparse.ArgumentParser, int] | None:
     """The parser of the command (and of its second word, ``eval knn``) and the index in ``argv``
     after those words; None when the command line names no command."""
-    command = next((item for item in argv if not item.startswith("-")), None)
-    top = subcommand_action(parser)
-    if command not in commands or top is None or command not in top.choices:
+    found = _command(parser, argv, commands)
+    if found is None:
         return None
+    command, top = found
     leaf, end = top.choices[command], argv.index(command) + 1
     inner = subcommand_action(leaf)
     if inner is not None:
