@@ -15,6 +15,16 @@ from attmask.core.typed_yaml import ConfigError
 
 Rule = tuple[str, Callable[[Any], bool], str]
 
+#: The two ways of training on part of a data set, the same keys in pretraining and evaluation.
+SUBSET_RULES: tuple[Rule, ...] = (
+    (
+        "data.subset",
+        lambda v: 0 < v <= 1,
+        "a fraction in (0, 1] (1 = all images); for a count of images per class use data.per_class",
+    ),
+    ("data.per_class", lambda v: v >= 1, ">= 1 images per class"),
+)
+
 #: (dotted key, accepted(value), the accepted range in words). None values (defaults) are skipped.
 RULES: tuple[Rule, ...] = (
     ("model.patch_size", lambda v: v >= 1, ">= 1"),
@@ -37,12 +47,7 @@ RULES: tuple[Rule, ...] = (
     ("loss.lambda_cls", lambda v: v >= 0, ">= 0"),
     ("loss.lambda_patch", lambda v: v >= 0, ">= 0"),
     ("loss.mim_start_epoch", lambda v: v >= 0, ">= 0"),
-    (
-        "data.subset",
-        lambda v: 0 < v <= 1,
-        "a fraction in (0, 1] (1 = all images); for a count of images per class use data.per_class",
-    ),
-    ("data.per_class", lambda v: v >= 1, ">= 1 images per class"),
+    *SUBSET_RULES,
     ("data.batch_size", lambda v: v >= 1, ">= 1"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
     ("data.val_images", lambda v: v >= 0, ">= 0 (0 = no validation hold-out)"),

@@ -4,10 +4,10 @@ accepts (the machinery of pretraining's :mod:`attmask.config_checks`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from attmask.config_checks import check_one_subset, check_rules
+from attmask.config_checks import SUBSET_RULES, Rule, check_one_subset, check_rules
 from attmask.eval.classifier import POOLS
 from attmask.eval.features import FEATURE_KINDS
 
@@ -29,13 +29,8 @@ def _counts(values: Sequence[float]) -> bool:
 
 
 #: (dotted key, accepted(value), the accepted range in words). None values (defaults) are skipped.
-RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    (
-        "data.subset",
-        lambda v: 0 < v <= 1,
-        "a fraction in (0, 1] (1 = all images); for a count of images per class use data.per_class",
-    ),
-    ("data.per_class", lambda v: v >= 1, ">= 1 images per class"),
+RULES: tuple[Rule, ...] = (
+    *SUBSET_RULES,
     ("data.img_size", lambda v: v >= 1, ">= 1 pixels (or null for the model's)"),
     ("data.batch_size", lambda v: v >= 1, ">= 1"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),

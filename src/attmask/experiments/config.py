@@ -7,13 +7,11 @@ differ only in which tokens the student does not see.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from attmask.config import ConfigError, apply_overrides, from_dict, read_yaml
-from attmask.config_checks import check_rules
+from attmask.config_checks import Rule, check_rules
 from attmask.core.repository import find_file
 
 #: The arms of AttMask Table 1: ``name -> (label, masking strategy, ratio range)``.
@@ -73,7 +71,7 @@ class EvalSpec:
 
 #: (dotted key, accepted(value), the accepted range in words) of the evaluation settings, checked
 #: when the experiment is read: a value the evaluation would refuse fails before hours of pretraining.
-EVAL_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+EVAL_RULES: tuple[Rule, ...] = (
     ("eval.train_per_class", lambda v: v >= 0, ">= 0 images per class (0 = all)"),
     ("eval.knn_k", lambda v: v >= 1, ">= 1"),
     ("eval.temperature", lambda v: v > 0, "> 0"),
