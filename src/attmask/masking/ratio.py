@@ -26,7 +26,11 @@ def grid_shape(grid: Grid) -> tuple[int, int]:
     Raises:
         ValueError: if a side is not a positive integer.
     """
-    sides = [grid, grid] if isinstance(grid, numbers.Real) else list(grid) if isinstance(grid, (tuple, list)) else []
+    sides: list = []
+    if isinstance(grid, numbers.Real):  # numpy integers too
+        sides = [grid, grid]
+    elif isinstance(grid, (tuple, list)):
+        sides = list(grid)
     if len(sides) != 2 or not all(isinstance(side, numbers.Real) and side >= 1 and int(side) == side for side in sides):
         raise ValueError(f"patch grid must be positive integers (height, width), got {grid!r}")
     return int(sides[0]), int(sides[1])
